@@ -1,0 +1,72 @@
+"""The proposer seam: what a proposer is shown and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Shot:
+    """One program shown in a prompt.
+
+    Attributes:
+        program_id: its id in the database.
+        source: its module source; the evolved function is named `function_name` (e.g. `agent`).
+        score: its held-out selection score (higher is better).
+        diagnostics: a short text about its evaluation (parameters at bounds, per-split scores, errors).
+    """
+
+    program_id: int
+    source: str
+    score: float
+    diagnostics: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptContext:
+    """Everything a proposer needs to write the next candidate.
+
+    Attributes:
+        island_id: the island the shots come from.
+        function_name: the evolved function, e.g. "agent".
+        shots: programs sorted by ascending score (best last); version i is `shots[i]`.
+        text: the rendered prompt in versioned best-shot form, ending at the header of
+            `{function_name}_v{next_version}`.
+        next_version: the version number the proposer must write; `engine.prompts` is the only
+            place that chooses it, and the parser reads it from here.
+        primitives: expressions the task allows as wrappers, e.g. ("jnp.exp", "jax.nn.sigmoid").
+        seed: a seed for proposers that draw random numbers, so that runs are reproducible.
+    """
+
+    island_id: int
+    function_name: str
+    shots: tuple[Shot, ...]
+    text: str
+    next_version: int
+    primitives: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A proposed candidate: module source defining `function_name`, or an error when none could be made."""
+
+    source: str
+    proposer: str
+    tokens: int = 0
+    cost_usd: float = 0.0
+    error: str = ""
+
+
+class Proposer(Protocol):
+    """Writes the next candidate from a prompt.
+
+    A minimal implementation that proposes the best shot unchanged:
+
+        class Echo:
+            async def propose(self, context: PromptContext) -> Proposal:
+                return Proposal(source=context.shots[-1].source, proposer="echo")
+    """
+
+    async def propose(self, context: PromptContext) -> Proposal: ...

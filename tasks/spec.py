@@ -1,0 +1,225 @@
+"""Loads and validates task.yaml: the one description of a task that the engine reads.
+
+A task is a folder holding `task.yaml`, the seed model, a scoring module, a data module and a README:
+
+    name: bandit
+    version: 1                       # bump whenever scoring changes; scores of different versions never mix
+    summary: Cognitive model of choices in two-armed bandits.
+    evolve: seed.py:agent            # the function the proposer rewrites
+    score: score.py:score            # score(candidate, train, heldout, seed) -> {"score": ..., ...}
+    data: data.py:load               # load(**data_options) -> {"train": .., "selection": .., "test": ..}
+    limits: {timeout_s: 60, memory_mb: 4096}
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tasks.errors import TaskSpecError
+
+__all__ = ["TaskSpec", "TaskLimits", "load_task", "data_hash", "FileFunction"]
+
+SPLITS = ("train", "selection", "test")
+
+
+class TaskLimits(BaseModel):
+    """Resource limits for each candidate of this task, enforced by the sandbox."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    timeout_s: float = Field(60.0, gt=0)
+    memory_mb: int = Field(4096, gt=64)
+    max_processes: int = Field(64, ge=1)
+    max_file_mb: int = Field(64, ge=1)
+
+
+class Baseline(BaseModel):
+    """A literature model scored through the same path as candidates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    file: str
+    description: str = ""
+    kind: Literal["candidate", "ceiling"] = "candidate"
+
+
+class TaskFile(BaseModel):
+    """The schema of task.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]*$")
+    version: int = Field(ge=1)
+    summary: str
+    reference: str = ""
+    evolve: str
+    score: str
+    data: str
+    data_options: dict[str, Any] = Field(default_factory=dict)
+    seed_score: float | None = None
+    seed_score_tolerance: float = 0.02
+    limits: TaskLimits = Field(default_factory=TaskLimits)
+    allowed_imports: tuple[str, ...] = ("math", "numpy", "jax", "optax")
+    primitives: tuple[str, ...] = ()
+    description: str = ""
+    baselines: dict[str, Baseline] = Field(default_factory=dict)
+    verify: str | None = None
+    defaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class FileFunction(BaseModel):
+    """A `file.py:function` reference inside a task folder, resolved to an absolute path."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    function: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.function}"
+
+    def load(self) -> Any:
+        """Imports the file as a module and returns the function."""
+        module = import_task_module(self.path)
+        return getattr(module, self.function)
+
+
+class TaskSpec(BaseModel):
+    """A validated task: task.yaml's fields plus resolved paths."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    folder: Path
+    yaml_path: Path
+    file: TaskFile
+    evolve: FileFunction
+    score: FileFunction
+    data: FileFunction
+    seed_source: str
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    @property
+    def version(self) -> int:
+        return self.file.version
+
+    @property
+    def function_name(self) -> str:
+        return self.evolve.function
+
+    def load_splits(self, **overrides: Any) -> dict[str, Any]:
+        """Returns {"train": .., "selection": .., "test": ..} from the task's data module."""
+        options = {**self.file.data_options, **overrides}
+        splits = self.data.load()(**options)
+        missing = [s for s in SPLITS if s not in splits]
+        if missing:
+            raise TaskSpecError(
+                f"{self.data}: returned splits {sorted(splits)}; expected {list(SPLITS)} (missing {missing})."
+            )
+        return splits
+
+    def baseline_sources(self) -> dict[str, str]:
+        """Returns baseline name -> module source, read from the task folder."""
+        sources = {}
+        for name, baseline in self.file.baselines.items():
+            path = self.folder / baseline.file
+            if not path.is_file():
+                raise TaskSpecError(f"{self.yaml_path}: baseline '{name}' names {baseline.file}, which does not exist.")
+            sources[name] = path.read_text()
+        return sources
+
+
+def import_task_module(path: Path) -> types.ModuleType:
+    """Imports a task's python file by path under a stable module name (tasks_<folder>_<stem>)."""
+    path = Path(path).resolve()
+    module_name = f"_task_{path.parent.name}_{path.stem}".replace("-", "_")
+    if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise TaskSpecError(f"cannot import {path}: not a python file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _resolve(folder: Path, yaml_path: Path, field: str, reference: str) -> FileFunction:
+    if reference.count(":") != 1:
+        raise TaskSpecError(f"{yaml_path}: {field} = '{reference}'; expected 'file.py:function'.")
+    file_name, function = reference.split(":")
+    path = (folder / file_name).resolve()
+    if not path.is_file():
+        raise TaskSpecError(f"{yaml_path}: {field} = '{reference}', but {path} does not exist.")
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if function not in names:
+        raise TaskSpecError(
+            f"{yaml_path}: {field} = '{reference}', but {file_name} has no function '{function}'. "
+            f"Found: {', '.join(names) or 'no functions'}."
+        )
+    return FileFunction(path=path, function=function)
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Reads and validates a task.yaml (or a task folder holding one).
+
+    Raises:
+        TaskSpecError: with the file, the field and what to do, for every malformed input.
+    """
+    yaml_path = Path(path)
+    if yaml_path.is_dir():
+        yaml_path = yaml_path / "task.yaml"
+    if not yaml_path.is_file():
+        raise TaskSpecError(f"{yaml_path}: no such task file. Pass a task.yaml, e.g. tasks/bandit/task.yaml.")
+    try:
+        raw = yaml.safe_load(yaml_path.read_text())
+    except yaml.YAMLError as error:
+        raise TaskSpecError(f"{yaml_path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise TaskSpecError(f"{yaml_path}: expected a mapping of task fields, found {type(raw).__name__}.")
+    try:
+        task_file = TaskFile.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise TaskSpecError(f"{yaml_path}: {problems}") from None
+    folder = yaml_path.parent.resolve()
+    evolve = _resolve(folder, yaml_path, "evolve", task_file.evolve)
+    return TaskSpec(
+        folder=folder,
+        yaml_path=yaml_path.resolve(),
+        file=task_file,
+        evolve=evolve,
+        score=_resolve(folder, yaml_path, "score", task_file.score),
+        data=_resolve(folder, yaml_path, "data", task_file.data),
+        seed_source=evolve.path.read_text(),
+    )
+
+
+def data_hash(splits: Mapping[str, Any]) -> str:
+    """Returns a sha256 over every array and number in the splits, in a stable order."""
+    digest = hashlib.sha256()
+
+    def visit(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key in sorted(value):
+                visit(f"{prefix}/{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                visit(f"{prefix}/{index}", item)
+        else:
+            array = np.ascontiguousarray(np.asarray(value))
+            digest.update(f"{prefix}:{array.dtype}:{array.shape}".encode())
+            digest.update(array.tobytes())
+
+    visit("", splits)
+    return digest.hexdigest()
