@@ -1,0 +1,28 @@
+"""The engine's inner loops: fitting a candidate's free parameters to data.
+
+Tasks import only the names below. Parameters are declared by the candidate (`read_params`), optimizers work in
+unconstrained space (`ParamSpec.constrain`), and every fitter batches its random restarts in one compiled program.
+"""
+
+from engine.fit.errors import FitError
+from engine.fit.gradient import (
+    OPTIMIZERS,
+    FitResult,
+    GroupFitResult,
+    NegLogLikelihood,
+    fit_maximum_likelihood,
+    fit_per_group,
+)
+from engine.fit.params import ParamSpec, read_params
+
+__all__ = [
+    "OPTIMIZERS",
+    "FitError",
+    "FitResult",
+    "GroupFitResult",
+    "NegLogLikelihood",
+    "ParamSpec",
+    "fit_maximum_likelihood",
+    "fit_per_group",
+    "read_params",
+]

@@ -1,0 +1,10 @@
+"""The error raised by the fitting toolkit for bad input and failed fits."""
+
+__all__ = ["FitError"]
+
+
+class FitError(ValueError):
+    """A candidate's parameters or likelihood cannot be fitted; the message says what was expected and found.
+
+    It subclasses ValueError, so a task that lets it propagate has the candidate recorded as INVALID_OUTPUT.
+    """

@@ -1,0 +1,346 @@
+"""Maximum-likelihood fitting by gradient descent, with random restarts batched in one compiled program.
+
+All restarts (and, for `fit_per_group`, all groups) run in a single `jax.jit` program: a `lax.while_loop`
+over optimizer steps whose state carries a (groups, restarts) batch. A restart stops when its relative loss
+change falls below `tol`; the loop ends when every restart has stopped or after `max_steps`. A restart whose
+loss or gradient becomes NaN/inf is dropped and cannot affect the result.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from engine.fit.errors import FitError
+from engine.fit.params import ParamSpec
+
+__all__ = [
+    "FitResult",
+    "GroupFitResult",
+    "NegLogLikelihood",
+    "OPTIMIZERS",
+    "fit_maximum_likelihood",
+    "fit_per_group",
+]
+
+NegLogLikelihood = Callable[[dict[str, jax.Array], Any], jax.Array]
+"""(params: dict name -> scalar array, data: pytree of arrays) -> scalar total negative log-likelihood (nats)."""
+
+OPTIMIZERS = ("adam", "adabelief", "lbfgs")
+
+INIT_HALF_WIDTH = 2.0  # restart inits are drawn from U(-2, 2) in unconstrained space: sigmoid covers 0.12..0.88
+
+
+@dataclass(frozen=True, slots=True)
+class FitResult:
+    """The best of several restarts of a pooled maximum-likelihood fit.
+
+    Attributes:
+        params: constrained parameter values of the best restart.
+        neg_log_likelihood: total negative log-likelihood (nats) of the training data at `params`.
+        restarts_ok: number of restarts whose loss and gradient stayed finite.
+        steps: optimizer steps run (the loop stops when all restarts converged).
+        converged: whether the best restart met the relative-change rule before `max_steps`.
+        at_bounds: names of parameters within 1e-3 * (high - low) of a bound.
+        timings: {"compile_s": ..., "fit_s": ...}; compile_s is 0.0 when a compiled program was reused.
+        held_out_neg_log_likelihood: total NLL (nats) of `held_out` data at `params`; None without held-out data.
+    """
+
+    params: dict[str, float]
+    neg_log_likelihood: float
+    restarts_ok: int
+    steps: int
+    converged: bool
+    at_bounds: tuple[str, ...]
+    timings: dict[str, float]
+    held_out_neg_log_likelihood: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupFitResult:
+    """Independent fits of each group (e.g. each subject), best restart per group.
+
+    Attributes:
+        params: name -> (n_groups,) array of constrained values.
+        neg_log_likelihood: (n_groups,) total NLL (nats) of each group's training data.
+        restarts_ok: (n_groups,) number of finite restarts per group.
+        steps: optimizer steps run.
+        converged: (n_groups,) whether each group's best restart converged before `max_steps`.
+        at_bounds: per group, the names of parameters within 1e-3 * (high - low) of a bound.
+        timings: {"compile_s": ..., "fit_s": ...}.
+        held_out_neg_log_likelihood: (n_groups,) held-out NLL per group, or None without held-out data.
+    """
+
+    params: dict[str, np.ndarray]
+    neg_log_likelihood: np.ndarray
+    restarts_ok: np.ndarray
+    steps: int
+    converged: np.ndarray
+    at_bounds: tuple[tuple[str, ...], ...]
+    timings: dict[str, float]
+    held_out_neg_log_likelihood: np.ndarray | None = None
+
+
+def fit_maximum_likelihood(
+    neg_log_likelihood: NegLogLikelihood,
+    spec: ParamSpec,
+    data: Any,
+    *,
+    held_out: Any = None,
+    restarts: int = 16,
+    max_steps: int = 300,
+    optimizer: str = "adam",
+    learning_rate: float = 0.05,
+    tol: float = 1e-6,
+    seed: int = 0,
+) -> FitResult:
+    """Fits one parameter set to all of `data` by minimizing `neg_log_likelihood` from random restarts.
+
+    Args:
+        neg_log_likelihood: (params, data) -> scalar total NLL in nats; params maps each name in `spec` to a
+            scalar jax array (constrained value). Must be traceable by JAX (no Python branching on values).
+        spec: the free parameters and their bounds, usually `read_params(source, function_name)`.
+        data: pytree of arrays (dict, tuple, NamedTuple) passed to `neg_log_likelihood` unchanged.
+        held_out: optional pytree like `data`; its NLL at the fitted params is computed in the same program.
+        restarts: number of random starts, drawn uniformly in [-2, 2] in unconstrained space.
+        max_steps: upper limit on optimizer steps.
+        optimizer: "adam", "adabelief" or "lbfgs" (optax L-BFGS with zoom linesearch; ignores learning_rate).
+        learning_rate: step size of adam / adabelief.
+        tol: a restart stops when |loss change| <= tol * max(|loss|, 1).
+        seed: seeds the restart inits; the fit is deterministic given it.
+
+    Returns:
+        the best finite restart.
+
+    Raises:
+        FitError (a ValueError) when every restart gives a non-finite likelihood or the arguments are invalid.
+    """
+    z0 = _initial_points(spec, 1, restarts, seed)
+    outcome, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=False,
+                            optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
+    loss, ok, converged, z, held = (np.asarray(x)[0] for x in outcome[:5])
+    steps = int(outcome[5])
+    if not ok.any():
+        raise FitError(
+            f"all {restarts} restarts gave a non-finite likelihood; check the model for log(0), division by "
+            "zero or overflow at some parameter values."
+        )
+    best = int(np.argmin(np.where(ok, loss, np.inf)))
+    params = {name: float(value) for name, value in spec.constrain(jnp.asarray(z[best])).items()}
+    return FitResult(
+        params=params,
+        neg_log_likelihood=float(loss[best]),
+        restarts_ok=int(ok.sum()),
+        steps=steps,
+        converged=bool(converged[best]),
+        at_bounds=spec.at_bounds(params),
+        timings=timings,
+        held_out_neg_log_likelihood=None if held_out is None else float(held[best]),
+    )
+
+
+def fit_per_group(
+    neg_log_likelihood: NegLogLikelihood,
+    spec: ParamSpec,
+    data: Any,
+    *,
+    held_out: Any = None,
+    restarts: int = 16,
+    max_steps: int = 300,
+    optimizer: str = "adam",
+    learning_rate: float = 0.05,
+    tol: float = 1e-6,
+    seed: int = 0,
+) -> GroupFitResult:
+    """Fits each group (e.g. subject) its own parameters; groups and restarts run batched in one program.
+
+    Args:
+        neg_log_likelihood: (params, group_data) -> scalar NLL of one group, as in `fit_maximum_likelihood`.
+        spec: the free parameters and their bounds.
+        data: pytree of arrays whose every leaf has a leading group axis (n_groups, ...).
+        held_out: optional pytree like `data` (same n_groups), scored per group at that group's params.
+        restarts, max_steps, optimizer, learning_rate, tol, seed: as in `fit_maximum_likelihood`, per group.
+
+    Returns:
+        per-group best restarts.
+
+    Raises:
+        FitError when the leaves disagree on n_groups, or some group has no finite restart.
+    """
+    n_groups = _leading_size(data, "data")
+    if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
+        raise FitError(f"held_out has {_leading_size(held_out, 'held_out')} groups but data has {n_groups}.")
+    z0 = _initial_points(spec, n_groups, restarts, seed)
+    outcome, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=True,
+                            optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
+    loss, ok, converged, z, held = (np.asarray(x) for x in outcome[:5])
+    failed = np.flatnonzero(~ok.any(axis=1))
+    if failed.size:
+        raise FitError(
+            f"all {restarts} restarts gave a non-finite likelihood for group(s) {failed.tolist()[:10]}; "
+            "check the model for log(0), division by zero or overflow."
+        )
+    best = np.argmin(np.where(ok, loss, np.inf), axis=1)
+    rows = np.arange(n_groups)
+    constrained = spec.constrain(jnp.asarray(z[rows, best]))
+    params = {name: np.asarray(value, dtype=float) for name, value in constrained.items()}
+    return GroupFitResult(
+        params=params,
+        neg_log_likelihood=loss[rows, best].astype(float),
+        restarts_ok=ok.sum(axis=1),
+        steps=int(outcome[5]),
+        converged=converged[rows, best],
+        at_bounds=tuple(spec.at_bounds({n: params[n][g] for n in spec.names}) for g in range(n_groups)),
+        timings=timings,
+        held_out_neg_log_likelihood=None if held_out is None else held[rows, best].astype(float),
+    )
+
+
+def _initial_points(spec: ParamSpec, n_groups: int, restarts: int, seed: int) -> np.ndarray:
+    if restarts < 1:
+        raise FitError(f"restarts = {restarts}; need at least 1.")
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-INIT_HALF_WIDTH, INIT_HALF_WIDTH, size=(n_groups, restarts, spec.size)).astype(np.float32)
+
+
+def _leading_size(tree: Any, what: str) -> int:
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in jax.tree.leaves(tree)}
+    if len(sizes) != 1 or None in sizes:
+        raise FitError(
+            f"{what} leaves have leading sizes {sorted(map(str, sizes))}; fit_per_group needs every leaf to "
+            "start with the same group axis (n_groups, ...)."
+        )
+    return sizes.pop()
+
+
+def _make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+    if name == "adam":
+        return optax.adam(learning_rate)
+    if name == "adabelief":
+        return optax.adabelief(learning_rate)
+    if name == "lbfgs":
+        return optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
+    raise FitError(f"optimizer = {name!r}; expected one of {', '.join(OPTIMIZERS)}.")
+
+
+# Compiled programs, reused when the same likelihood is fitted again with the same shapes and settings
+# (e.g. cross-validation folds of one candidate).
+_COMPILED: OrderedDict[tuple, Any] = OrderedDict()
+_COMPILED_MAX = 16
+
+
+def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, max_steps, learning_rate, tol):
+    if max_steps < 1:
+        raise FitError(f"max_steps = {max_steps}; need at least 1.")
+    data = jax.tree.map(jnp.asarray, data)
+    held_out = None if held_out is None else jax.tree.map(jnp.asarray, held_out)
+    z0 = jnp.asarray(z0)
+    arguments = (z0, data, held_out)
+    signature = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), arguments)
+    key = (neg_log_likelihood, spec, grouped, optimizer, int(max_steps), float(learning_rate), float(tol),
+           jax.tree.structure(arguments), tuple(jax.tree.leaves(signature)))
+    compile_s = 0.0
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        program = _build_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol)
+        start = time.perf_counter()
+        compiled = jax.jit(program).lower(*arguments).compile()
+        compile_s = time.perf_counter() - start
+        _COMPILED[key] = compiled
+        if len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    else:
+        _COMPILED.move_to_end(key)
+    start = time.perf_counter()
+    outcome = jax.block_until_ready(compiled(*arguments))
+    fit_s = time.perf_counter() - start
+    return outcome, {"compile_s": compile_s, "fit_s": fit_s}
+
+
+def _build_program(neg_log_likelihood, spec, grouped, optimizer_name, max_steps, learning_rate, tol):
+    """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, held_loss, steps)."""
+    optimizer = _make_optimizer(optimizer_name, learning_rate)
+    data_axis = 0 if grouped else None
+
+    def objective(z, data):
+        return neg_log_likelihood(spec.constrain(z), data)
+
+    def batched(function):
+        # over restarts (data shared), then over groups (data batched when grouped)
+        return jax.vmap(jax.vmap(function, in_axes=(0, None)), in_axes=(0, data_axis))
+
+    value_and_grad = jax.value_and_grad(objective)
+
+    def one_step(z, opt_state, data):
+        loss, grad = value_and_grad(z, data)
+        if optimizer_name == "lbfgs":
+            updates, new_state = optimizer.update(
+                grad, opt_state, z, value=loss, grad=grad, value_fn=lambda x: objective(x, data)
+            )
+        else:
+            updates, new_state = optimizer.update(grad, opt_state, z)
+        return loss, grad, optax.apply_updates(z, updates), new_state
+
+    def step_batch(z, opt_state, data):
+        return jax.vmap(jax.vmap(one_step, in_axes=(0, 0, None)), in_axes=(0, 0, data_axis))(z, opt_state, data)
+
+    def program(z0, data, held_out):
+        opt_state = jax.vmap(jax.vmap(optimizer.init))(z0)
+        batch = z0.shape[:2]
+        inf = jnp.full(batch, jnp.inf, z0.dtype)
+        init = dict(
+            step=jnp.asarray(0), z=z0, opt_state=opt_state, previous=inf, best_loss=inf, best_z=z0,
+            active=jnp.ones(batch, bool), ok=jnp.ones(batch, bool), converged=jnp.zeros(batch, bool),
+        )
+
+        def cond(carry):
+            return (carry["step"] < max_steps) & carry["active"].any()
+
+        def body(carry):
+            loss, grad, z_next, state_next = step_batch(carry["z"], carry["opt_state"], data)
+            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad), axis=-1)
+            active = carry["active"]
+            ok = carry["ok"] & (finite | ~active)
+            small_change = jnp.abs(loss - carry["previous"]) <= tol * jnp.maximum(jnp.abs(loss), 1.0)
+            converged = carry["converged"] | (active & finite & small_change)
+            improved = active & finite & (loss < carry["best_loss"])
+            keep = (active & finite)[..., None]
+            z_next = jnp.where(keep & jnp.all(jnp.isfinite(z_next), axis=-1, keepdims=True), z_next, carry["z"])
+            state_next = jax.tree.map(
+                lambda new, old: jnp.where(keep.reshape(keep.shape[:2] + (1,) * (new.ndim - 2)), new, old),
+                state_next, carry["opt_state"],
+            )
+            return dict(
+                step=carry["step"] + 1,
+                z=z_next,
+                opt_state=state_next,
+                previous=jnp.where(active, loss, carry["previous"]),
+                best_loss=jnp.where(improved, loss, carry["best_loss"]),
+                best_z=jnp.where(improved[..., None], carry["z"], carry["best_z"]),
+                active=active & finite & ~small_change,
+                ok=ok,
+                converged=converged,
+            )
+
+        carry = jax.lax.while_loop(cond, body, init)
+        # the last update was never evaluated: score it and keep it when better
+        final_loss = batched(objective)(carry["z"], data)
+        better = jnp.isfinite(final_loss) & (final_loss < carry["best_loss"]) & carry["ok"]
+        loss = jnp.where(better, final_loss, carry["best_loss"])
+        z = jnp.where(better[..., None], carry["z"], carry["best_z"])
+        ok = carry["ok"] & jnp.isfinite(loss)
+        if held_out is None:
+            held = jnp.zeros_like(loss)
+        else:
+            held = batched(objective)(z, held_out)
+        return loss, ok, carry["converged"], z, held, carry["step"]
+
+    return program

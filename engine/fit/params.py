@@ -1,0 +1,192 @@
+"""Free parameters of a candidate: reading the `PARAMS` literal and mapping to and from unconstrained space.
+
+A candidate declares its free parameters in the first statement of its evolved function (after the docstring):
+
+    def agent(params, state, choice, reward):
+        \"\"\"...\"\"\"
+        PARAMS = {"alpha": (0.0, 1.0), "beta": (0.0, 20.0)}
+        ...params["alpha"]...
+
+`read_params` turns that literal into a `ParamSpec`; optimizers work on an unconstrained vector `z` and
+`ParamSpec.constrain` maps it into the box, `low + (high - low) * sigmoid(z)`.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit.errors import FitError
+
+__all__ = ["ParamSpec", "read_params"]
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """Names and box bounds of a candidate's free parameters, in declaration order.
+
+    Attributes:
+        names: parameter names, e.g. ("alpha", "beta").
+        lows: lower bounds, same order as `names`.
+        highs: upper bounds, same order as `names`; each strictly above its low.
+    """
+
+    names: tuple[str, ...]
+    lows: tuple[float, ...]
+    highs: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.names) == len(self.lows) == len(self.highs)):
+            raise FitError(
+                f"ParamSpec has {len(self.names)} names, {len(self.lows)} lows and {len(self.highs)} highs; "
+                "give one (low, high) pair per name."
+            )
+        if len(set(self.names)) != len(self.names):
+            raise FitError(f"ParamSpec names must be unique; found {list(self.names)}.")
+        for name, low, high in zip(self.names, self.lows, self.highs):
+            _check_bounds(name, (low, high))
+
+    @classmethod
+    def from_bounds(cls, bounds: Mapping[str, tuple[float, float]]) -> ParamSpec:
+        """Returns the spec of a `{"name": (low, high)}` mapping (the same form as a candidate's PARAMS)."""
+        for name, pair in bounds.items():
+            _check_bounds(name, pair)
+        return cls(
+            names=tuple(bounds),
+            lows=tuple(float(pair[0]) for pair in bounds.values()),
+            highs=tuple(float(pair[1]) for pair in bounds.values()),
+        )
+
+    @property
+    def size(self) -> int:
+        """Number of free parameters."""
+        return len(self.names)
+
+    def constrain(self, z: jax.Array) -> dict[str, jax.Array]:
+        """Maps an unconstrained vector to constrained values, `low + (high - low) * sigmoid(z)`.
+
+        Args:
+            z: unconstrained values, shape (size,) (extra leading batch axes are allowed: (..., size)).
+
+        Returns:
+            dict name -> constrained value, each of shape z.shape[:-1] (a scalar for a (size,) vector).
+        """
+        lows = jnp.asarray(self.lows, dtype=z.dtype)
+        highs = jnp.asarray(self.highs, dtype=z.dtype)
+        values = lows + (highs - lows) * jax.nn.sigmoid(z)
+        return {name: values[..., i] for i, name in enumerate(self.names)}
+
+    def unconstrain(self, values: Mapping[str, float]) -> np.ndarray:
+        """Returns the unconstrained vector (size,) that `constrain` maps to `values` (clipped just inside the box)."""
+        missing = [name for name in self.names if name not in values]
+        if missing:
+            raise FitError(f"values lack {', '.join(missing)}; expected all of {', '.join(self.names)}.")
+        z = np.empty(self.size)
+        for i, (name, low, high) in enumerate(zip(self.names, self.lows, self.highs)):
+            fraction = np.clip((float(values[name]) - low) / (high - low), 1e-6, 1 - 1e-6)
+            z[i] = math.log(fraction) - math.log1p(-fraction)
+        return z
+
+    def at_bounds(self, values: Mapping[str, float], relative_tolerance: float = 1e-3) -> tuple[str, ...]:
+        """Returns the names whose value lies within `relative_tolerance * (high - low)` of a bound."""
+        near = []
+        for name, low, high in zip(self.names, self.lows, self.highs):
+            margin = relative_tolerance * (high - low)
+            if values[name] - low <= margin or high - values[name] <= margin:
+                near.append(name)
+        return tuple(near)
+
+
+def _check_bounds(name: object, pair: object) -> None:
+    if not isinstance(name, str):
+        raise FitError(f"PARAMS key {name!r} is not a string; name each parameter with a string, e.g. 'alpha'.")
+    if not name.isidentifier():
+        raise FitError(f"PARAMS key {name!r} is not a valid identifier; use a name like 'learning_rate'.")
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        raise FitError(f"PARAMS[{name!r}] = {pair!r}: expected a (low, high) pair of numbers.")
+    low, high = pair
+    for bound in (low, high):
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: bounds must be numbers, found {bound!r}.")
+        if not math.isfinite(bound):
+            raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: bounds must be finite numbers.")
+    if not low < high:
+        raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: low must be < high.")
+
+
+def read_params(source: str, function_name: str) -> ParamSpec:
+    """Reads the `PARAMS = {"name": (low, high)}` literal that opens `function_name` in `source`.
+
+    The literal must be the function's first statement (a docstring may precede it). Every `params["x"]`
+    that the function reads must be declared there.
+
+    Args:
+        source: Python source of the candidate module.
+        function_name: the evolved function, e.g. "agent".
+
+    Returns:
+        the declared parameters, in declaration order.
+
+    Raises:
+        FitError (a ValueError) with one sentence saying what is wrong.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as error:
+        raise FitError(f"candidate source does not parse: {error.msg} (line {error.lineno}).") from None
+    functions = [
+        node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
+    function = next((node for node in functions if node.name == function_name), None)
+    if function is None:
+        found = ", ".join(node.name for node in functions) or "no functions"
+        raise FitError(f"source has no top-level function {function_name!r}; found {found}.")
+
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    first = body[0] if body else None
+    if isinstance(first, ast.Assign) and len(first.targets) == 1:
+        target, value = first.targets[0], first.value
+    elif isinstance(first, ast.AnnAssign) and first.value is not None:
+        target, value = first.target, first.value
+    else:
+        target, value = None, None
+    if not (isinstance(target, ast.Name) and target.id == "PARAMS"):
+        raise FitError(
+            f"{function_name} declares no PARAMS dict as its first statement; "
+            'start it with e.g. PARAMS = {"alpha": (0.0, 1.0)}.'
+        )
+    try:
+        declared = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise FitError(
+            f"{function_name}'s PARAMS is not a literal; write numbers directly, "
+            'e.g. PARAMS = {"alpha": (0.0, 1.0)}.'
+        ) from None
+    if not isinstance(declared, dict) or not declared:
+        raise FitError(
+            f"{function_name}'s PARAMS is {type(declared).__name__} {declared!r}; "
+            'expected a non-empty dict like {"alpha": (0.0, 1.0)}.'
+        )
+    spec = ParamSpec.from_bounds(declared)
+
+    argument_names = {arg.arg for arg in function.args.args + function.args.kwonlyargs}
+    params_name = "params" if "params" in argument_names or not function.args.args else None
+    if params_name is not None:
+        for node in ast.walk(function):
+            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
+                    and node.value.id == params_name and isinstance(node.slice, ast.Constant) \
+                    and isinstance(node.slice.value, str) and node.slice.value not in spec.names:
+                raise FitError(
+                    f"{function_name} reads params[{node.slice.value!r}] but PARAMS declares only "
+                    f"{', '.join(spec.names)}; declare it in PARAMS or stop reading it."
+                )
+    return spec
