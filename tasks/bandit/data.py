@@ -17,7 +17,7 @@ N_STATE = 8
 
 
 def ground_truth_agent_numpy(params, state, choice, reward):
-    """The generating agent, in numpy; the same arithmetic as `ground_truth.py`'s JAX agent."""
+    """The generating agent, in numpy; the same arithmetic as `baselines/forgetting_perseveration.py`'s JAX agent."""
     q = state[:2].copy()
     q[choice] += params["alpha"] * (reward - q[choice])
     q[1 - choice] *= 1.0 - params["forget"]

@@ -1,0 +1,309 @@
+"""The `discover` command line. Commands parse their options and delegate; errors print one message and exit 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    pretty_exceptions_show_locals=False,  # keep API keys out of tracebacks
+    no_args_is_help=True,
+    add_completion=False,
+    help="Discover mechanistic neuroscience models: search, verify, iterate.",
+)
+task_app = typer.Typer(help="Work on a task folder.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
+app.add_typer(task_app, name="task")
+app.add_typer(config_app, name="config")
+
+console = Console()
+STATE = {"verbose": False}
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show full tracebacks on errors.")] = False) -> None:
+    STATE["verbose"] = verbose
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    """Turns command-line flags into a config layer (only the flags that were given)."""
+    layer: dict[str, Any] = {}
+    mapping = {
+        "max_evals": ("run", "max_evals"),
+        "max_hours": ("run", "max_hours"),
+        "max_cost_usd": ("run", "max_cost_usd"),
+        "target_score": ("run", "target_score"),
+        "seed": ("run", "seed"),
+        "workers": ("sandbox", "num_workers"),
+        "ray_address": ("sandbox", "ray_address"),
+        "runner": ("sandbox", "runner"),
+    }
+    for flag, (section, key) in mapping.items():
+        if flags.get(flag) is not None:
+            layer.setdefault(section, {})[key] = flags[flag]
+    proposer = flags.get("proposer")
+    if proposer is not None:
+        if proposer == "mutator":
+            layer.setdefault("run", {})["proposer"] = "mutator"
+        else:
+            layer.setdefault("run", {})["proposer"] = "llm"
+            llm = layer.setdefault("llm", {})
+            llm["provider"] = proposer
+            if flags.get("model"):
+                llm["models"] = [{"name": flags["model"]}]
+            if flags.get("base_url"):
+                llm["base_url"] = flags["base_url"]
+    elif flags.get("model") or flags.get("base_url"):
+        raise typer.BadParameter("--model and --base-url need --proposer openai or --proposer anthropic.")
+    return layer
+
+
+@app.command()
+def run(
+    task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
+    db: Annotated[Optional[Path], typer.Option(help="SQLite database; an existing one of the same task resumes.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A preset from configs/, e.g. configs/local.yaml.")] = None,
+    max_evals: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
+    max_hours: Annotated[Optional[float], typer.Option(help="Stop after this many hours.")] = None,
+    max_cost_usd: Annotated[Optional[float], typer.Option(help="Stop when LLM spending reaches this.")] = None,
+    target_score: Annotated[Optional[float], typer.Option(help="Stop when the best held-out score reaches this.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Candidates evaluated at the same time.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of the search.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="An existing Ray cluster: auto, ray://host:10001 or host:6379.")] = None,
+    proposer: Annotated[Optional[str], typer.Option(help="mutator, openai or anthropic.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="LLM model name (with --proposer).")] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the final result as JSON.")] = False,
+) -> None:
+    """Run (or resume) a discovery on one task."""
+    from engine.session import run_discovery
+
+    overrides = _overrides(
+        max_evals=max_evals, max_hours=max_hours, max_cost_usd=max_cost_usd, target_score=target_score,
+        workers=workers, seed=seed, ray_address=ray_address, proposer=proposer, model=model, base_url=base_url,
+    )
+    summary, db_path = run_discovery(
+        task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,
+        echo=lambda text: print(text, flush=True),
+    )
+    best = summary.best
+    result = {
+        "db": str(db_path),
+        "stopped_because": summary.stopped_because,
+        "evaluations": summary.evaluations,
+        "evaluations_this_session": summary.evaluations_this_session,
+        "evaluations_per_s": summary.evaluations_this_session / max(summary.elapsed_s, 1e-9),
+        "seed_score": summary.seed_score,
+        "best_score": best.score if best else None,
+        "best_id": best.id if best else None,
+        "duplicates": summary.duplicates,
+    }
+    if json_output:
+        _print_json(result)
+        return
+    print(f"\nstopped: {summary.stopped_because} after {summary.elapsed_s:.1f} s "
+          f"({result['evaluations_per_s']:.2f} evaluations/s this session)")
+    if best is not None:
+        print(f"best program {best.id} (island {best.island_id}), held-out selection score {best.score:.4f} "
+              f"(seed {summary.seed_score:.4f})")
+        print(best.source)
+    print(f"database: {db_path}")
+    if summary.stopped_because == "interrupted":
+        print(f"resume with: discover run {task_yaml} --db {db_path}")
+
+
+def _program_summary(program) -> dict[str, Any]:
+    return {
+        "id": program.id,
+        "score": program.score,
+        "island": program.island_id,
+        "outcome": program.outcome,
+        "num_params": program.num_params,
+        "ast_size": program.ast_size,
+        "parents": list(program.parent_ids),
+        "proposer": program.proposer,
+    }
+
+
+def _open_readonly(db: Path):
+    from islands import ProgramDatabase
+
+    return ProgramDatabase.open_readonly(db)
+
+
+@app.command()
+def best(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    n: Annotated[int, typer.Option("--n", help="How many programs.")] = 10,
+    pareto: Annotated[bool, typer.Option("--pareto", help="The Pareto front of held-out score vs complexity.")] = False,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List the best programs of a run."""
+    reader = _open_readonly(db)
+    programs = reader.pareto_front() if pareto else reader.best(n)
+    rows = [_program_summary(p) for p in programs]
+    if json_output:
+        _print_json(rows)
+        return
+    table = Table(title=f"{'Pareto front' if pareto else 'best programs'} of {db}")
+    for column in ("id", "score", "island", "outcome", "num_params", "ast_size", "proposer"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(f"{row[c]:.4f}" if c == "score" and row[c] is not None else str(row[c])
+                        for c in ("id", "score", "island", "outcome", "num_params", "ast_size", "proposer")))
+    console.print(table)
+
+
+@app.command()
+def show(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    program_id: Annotated[int, typer.Argument(help="Program id (see discover best).")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show one program: code, scores, fitted parameters, parents, island, outcome, error."""
+    program = _open_readonly(db).get(program_id)
+    value = {
+        **_program_summary(program),
+        "code": program.source,
+        "scores_per_test": dict(program.scores_per_test),
+        "extra_scores": dict(program.extra_scores),
+        "fitted_params": dict(program.fitted_params),
+        "error": program.error,
+        "timings": dict(program.timings),
+        "tokens": program.tokens,
+        "cost_usd": program.cost_usd,
+        "created_at": program.created_at,
+    }
+    if json_output:
+        _print_json(value)
+        return
+    score = f"{program.score:.4f}" if program.score is not None else "none"
+    print(f"program {program.id}  island {program.island_id}  outcome {program.outcome}  score {score}")
+    print(f"parents {list(program.parent_ids)}  proposer {program.proposer}  "
+          f"params {program.num_params}  ast size {program.ast_size}")
+    if program.fitted_params:
+        print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in program.fitted_params.items()))
+    if program.extra_scores:
+        print("scores: " + ", ".join(f"{k}={v:.4f}" for k, v in program.extra_scores.items()))
+    if program.error:
+        print("error:\n" + program.error)
+    print(program.source)
+
+
+@app.command("eval")
+def eval_command(
+    task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
+    candidate_py: Annotated[Path, typer.Argument(help="A candidate module, e.g. tasks/bandit/seed.py.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Evaluate one candidate file through the same sandbox and fitter as a run."""
+    from engine.session import evaluate_file
+
+    result, _ = evaluate_file(task_yaml, candidate_py)
+    value = {
+        "outcome": result.outcome.name,
+        "score": result.scores.get("score"),
+        "scores": dict(result.scores),
+        "error": result.error,
+        "fitted_params": dict(result.details.get("fitted_params") or {}),
+        "timings": {**dict(result.timings), "wall": result.wall_time_s},
+    }
+    if json_output:
+        _print_json(value)
+        return
+    print(f"outcome: {value['outcome']} ({result.outcome.value})")
+    if value["score"] is not None:
+        print(f"held-out selection score: {value['score']:.4f}")
+    for key, number in value["scores"].items():
+        if key != "score":
+            print(f"{key}: {number:.4f}")
+    if value["fitted_params"]:
+        print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value["fitted_params"].items()))
+    print("timings (s): " + ", ".join(f"{k}={v:.3f}" for k, v in value["timings"].items()))
+    if result.error:
+        print("error:\n" + result.error)
+
+
+@app.command()
+def stats(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Counts, outcomes, seed and best scores, evaluation rate, tokens and cost of a run."""
+    value = _open_readonly(db).stats()
+    if json_output:
+        _print_json(value)
+        return
+    for key, number in value.items():
+        print(f"{key}: {number}")
+
+
+@config_app.command("show")
+def config_show(
+    task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="A preset from configs/.")] = None,
+    max_evals: Annotated[Optional[int], typer.Option()] = None,
+    workers: Annotated[Optional[int], typer.Option()] = None,
+    proposer: Annotated[Optional[str], typer.Option()] = None,
+    model: Annotated[Optional[str], typer.Option()] = None,
+    base_url: Annotated[Optional[str], typer.Option()] = None,
+) -> None:
+    """Print the configuration a run would use: task defaults, then the preset, then flags."""
+    import yaml
+
+    from engine.config import load_experiment_config
+    from tasks.spec import load_task
+
+    task = load_task(task_yaml)
+    merged = load_experiment_config(
+        task.file.defaults, str(task.yaml_path), config,
+        _overrides(max_evals=max_evals, workers=workers, proposer=proposer, model=model, base_url=base_url),
+    )
+    print(yaml.safe_dump(merged.model_dump(mode="json"), sort_keys=False))
+
+
+def main() -> None:
+    """Console-script entry: known errors print one message and exit 1; --verbose shows tracebacks."""
+    from engine.errors import ConfigError, EngineError
+    from tasks.errors import TaskSpecError
+
+    known: list[type[BaseException]] = [ConfigError, EngineError, TaskSpecError]
+    for module, name in (("islands.errors", "IslandsError"), ("sandbox.errors", "SandboxError"),
+                         ("engine.llm.errors", "LLMError"), ("engine.fit.errors", "FitError")):
+        try:
+            known.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except tuple(known) as error:
+        if STATE["verbose"]:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:  # click usage errors
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

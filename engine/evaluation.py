@@ -1,0 +1,89 @@
+"""Turns a task into the sandbox's TaskContext, and sandbox results into database candidates."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from engine.fit import read_params
+from islands import Candidate, Program
+from sandbox.results import Limits, Outcome, RunResult, TaskContext
+from tasks.spec import TaskSpec
+
+__all__ = ["build_context", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
+
+SPLIT_FOR_SEARCH = "selection"
+
+
+def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = SPLIT_FOR_SEARCH, seed: int = 0) -> TaskContext:
+    """Returns the sandbox context that fits on `train` and scores on the `heldout` split.
+
+    The search uses heldout="selection"; only `discover verify` and reports use "test". The other splits are
+    never sent to a worker, so a candidate cannot read them.
+    """
+    limits = task.file.limits
+    return TaskContext(
+        entry=str(task.score),
+        payload={"train": splits["train"], "heldout": splits[heldout], "seed": seed},
+        function_name=task.function_name,
+        allowed_imports=tuple(task.file.allowed_imports),
+        root=str(task.folder),
+        limits=Limits(
+            timeout_s=limits.timeout_s,
+            memory_mb=limits.memory_mb,
+            max_processes=limits.max_processes,
+            max_file_mb=limits.max_file_mb,
+        ),
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def to_candidate(
+    result: RunResult,
+    *,
+    source: str,
+    parent_ids: tuple[int, ...],
+    island_id: int,
+    proposer: str,
+    tokens: int = 0,
+    cost_usd: float = 0.0,
+    propose_s: float = 0.0,
+) -> Candidate:
+    """Converts a sandbox result into the record the database stores; failed results never carry a score."""
+    ok = result.outcome is Outcome.OK and _finite(result.scores.get("score"))
+    details = result.details
+    per_test = details.get("scores_per_test") or {}
+    behaviour = details.get("behaviour")
+    return Candidate(
+        source=source,
+        parent_ids=parent_ids,
+        island_id=island_id,
+        outcome=result.outcome.name if (ok or result.outcome is not Outcome.OK) else Outcome.INVALID_OUTPUT.name,
+        score=float(result.scores["score"]) if ok else None,
+        scores_per_test={k: float(v) for k, v in per_test.items() if _finite(v)} if ok else {},
+        error=result.error if not ok or not result.error else result.error,
+        fitted_params=dict(details.get("fitted_params") or {}),
+        timings={**{k: float(v) for k, v in result.timings.items()}, "wall": result.wall_time_s, "propose": propose_s},
+        extra_scores={k: float(v) for k, v in result.scores.items() if k != "score" and _finite(v)},
+        behaviour=tuple(float(x) for x in behaviour) if ok and behaviour is not None else None,
+        proposer=proposer,
+        tokens=tokens,
+        cost_usd=cost_usd,
+    )
+
+
+def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> list[str]:
+    """Returns the fitted parameters of a program that ended within `relative` of a declared bound."""
+    try:
+        spec = read_params(program.source, function_name)
+    except ValueError:
+        return []
+    names = []
+    for name, low, high in zip(spec.names, spec.lows, spec.highs):
+        value = program.fitted_params.get(name)
+        if isinstance(value, (int, float)) and min(value - low, high - value) <= relative * (high - low):
+            names.append(name)
+    return names

@@ -1,0 +1,299 @@
+"""The search loop: sample a prompt, propose a candidate, evaluate it in the sandbox, register the result.
+
+Proposals (async: an LLM may take seconds) and evaluations (worker pool) overlap: the loop keeps up to
+`max_in_flight` candidates between "prompt sampled" and "result registered", and at most
+`max_in_flight_per_island` of them per island, so prompts are never built from a stale island.
+The engine process is the only writer of the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+from engine.evaluation import at_bounds, to_candidate
+from engine.errors import EngineError
+from engine.prompts import diagnostics_text, render_prompt
+from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
+from islands import Candidate, Program, ProgramDatabase
+from sandbox.results import Job, Outcome, RunResult
+from tasks.spec import TaskSpec
+
+__all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
+
+
+class Runner(Protocol):
+    """The worker pool seam (see sandbox.pool)."""
+
+    def submit(self, job: Job) -> None: ...
+    def results(self, timeout_s: float) -> list[RunResult]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """When to stop. None means no limit of that kind."""
+
+    max_evals: int
+    max_hours: float | None = None
+    target_score: float | None = None
+    max_cost_usd: float | None = None
+    max_proposals: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoopEvent:
+    """What the loop tells its progress display after each registration."""
+
+    program: Program | None
+    evaluations: int
+    best_score: float | None
+    improved: bool
+    duplicates: int
+    in_flight: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended."""
+
+    evaluations: int
+    evaluations_this_session: int
+    best: Program | None
+    seed_score: float | None
+    stopped_because: str
+    elapsed_s: float
+    duplicates: int
+
+
+@dataclass
+class _Pending:
+    source: str
+    parent_ids: tuple[int, ...]
+    island_id: int
+    proposal: Proposal
+    propose_s: float
+    submitted_at: float = field(default_factory=time.monotonic)
+
+
+def evaluate_once(runner: Runner, source: str, job_id: int = 0, poll_s: float = 0.5) -> RunResult:
+    """Runs one candidate through the pool and waits for its result."""
+    runner.submit(Job(job_id=job_id, source=source))
+    while True:
+        for result in runner.results(poll_s):
+            if result.job_id == job_id:
+                return result
+
+
+class SearchLoop:
+    """Drives one discovery run over an open database, a runner and a proposer."""
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        database: ProgramDatabase,
+        runner: Runner,
+        proposer: Proposer,
+        *,
+        proposer_name: str,
+        max_in_flight: int,
+        max_in_flight_per_island: int,
+        seed: int = 0,
+        on_event: Callable[[LoopEvent], None] | None = None,
+    ) -> None:
+        self.task = task
+        self.database = database
+        self.runner = runner
+        self.proposer = proposer
+        self.proposer_name = proposer_name
+        self.max_in_flight = max_in_flight
+        self.max_in_flight_per_island = max_in_flight_per_island
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.on_event = on_event or (lambda event: None)
+        self.stop_requested = False
+        self._pending: dict[int, _Pending] = {}
+        self._proposals: dict[asyncio.Task, tuple[int, tuple[int, ...], float]] = {}
+        self._next_job_id = 1
+        self._duplicates = 0
+        self._proposal_count = 0
+
+    # -- seeding ---------------------------------------------------------------------------------------------
+    def ensure_seed(self) -> Program:
+        """Evaluates and registers the seed on every island, unless the database already holds it."""
+        existing = self.database.seed_program() if hasattr(self.database, "seed_program") else None
+        if existing is not None:
+            return existing
+        result = evaluate_once(self.runner, self.task.seed_source, job_id=0)
+        candidate = to_candidate(
+            result, source=self.task.seed_source, parent_ids=(), island_id=0, proposer="seed"
+        )
+        if candidate.score is None:
+            raise EngineError(
+                f"the seed program {self.task.evolve.path} did not evaluate: {result.outcome.name} "
+                f"({result.outcome.value}).\n{result.error}\nFix the seed or the task's score module; "
+                f"`discover eval {self.task.yaml_path} {self.task.evolve.path}` shows the same result."
+            )
+        return self.database.register_seed(candidate)
+
+    # -- prompts ---------------------------------------------------------------------------------------------
+    def _shot(self, program: Program) -> Shot:
+        text = diagnostics_text(
+            program.score if program.score is not None else float("nan"),
+            program.fitted_params,
+            at_bounds(program, self.task.function_name),
+            program.extra_scores,
+        )
+        return Shot(program_id=program.id, source=program.source, score=program.score or 0.0, diagnostics=text)
+
+    def _island_load(self, island_id: int) -> int:
+        pending = sum(1 for p in self._pending.values() if p.island_id == island_id)
+        return pending + sum(1 for island, _, _ in self._proposals.values() if island == island_id)
+
+    def _next_prompt(self) -> PromptContext | None:
+        for _ in range(20):
+            sample = self.database.sample()
+            if self._island_load(sample.island_id) < self.max_in_flight_per_island:
+                self._proposal_count += 1
+                return render_prompt(
+                    island_id=sample.island_id,
+                    function_name=self.task.function_name,
+                    shots=[self._shot(p) for p in sample.programs],
+                    summary=self.task.file.summary,
+                    description=self.task.file.description,
+                    primitives=self.task.file.primitives,
+                    seed=self.seed * 1_000_003 + self._proposal_count,
+                )
+        return None
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def _in_flight(self) -> int:
+        return len(self._pending) + len(self._proposals)
+
+    def _stop_reason(self, budget: Budget, started: float, evaluations_at_start: int) -> str | None:
+        if self.stop_requested:
+            return "interrupted"
+        done = self.database.num_evaluations
+        if done >= budget.max_evals:
+            return f"reached --max-evals {budget.max_evals}"
+        if budget.max_hours is not None and time.monotonic() - started >= budget.max_hours * 3600:
+            return f"reached --max-hours {budget.max_hours}"
+        best = self.database.best(1)
+        if budget.target_score is not None and best and best[0].score is not None and best[0].score >= budget.target_score:
+            return f"reached the target score {budget.target_score}"
+        if budget.max_proposals is not None and self._proposal_count >= budget.max_proposals:
+            return f"made {self._proposal_count} proposals, most of them duplicates; the proposer is stuck"
+        return None
+
+    def _register(self, candidate: Candidate, started: float, best_before: float | None) -> Program:
+        program = self.database.register(candidate)
+        best = self.database.best(1)
+        best_score = best[0].score if best else None
+        improved = program.score is not None and (best_before is None or program.score > best_before)
+        self.on_event(
+            LoopEvent(
+                program=program,
+                evaluations=self.database.num_evaluations,
+                best_score=best_score,
+                improved=improved,
+                duplicates=self._duplicates,
+                in_flight=self._in_flight(),
+                elapsed_s=time.monotonic() - started,
+            )
+        )
+        return program
+
+    def _best_score(self) -> float | None:
+        best = self.database.best(1)
+        return best[0].score if best else None
+
+    def _handle_proposal(self, proposal: Proposal, island_id: int, parent_ids: tuple[int, ...], propose_s: float, started: float) -> None:
+        if not proposal.source.strip():
+            candidate = Candidate(
+                source=proposal.source,
+                parent_ids=parent_ids,
+                island_id=island_id,
+                outcome="NO_CODE",
+                error=proposal.error or "the proposer returned no code",
+                proposer=proposal.proposer,
+                tokens=proposal.tokens,
+                cost_usd=proposal.cost_usd,
+                timings={"propose": propose_s},
+            )
+            self._register(candidate, started, self._best_score())
+            return
+        if self.database.find_duplicate(proposal.source) is not None:
+            self._duplicates += 1
+            self.database.count_duplicate(island_id)
+            return
+        job_id = self._next_job_id
+        self._next_job_id += 1
+        self._pending[job_id] = _Pending(proposal.source, parent_ids, island_id, proposal, propose_s)
+        self.runner.submit(Job(job_id=job_id, source=proposal.source))
+
+    async def _propose(self, context: PromptContext) -> tuple[Proposal, float]:
+        started = time.perf_counter()
+        proposal = await self.proposer.propose(context)
+        return proposal, time.perf_counter() - started
+
+    async def run(self, budget: Budget) -> RunSummary:
+        """Runs until a budget is reached or stop is requested; returns how it ended."""
+        started = time.monotonic()
+        evaluations_at_start = self.database.num_evaluations
+        reason: str | None = None
+        try:
+            while True:
+                reason = self._stop_reason(budget, started, evaluations_at_start)
+                if reason is not None:
+                    break
+                remaining = budget.max_evals - self.database.num_evaluations
+                while self._in_flight() < min(self.max_in_flight, max(remaining, 0)):
+                    context = self._next_prompt()
+                    if context is None:
+                        break
+                    parent_ids = tuple(shot.program_id for shot in context.shots)
+                    task = asyncio.ensure_future(self._propose(context))
+                    self._proposals[task] = (context.island_id, parent_ids, time.monotonic())
+                if self._proposals:
+                    done, _ = await asyncio.wait(list(self._proposals), timeout=0.001, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        island_id, parent_ids, _ = self._proposals.pop(task)
+                        proposal, propose_s = task.result()  # LLMError (auth, budget) propagates and stops the run
+                        self._handle_proposal(proposal, island_id, parent_ids, propose_s, started)
+                if self._pending:
+                    results = await asyncio.to_thread(self.runner.results, 0.02)
+                    for result in results:
+                        pending = self._pending.pop(result.job_id, None)
+                        if pending is None:
+                            continue
+                        candidate = to_candidate(
+                            result,
+                            source=pending.source,
+                            parent_ids=pending.parent_ids,
+                            island_id=pending.island_id,
+                            proposer=pending.proposal.proposer,
+                            tokens=pending.proposal.tokens,
+                            cost_usd=pending.proposal.cost_usd,
+                            propose_s=pending.propose_s,
+                        )
+                        self._register(candidate, started, self._best_score())
+                elif not self._proposals:
+                    await asyncio.sleep(0.01)
+        finally:
+            for task in self._proposals:
+                task.cancel()
+            self._proposals.clear()
+        best = self.database.best(1)
+        return RunSummary(
+            evaluations=self.database.num_evaluations,
+            evaluations_this_session=self.database.num_evaluations - evaluations_at_start,
+            best=best[0] if best else None,
+            seed_score=self.database.stats().get("seed_score"),
+            stopped_because=reason or "stopped",
+            elapsed_s=time.monotonic() - started,
+            duplicates=self._duplicates,
+        )

@@ -1,0 +1,182 @@
+"""Wires a run together: task, configuration, database, worker pool, proposer and progress display."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from engine.config import ExperimentConfig, load_experiment_config
+from engine.errors import ConfigError, EngineError
+from engine.evaluation import build_context
+from engine.loop import Budget, RunSummary, SearchLoop, evaluate_once
+from engine.progress import ProgressDisplay
+from engine.proposers.base import Proposer
+from islands import IslandsError, ProgramDatabase, RunMeta
+from sandbox.results import RunResult, TaskContext
+from tasks.spec import TaskSpec, data_hash, load_task
+
+__all__ = ["prepare", "run_discovery", "evaluate_file", "default_db_path", "build_runner", "build_proposer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    task: TaskSpec
+    config: ExperimentConfig
+    splits: Mapping[str, Any]
+    meta: RunMeta
+
+
+def prepare(task_yaml: Path, preset: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Prepared:
+    """Loads the task, its data and the merged configuration."""
+    task = load_task(task_yaml)
+    config = load_experiment_config(task.file.defaults, str(task.yaml_path), preset, overrides)
+    splits = task.load_splits()
+    meta = RunMeta(task_name=task.name, scoring_version=task.version, data_hash=data_hash(splits))
+    return Prepared(task=task, config=config, splits=splits, meta=meta)
+
+
+def default_db_path(task: TaskSpec) -> Path:
+    """runs/<task>-<UTC time>.db under the current directory."""
+    return Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.db"
+
+
+def build_runner(context: TaskContext, config: ExperimentConfig):
+    """Returns the worker pool the sandbox section asks for."""
+    from sandbox.pool import LocalRunner, RayRunner
+
+    sandbox = config.sandbox
+    if sandbox.runner == "local":
+        return LocalRunner(context, sandbox)
+    return RayRunner(context, sandbox)
+
+
+def _llm_key_available(config: ExperimentConfig) -> bool:
+    if config.llm is None:
+        return False
+    return all(os.environ.get(model.api_key_env) for model in config.llm.models)
+
+
+def build_proposer(config: ExperimentConfig) -> tuple[Proposer, str]:
+    """Returns (proposer, its name): the LLM when configured and keyed, else the LLM-free mutator."""
+    choice = config.run.proposer
+    use_llm = choice == "llm" or (choice == "auto" and _llm_key_available(config))
+    if use_llm:
+        if config.llm is None:
+            raise ConfigError("run.proposer is 'llm' but there is no llm section; use --config configs/openai.yaml or --proposer openai.")
+        from engine.proposers.llm import build_llm_proposer
+
+        proposer = build_llm_proposer(config.llm)
+        return proposer, f"{config.llm.provider}"
+    from engine.proposers.mutator import MutationProposer
+
+    return MutationProposer(seed=config.run.seed), "mutator"
+
+
+def run_discovery(
+    task_yaml: Path,
+    *,
+    db_path: Path | None = None,
+    preset: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    quiet: bool = False,
+    echo=print,
+) -> tuple[RunSummary, Path]:
+    """Runs (or resumes) a discovery and returns its summary and database path."""
+    prepared = prepare(task_yaml, preset, overrides)
+    task, config = prepared.task, prepared.config
+    db_path = Path(db_path) if db_path is not None else default_db_path(task)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    resuming = db_path.exists()
+    database = ProgramDatabase.open(db_path, config.islands, prepared.meta, seed=config.run.seed)
+    proposer, proposer_name = build_proposer(config)
+    context = build_context(task, prepared.splits, seed=config.run.seed)
+    if not quiet:
+        echo(
+            f"{'resuming' if resuming else 'starting'} {task.name} v{task.version}: database {db_path}, "
+            f"{database.num_evaluations} evaluations stored, proposer {proposer_name}, "
+            f"{config.sandbox.num_workers} workers ({config.sandbox.runner})"
+        )
+    runner = build_runner(context, config)
+    max_in_flight = config.run.max_in_flight or 2 * config.sandbox.num_workers
+    display = ProgressDisplay(config.run.max_evals, config.sandbox.num_workers, quiet=quiet)
+    loop = SearchLoop(
+        task,
+        database,
+        runner,
+        proposer,
+        proposer_name=proposer_name,
+        max_in_flight=max_in_flight,
+        max_in_flight_per_island=config.sandbox.max_in_flight_per_island,
+        seed=config.run.seed,
+        on_event=display,
+    )
+    budget = Budget(
+        max_evals=config.run.max_evals,
+        max_hours=config.run.max_hours,
+        target_score=config.run.target_score,
+        max_cost_usd=config.run.max_cost_usd,
+        max_proposals=int(config.run.max_evals * config.run.max_duplicate_ratio) + 100,
+    )
+    try:
+        seed_program = loop.ensure_seed()
+        if not quiet:
+            echo(f"seed program {seed_program.id}: held-out score {seed_program.score:.4f}")
+        with display:
+            summary = asyncio.run(_run_with_signals(loop, budget, echo))
+    finally:
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()
+        database.close()
+    return summary, db_path
+
+
+async def _run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary:
+    """First Ctrl-C/SIGTERM: stop taking new work and end cleanly. Second: exit at once (SQLite stays consistent)."""
+    event_loop = asyncio.get_running_loop()
+    presses = {"count": 0}
+
+    def on_signal() -> None:
+        presses["count"] += 1
+        if presses["count"] == 1:
+            loop.stop_requested = True
+            echo("stopping: finishing up and committing; press Ctrl-C again to exit at once")
+        else:
+            os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            event_loop.add_signal_handler(sig, on_signal)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        return await loop.run(budget)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                event_loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+def evaluate_file(
+    task_yaml: Path, candidate_py: Path, *, heldout: str = "selection", preset: Path | None = None
+) -> tuple[RunResult, TaskSpec]:
+    """Evaluates one candidate file through the same sandbox and fitter as a run (one local worker)."""
+    from sandbox.pool import LocalRunner
+
+    prepared = prepare(task_yaml, preset, {"sandbox": {"runner": "local", "num_workers": 1}})
+    if not Path(candidate_py).is_file():
+        raise EngineError(f"{candidate_py}: no such candidate file.")
+    context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
+    runner = LocalRunner(context, prepared.config.sandbox)
+    try:
+        result = evaluate_once(runner, Path(candidate_py).read_text())
+    finally:
+        runner.close()
+    return result, prepared.task
