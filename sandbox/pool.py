@@ -1,0 +1,288 @@
+"""The worker pool seam: `Runner` (submit jobs, collect results) and its in-process twin `LocalRunner`.
+
+A runner owns `num_workers` sandboxes for one task. Each sandbox runs one candidate at a time, so at most
+`num_workers` candidates run at once; jobs submitted beyond that wait in the runner's queue. Results come
+back in completion order, matched to their job by `RunResult.job_id`.
+
+Two runners share this interface:
+
+- `LocalRunner`: threads in this process, each owning one sandbox. No Ray; used by tests and for debugging.
+- `RayRunner` (`sandbox/ray_pool.py`): one Ray actor per worker, locally or on a cluster.
+
+`make_runner(config, context)` builds the one a `SandboxConfig` asks for.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from sandbox.config import DEFAULT_DOCKER_IMAGE, SandboxConfig
+from sandbox.errors import SandboxError
+from sandbox.results import Job, RunResult, TaskContext
+
+if TYPE_CHECKING:
+    from sandbox.ray_pool import RayRunner
+
+
+class Sandbox(Protocol):
+    """One isolated worker for one task: runs one candidate at a time.
+
+    `ProcessSandbox` (a warm subprocess) and `DockerSandbox` (a container per candidate) implement it.
+    `run` never raises for a candidate's failure; it returns a `RunResult` with the matching `Outcome`.
+
+    Minimal implementation::
+
+        class EchoSandbox:
+            def __init__(self, context: TaskContext, extra_env: Mapping[str, str]) -> None: ...
+            def run(self, job: Job) -> RunResult:
+                return RunResult(job.job_id, Outcome.OK, scores={"score": float(len(job.source))})
+            def close(self) -> None: ...
+    """
+
+    def run(self, job: Job) -> RunResult: ...
+
+    def close(self) -> None: ...
+
+
+SandboxFactory = Callable[[TaskContext, Mapping[str, str]], Sandbox]
+"""Opens a sandbox for a task; the mapping holds environment variables for the candidate's process."""
+
+
+class Runner(Protocol):
+    """Evaluates jobs on a pool of sandboxes; results come back as they finish.
+
+    Minimal implementation (one worker, no concurrency)::
+
+        class SerialRunner:
+            num_workers = 1
+            def __init__(self, sandbox: Sandbox) -> None:
+                self._sandbox, self._waiting = sandbox, []
+            def submit(self, job: Job) -> None:
+                self._waiting.append(job)
+            def results(self, timeout_s: float) -> list[RunResult]:
+                done = [self._sandbox.run(job) for job in self._waiting]
+                self._waiting = []
+                return done
+            def in_flight(self) -> int:
+                return len(self._waiting)
+            def close(self) -> None:
+                self._sandbox.close()
+    """
+
+    @property
+    def num_workers(self) -> int: ...
+
+    def submit(self, job: Job) -> None:
+        """Queues a job; returns at once."""
+
+    def results(self, timeout_s: float) -> list[RunResult]:
+        """Returns the results finished so far, waiting up to `timeout_s` seconds for at least one.
+
+        Returns an empty list when nothing finished within `timeout_s` or nothing is in flight.
+        """
+
+    def in_flight(self) -> int:
+        """Returns how many submitted jobs have not been returned by `results` yet."""
+
+    def close(self) -> None:
+        """Stops the workers; jobs still in flight are abandoned."""
+
+
+def worker_env(num_gpus: float, gpu_ids: list[str] | None = None) -> dict[str, str]:
+    """Returns the environment variables that pin a worker's JAX to its CPU or GPU share.
+
+    Args:
+        num_gpus: GPUs reserved for this worker; 0 makes JAX use the CPU, fractions share a device.
+        gpu_ids: the device ids assigned to this worker (Ray's CUDA_VISIBLE_DEVICES); None leaves
+            device visibility as it is.
+    """
+    if num_gpus <= 0:
+        return {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+    env: dict[str, str] = {}
+    if gpu_ids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
+    if num_gpus < 1:
+        # JAX preallocates 75% of a device by default; workers sharing one would run out of memory.
+        env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * num_gpus:.3f}"
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSpec:
+    """A picklable recipe for opening a sandbox in a worker (a thread, a Ray actor on another machine).
+
+    Call it like a `SandboxFactory`: `SandboxSpec(backend="process")(context, extra_env)`.
+    """
+
+    backend: Literal["process", "docker"] = "process"
+    use_bwrap: bool | None = None
+    docker_image: str = DEFAULT_DOCKER_IMAGE
+    docker_startup_grace_s: float = 20.0
+
+    @classmethod
+    def from_config(cls, config: SandboxConfig) -> SandboxSpec:
+        """Returns the recipe for the sandbox a `SandboxConfig` asks for."""
+        return cls(
+            backend=config.backend,
+            use_bwrap=config.use_bwrap,
+            docker_image=config.docker_image,
+            docker_startup_grace_s=config.docker_startup_grace_s,
+        )
+
+    def __call__(self, context: TaskContext, extra_env: Mapping[str, str]) -> Sandbox:
+        if self.backend == "process":
+            from sandbox.process import ProcessSandbox
+
+            return ProcessSandbox(context, use_bwrap=self.use_bwrap, extra_env=extra_env)
+        if self.backend == "docker":
+            from sandbox.docker_backend import DockerSandbox
+
+            return DockerSandbox(
+                context,
+                image=self.docker_image,
+                extra_env=extra_env,
+                startup_grace_s=self.docker_startup_grace_s,
+            )
+        raise SandboxError(f"sandbox backend must be 'process' or 'docker', found {self.backend!r}")
+
+
+class LocalRunner:
+    """Runs jobs on `num_workers` threads in this process, each owning one sandbox (real isolation, no Ray).
+
+    Args:
+        context: the task every job belongs to.
+        num_workers: sandboxes running at once.
+        sandbox_factory: opens each worker's sandbox; default: a `ProcessSandbox`.
+        num_gpus_per_worker: 0 pins JAX to the CPU; above 0 limits each worker's share of GPU memory
+            (all workers see all devices).
+    """
+
+    def __init__(
+        self,
+        context: TaskContext,
+        num_workers: int,
+        *,
+        sandbox_factory: SandboxFactory | None = None,
+        num_gpus_per_worker: float = 0.0,
+    ) -> None:
+        if num_workers < 1:
+            raise SandboxError(f"num_workers must be at least 1, found {num_workers}")
+        self._num_workers = num_workers
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._done: queue.Queue[RunResult] = queue.Queue()
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._failure: BaseException | None = None
+        self._closed = False
+        factory = sandbox_factory if sandbox_factory is not None else SandboxSpec()
+        env = worker_env(num_gpus_per_worker)
+        self._sandboxes: list[Sandbox] = []
+        self._threads = [
+            threading.Thread(
+                target=self._work, args=(context, factory, env), name=f"sandbox-worker-{i}", daemon=True
+            )
+            for i in range(num_workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    def submit(self, job: Job) -> None:
+        """Queues a job for the next free worker; returns at once."""
+        self._raise_if_broken()
+        with self._lock:
+            if job.job_id in self._in_flight:
+                raise SandboxError(
+                    f"job_id {job.job_id} is already in flight; give every job a unique job_id"
+                )
+            self._in_flight.add(job.job_id)
+        self._jobs.put(job)
+
+    def results(self, timeout_s: float) -> list[RunResult]:
+        """Returns the results finished so far, waiting up to `timeout_s` seconds for the first one."""
+        self._raise_if_broken()
+        finished: list[RunResult] = []
+        if self.in_flight() > 0:
+            try:
+                finished.append(self._done.get(timeout=max(timeout_s, 0.0)))
+            except queue.Empty:
+                pass
+        while True:
+            try:
+                finished.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        with self._lock:
+            for result in finished:
+                self._in_flight.discard(result.job_id)
+        self._raise_if_broken()
+        return finished
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    def close(self) -> None:
+        """Stops the workers after their current job and closes their sandboxes."""
+        if self._closed:
+            return
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _work(self, context: TaskContext, factory: SandboxFactory, env: Mapping[str, str]) -> None:
+        try:
+            sandbox = factory(context, env)
+        except Exception as error:  # reported to the caller by the next submit/results
+            self._failure = error
+            return
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._done.put(sandbox.run(job))
+        except Exception as error:  # a sandbox bug: run() must not raise for candidate failures
+            self._failure = error
+        finally:
+            sandbox.close()
+
+    def _raise_if_broken(self) -> None:
+        if self._closed:
+            raise SandboxError("this runner is closed; make a new one")
+        if self._failure is not None:
+            raise SandboxError(f"a sandbox worker failed: {self._failure!r}") from self._failure
+
+
+def make_runner(config: SandboxConfig, context: TaskContext) -> LocalRunner | RayRunner:
+    """Returns the runner `config` asks for, with its workers starting for `context`."""
+    spec = SandboxSpec.from_config(config)
+    if config.runner == "local":
+        return LocalRunner(
+            context,
+            config.num_workers,
+            sandbox_factory=spec,
+            num_gpus_per_worker=config.num_gpus_per_worker,
+        )
+    from sandbox.ray_pool import RayRunner
+
+    return RayRunner(
+        context,
+        config.num_workers,
+        ray_address=config.ray_address,
+        num_gpus_per_worker=config.num_gpus_per_worker,
+        sandbox_factory=spec,
+        queued_per_worker=config.queued_per_worker,
+    )
