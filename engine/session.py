@@ -58,7 +58,10 @@ def build_runner(context: TaskContext, config: ExperimentConfig):
 def _llm_key_available(config: ExperimentConfig) -> bool:
     if config.llm is None:
         return False
-    return all(os.environ.get(model.api_key_env) for model in config.llm.models)
+    from engine.llm.config import DEFAULT_API_KEY_ENV
+
+    default = DEFAULT_API_KEY_ENV[config.llm.provider]
+    return all(os.environ.get(model.api_key_env or default) for model in config.llm.models)
 
 
 def build_proposer(config: ExperimentConfig) -> tuple[Proposer, str]:

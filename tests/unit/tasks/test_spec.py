@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.errors import TaskSpecError
+from tasks.spec import data_hash, load_task
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def write_task(folder: Path, yaml_text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "seed.py").write_text("def model(x, params):\n    PARAMS = {}\n    return x\n")
+    (folder / "score.py").write_text("def score(candidate, train, heldout, seed=0):\n    return {'score': 1.0}\n")
+    (folder / "data.py").write_text("def load():\n    return {'train': 1, 'selection': 2, 'test': 3}\n")
+    path = folder / "task.yaml"
+    path.write_text(yaml_text)
+    return path
+
+
+GOOD = "name: toy\nversion: 1\nsummary: A toy.\nevolve: seed.py:model\nscore: score.py:score\ndata: data.py:load\n"
+
+
+def test_the_bandit_task_loads():
+    task = load_task(REPO / "tasks/bandit/task.yaml")
+    assert task.name == "bandit" and task.function_name == "agent"
+    assert "def agent" in task.seed_source
+
+
+def test_a_good_toy_task_loads_and_its_splits_come_back(tmp_path):
+    task = load_task(write_task(tmp_path / "toy", GOOD))
+    assert task.load_splits() == {"train": 1, "selection": 2, "test": 3}
+
+
+def test_a_misspelt_function_names_what_exists(tmp_path):
+    path = write_task(tmp_path / "toy", GOOD.replace("seed.py:model", "seed.py:modle"))
+    with pytest.raises(TaskSpecError, match="seed.py has no function 'modle'. Found: model"):
+        load_task(path)
+
+
+def test_an_unknown_field_is_named(tmp_path):
+    path = write_task(tmp_path / "toy", GOOD + "limits: {timeout: 3}\n")
+    with pytest.raises(TaskSpecError, match="limits.timeout: Extra inputs are not permitted"):
+        load_task(path)
+
+
+def test_a_missing_file_and_bad_yaml_are_clear(tmp_path):
+    with pytest.raises(TaskSpecError, match="no such task file"):
+        load_task(tmp_path / "absent.yaml")
+    path = write_task(tmp_path / "toy", "name: [unclosed\n")
+    with pytest.raises(TaskSpecError, match="not valid YAML"):
+        load_task(path)
+
+
+def test_data_hash_changes_with_any_value():
+    a = {"train": {"x": np.arange(5)}, "selection": {"x": np.ones(2)}}
+    b = {"train": {"x": np.arange(5)}, "selection": {"x": np.ones(2) * 2}}
+    assert data_hash(a) == data_hash(dict(a)) != data_hash(b)
