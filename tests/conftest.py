@@ -1,0 +1,39 @@
+"""Shared fixtures: the offline data mirror, the repository root, a fast bandit task."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = REPO.parent / "shared" / "data"
+
+# Tests never reach the network for data: the mirror beside the checkout stands in for the public origins.
+if MIRROR.is_dir():
+    os.environ.setdefault("DISCOVER_DATA_MIRROR", str(MIRROR))
+os.environ.setdefault("DISCOVER_CACHE", str(REPO / ".pytest_cache" / "discover-data"))
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def small_bandit_task(tmp_path: Path) -> Path:
+    """A copy of the bandit task with less data and fewer optimiser steps, for quick end-to-end runs."""
+    import shutil
+
+    folder = tmp_path / "bandit"
+    shutil.copytree(REPO / "tasks" / "bandit", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    text = (folder / "task.yaml").read_text()
+    text = text.replace("data_options: {source: synthetic, n_sessions: 40, n_trials: 200, seed: 0}",
+                        "data_options: {source: synthetic, n_sessions: 15, n_trials: 100, seed: 0}")
+    (folder / "task.yaml").write_text(text)
+    score = (folder / "score.py").read_text().replace("max_steps: int = 300", "max_steps: int = 60").replace(
+        "restarts: int = 16", "restarts: int = 4")
+    (folder / "score.py").write_text(score)
+    return folder / "task.yaml"
