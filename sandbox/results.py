@@ -74,6 +74,7 @@ class RunResult:
         error: traceback tail or message, truncated; empty when OK.
         timings: seconds per phase, e.g. {"startup": .., "compile": .., "fit": .., "score": ..}.
         wall_time_s: seconds from dispatch to result.
+        output: what the candidate printed (stdout and stderr), truncated to Limits.max_output_kb.
     """
 
     job_id: int
@@ -83,3 +84,4 @@ class RunResult:
     error: str = ""
     timings: Mapping[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    output: str = ""

@@ -1,0 +1,342 @@
+"""`ProcessSandbox`: runs candidates one at a time in an isolated, warm worker process.
+
+Design (measured with `bench/sandbox.py`, see the numbers below): each sandbox owns one worker ("zygote",
+`sandbox/zygote.py`) started once under bubblewrap. The worker imports numpy/jax/optax and the task's entry module,
+receives the task payload once, and then forks one child per candidate. The alternative, a fresh
+bwrap + Python + JAX process per candidate, pays the interpreter and JAX import on every candidate.
+
+    per-candidate overhead, trivial candidate (2-core machine, bwrap, root)   fresh process   zygote
+    see the module-level constant DESIGN_NUMBERS for the table measured by bench/sandbox.py
+
+The worker is replaced (killed with its whole bwrap tree, started again on the next job) after a timeout, after
+the worker itself died, after a candidate left background processes behind, and after `max_jobs_per_worker` jobs.
+The child gets a fresh copy-on-write address space, so a candidate that monkeypatches numpy or jax affects
+nobody else; forking is safe because the worker checks it is single-threaded with no JAX backend initialised.
+
+Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
+the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;
+this is logged once as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from sandbox import isolation, zygote
+from sandbox.errors import SandboxError
+from sandbox.results import Job, Outcome, RunResult, TaskContext
+from sandbox.static_check import check_source
+
+logger = logging.getLogger(__name__)
+
+#: Modules the worker imports before forking, when installed.
+DEFAULT_PRELOAD = ("numpy", "jax", "jax.numpy", "optax")
+
+_warned_no_bwrap = False
+_warn_lock = threading.Lock()
+
+
+class ProcessSandbox:
+    """Runs candidate sources for one task, one job at a time, in an isolated warm worker process.
+
+    Example:
+        >>> sandbox = ProcessSandbox(TaskContext(entry="score.py:score", payload={}, function_name="agent"))
+        >>> result = sandbox.run(Job(job_id=1, source=source))   # never raises for candidate failures
+        >>> sandbox.close()                                       # kills everything it started
+
+    Args:
+        context: the task's entry, payload, evolved function name, allowed imports and limits.
+        use_bwrap: True requires bubblewrap, False never uses it, None (default) uses it when installed.
+        hidden_paths: files or directories the worker must not see (e.g. the SQLite database and its folder),
+            in addition to the user's home, /root and /home.
+        max_jobs_per_worker: the worker is replaced after this many jobs (1 = a fresh process per candidate).
+        preload: modules imported once by the worker before forking.
+        startup_timeout_s: seconds a worker may take to start (import JAX, the entry, unpickle the payload).
+        scratch_mb: size of the worker's private writable tmpfs, in MiB.
+        extra_env: extra environment variables for the worker (never put secrets here).
+    """
+
+    def __init__(self, context: TaskContext, *, use_bwrap: bool | None = None, hidden_paths: Sequence[str] = (),
+                 max_jobs_per_worker: int = 500, preload: Sequence[str] = DEFAULT_PRELOAD,
+                 startup_timeout_s: float = 120.0, scratch_mb: int = 256,
+                 extra_env: Mapping[str, str] | None = None) -> None:
+        if max_jobs_per_worker < 1:
+            raise SandboxError(f"max_jobs_per_worker must be at least 1; got {max_jobs_per_worker}.")
+        self.context = context
+        self.root = str(Path(context.root).resolve())
+        _check_entry(context.entry, self.root)
+        bwrap = isolation.find_bwrap()
+        if use_bwrap and bwrap is None:
+            raise SandboxError("use_bwrap=True, but bubblewrap ('bwrap') was not found on PATH. Install it "
+                               "(apt-get install bubblewrap) or pass use_bwrap=None to fall back to plain processes.")
+        self.bwrap = bwrap if use_bwrap is not False else None
+        if self.bwrap is None and use_bwrap is None:
+            _warn_once_no_bwrap()
+        self.hidden_paths = tuple(hidden_paths)
+        self.max_jobs_per_worker = max_jobs_per_worker
+        self.preload = tuple(preload)
+        self.startup_timeout_s = startup_timeout_s
+        self.scratch_mb = scratch_mb
+        self.extra_env = dict(extra_env or {})
+        self.drop_uid = isolation.allocate_uid() if os.geteuid() == 0 else None
+        self._payload = pickle.dumps(dict(context.payload), protocol=pickle.HIGHEST_PROTOCOL)
+        self._lock = threading.Lock()
+        self._worker: _WorkerProcess | None = None
+        self._closed = False
+        self.workers_started = 0
+
+    @property
+    def isolated(self) -> bool:
+        """Whether workers run under bubblewrap (False: plain subprocesses with rlimits only)."""
+        return self.bwrap is not None
+
+    def run(self, job: Job) -> RunResult:
+        """Evaluates one candidate and returns how it ended; never raises for anything the candidate does.
+
+        Raises:
+            SandboxError: the sandbox is closed, or a worker cannot start (a broken entry file or payload).
+        """
+        started = time.perf_counter()
+        rejection = check_source(job.source, self.context.allowed_imports)
+        if rejection is not None:
+            return RunResult(job.job_id, rejection.outcome, error=rejection.message,
+                             wall_time_s=time.perf_counter() - started)
+        with self._lock:
+            if self._closed:
+                raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
+            reply, startup_s = self._run_with_one_retry(job)
+        wall_s = time.perf_counter() - started
+        return _result_from_reply(job.job_id, reply, startup_s, wall_s)
+
+    def close(self) -> None:
+        """Kills the worker and everything it started. Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            self._stop_worker()
+
+    def __enter__(self) -> ProcessSandbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        worker = getattr(self, "_worker", None)
+        if worker is not None:
+            worker.kill()
+
+    # -------------------------------------------------------------------------------------------- internals
+    def _run_with_one_retry(self, job: Job) -> tuple[dict[str, Any], float]:
+        """Runs `job` on a live worker; if the worker itself dies, starts a new one and tries once more."""
+        startup_s = 0.0
+        for attempt in range(2):
+            if self._worker is None:
+                startup_s += self._start_worker()
+            worker = self._worker
+            reply = worker.run(job, self.context.limits.timeout_s)
+            if reply["outcome"] == "TIMEOUT" and reply.get("killed"):
+                self._stop_worker()
+                return reply, startup_s
+            if reply.get("worker_lost"):
+                self._stop_worker()
+                if attempt == 0:
+                    continue
+                reply = {"outcome": "WORKER_LOST", "error": reply["error"]}
+                return reply, startup_s
+            if reply.get("anomaly") or worker.jobs_run >= self.max_jobs_per_worker:
+                self._stop_worker()
+            return reply, startup_s
+        raise AssertionError("unreachable")
+
+    def _start_worker(self) -> float:
+        started = time.perf_counter()
+        limits = self.context.limits
+        scratch = isolation.SANDBOX_SCRATCH if self.bwrap else tempfile.mkdtemp(prefix="discover-sandbox-")
+        init = {
+            "entry": self.context.entry, "root": self.root, "function_name": self.context.function_name,
+            "payload": self._payload, "preload": self.preload, "limits": asdict(limits), "scratch": scratch,
+            "drop_uid": self.drop_uid, "isolated": self.bwrap is not None,
+            # RLIMIT_NPROC counts threads: leave room for XLA's thread pools (about one per core, a few pools).
+            "nproc_extra": 4 * (os.cpu_count() or 1) + 8,
+        }
+        python_argv = [sys.executable, "-I", "-B", "-u", str(Path(zygote.__file__).resolve())]
+        env = isolation.sandbox_env(self.extra_env, scratch=scratch)
+        if self.bwrap:
+            argv = isolation.bwrap_command(self.bwrap, python_argv, env, task_root=self.root,
+                                           hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb)
+        else:
+            argv = python_argv
+        self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch)
+        self.workers_started += 1
+        try:
+            self._worker.start(init, self.startup_timeout_s)
+        except SandboxError:
+            self._stop_worker()
+            raise
+        return time.perf_counter() - started
+
+    def _stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+            self._worker = None
+
+
+class _WorkerProcess:
+    """One zygote process (and its bwrap tree), seen from the host."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], scratch_to_remove: str | None) -> None:
+        self.argv = argv
+        self.scratch_to_remove = scratch_to_remove
+        # The clean environment goes to bwrap itself too: nothing of ours is readable in /proc/1/environ.
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env, start_new_session=True,
+                                        close_fds=True, cwd="/")
+        self.stderr_tail = bytearray()
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+        self.jobs_run = 0
+        self.ready: dict[str, Any] = {}
+
+    def _drain_stderr(self) -> None:
+        for chunk in iter(lambda: self.process.stderr.read1(1 << 16), b""):
+            self.stderr_tail = (self.stderr_tail + chunk)[-8192:]
+
+    def start(self, init: dict[str, Any], timeout_s: float) -> None:
+        try:
+            self._send(init)
+            reply = self._receive(time.monotonic() + timeout_s)
+        except (OSError, TimeoutError) as error:
+            raise SandboxError(f"the sandbox worker did not start within {timeout_s:.0f} s ({error}); its stderr:\n"
+                               f"{self._stderr_text()}") from None
+        if reply is None:
+            raise SandboxError(f"the sandbox worker exited during start-up; command: {' '.join(self.argv[:3])} ...; "
+                               f"its stderr:\n{self._stderr_text()}")
+        if reply.get("type") != "ready":
+            raise SandboxError(f"the sandbox worker could not load the task: {reply.get('message', reply)}")
+        self.ready = reply
+
+    def run(self, job: Job, timeout_s: float) -> dict[str, Any]:
+        """Sends one job and waits at most `timeout_s`; on timeout kills the whole worker tree."""
+        self.jobs_run += 1
+        try:
+            self._send({"job_id": job.job_id, "source": job.source})
+            reply = self._receive(time.monotonic() + timeout_s)
+        except TimeoutError:
+            self.kill()
+            return {"outcome": "TIMEOUT", "killed": True,
+                    "error": f"no result within timeout_s={timeout_s:g}; the worker was killed and replaced"}
+        except OSError as error:
+            reply, why = None, str(error)
+        else:
+            why = "it closed its pipe"
+        if reply is None or reply.get("type") != "result":
+            code = self.process.poll()
+            return {"outcome": "WORKER_LOST", "worker_lost": True,
+                    "error": f"the sandbox worker died while running the job ({why}; exit status {code}); "
+                             f"its stderr:\n{self._stderr_text()}"}
+        return reply
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        zygote.write_frame(self.process.stdin.fileno(), data)
+
+    def _receive(self, deadline: float) -> dict[str, Any] | None:
+        """Returns the next JSON reply, None at end of file; raises TimeoutError after `deadline`."""
+        import json
+
+        fd = self.process.stdout.fileno()
+        buffer = bytearray()
+        needed = zygote._HEADER.size
+        header_done = False
+        while len(buffer) < needed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline passed")
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, min(1 << 20, needed - len(buffer)))
+            if not chunk:
+                return None
+            buffer += chunk
+            if not header_done and len(buffer) == zygote._HEADER.size:
+                (size,) = zygote._HEADER.unpack(buffer)
+                if size > zygote.MAX_RESULT_BYTES * 2:
+                    raise OSError(f"the worker sent a reply of {size} bytes")
+                buffer.clear()
+                needed, header_done = size, True
+        return json.loads(bytes(buffer))
+
+    def _stderr_text(self) -> str:
+        return bytes(self.stderr_tail).decode("utf-8", "replace")[-4000:]
+
+    def kill(self) -> None:
+        """Kills the worker's process group (bwrap, the worker and every candidate process) and reaps it."""
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            logger.error("sandbox worker %d did not die after SIGKILL", self.process.pid)
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.scratch_to_remove:
+            import shutil
+
+            shutil.rmtree(self.scratch_to_remove, ignore_errors=True)
+            self.scratch_to_remove = None
+
+
+def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float) -> RunResult:
+    timings = {str(k): float(v) for k, v in dict(reply.get("timings") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    timings["startup"] = startup_s + timings.get("startup", 0.0)
+    timings["wall"] = wall_s
+    try:
+        outcome = Outcome[str(reply.get("outcome"))]
+    except KeyError:
+        outcome = Outcome.CRASHED
+    scores = {str(k): float(v) for k, v in dict(reply.get("scores") or {}).items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)} if outcome is Outcome.OK else {}
+    details = dict(reply.get("details") or {})
+    if reply.get("anomaly"):
+        details["sandbox_anomaly"] = str(reply["anomaly"])
+    return RunResult(job_id=job_id, outcome=outcome, scores=scores, details=details,
+                     error=str(reply.get("error", ""))[:8000], timings=timings, wall_time_s=wall_s,
+                     output=str(reply.get("output", "")))
+
+
+def _check_entry(entry: str, root: str) -> None:
+    path, _, function_name = entry.rpartition(":")
+    if not path or not function_name:
+        raise SandboxError(f"TaskContext.entry = {entry!r}; expected 'path/to/score.py:function'.")
+    full = Path(path) if Path(path).is_absolute() else Path(root) / path
+    if not full.is_file():
+        raise SandboxError(f"TaskContext.entry = {entry!r}, but {full} does not exist (root = {root}).")
+
+
+def _warn_once_no_bwrap() -> None:
+    global _warned_no_bwrap
+    with _warn_lock:
+        if not _warned_no_bwrap:
+            _warned_no_bwrap = True
+            logger.warning("bubblewrap ('bwrap') not found: candidates run as plain subprocesses with rlimits only. "
+                           "They can read your files and use the network. Install bubblewrap to isolate them.")

@@ -1,0 +1,454 @@
+"""The sandbox worker: a warm process that forks one child per candidate.
+
+This file runs as a script (`python -I -B -u zygote.py`) inside the sandbox (see `sandbox/isolation.py`),
+never imported by the engine. It uses only the standard library until the task context arrives.
+
+Life of a worker:
+1. Read the init message (pickle, from the trusted host): the task entry, its payload, limits, the uid to drop to.
+2. Import numpy/jax/optax and the task's entry module once, and unpickle the payload once. Check that this left
+   the process single-threaded and that no JAX backend is initialised: forking after XLA has started its
+   thread pools can deadlock the child.
+3. For each job: fork a child. The child starts a new session, redirects stdout/stderr to a pipe, makes its own
+   scratch directory, applies rlimits, drops to the unprivileged uid, builds the candidate module, calls the entry
+   and writes its verdict as JSON to a result pipe. Every candidate gets a fresh copy-on-write address space, so
+   whatever it patches dies with it.
+4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
+   nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
+
+Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import resource
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+import types
+
+MAX_FRAME_BYTES = 1 << 30
+MAX_RESULT_BYTES = 8 << 20
+ERROR_TAIL_CHARS = 4000
+_HEADER = struct.Struct("!I")
+
+# Words in a dying child's output that mean an allocation failed under the address-space limit.
+_MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "RESOURCE_EXHAUSTED", "Out of memory",
+                 "out of memory", "Failed to allocate", "mmap failed", "pthread_create")
+
+
+# --------------------------------------------------------------------------------------------------- framing
+def read_frame(fd: int) -> bytes | None:
+    """Returns one length-prefixed frame from `fd`, or None at end of file."""
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+    return _read_exact(fd, size)
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_frame(fd: int, data: bytes) -> None:
+    """Writes one length-prefixed frame to `fd`."""
+    view = memoryview(_HEADER.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+# --------------------------------------------------------------------------------------------------- worker
+class Worker:
+    """State of the zygote between jobs."""
+
+    def __init__(self, init: dict, command_fd: int, reply_fd: int) -> None:
+        self.init = init
+        self.command_fd = command_fd
+        self.reply_fd = reply_fd
+        self.entry = None  # the entry function, when it could be imported before forking
+        self.payload: dict = {}
+
+    def start(self) -> dict:
+        """Imports the heavy modules and the entry once; returns the ready message."""
+        started = time.perf_counter()
+        root = self.init["root"]
+        sys.path.insert(0, root)
+        for name in self.init["preload"]:
+            try:
+                __import__(name)
+            except ImportError:
+                pass
+        self.entry = load_entry(self.init["entry"], root)
+        self.payload = pickle.loads(self.init["payload"])
+        problem = fork_hazard()
+        if problem:
+            return {"type": "error", "message": problem}
+        return {"type": "ready", "startup_s": time.perf_counter() - started, "pid": os.getpid()}
+
+    def serve(self) -> None:
+        while True:
+            frame = read_frame(self.command_fd)
+            if frame is None:
+                return
+            job = pickle.loads(frame)
+            reply = self.run_job(job)
+            write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+
+    def run_job(self, job: dict) -> dict:
+        limits = self.init["limits"]
+        result_r, result_w = os.pipe()
+        output_r, output_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        forked = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            try:
+                os.close(result_r)
+                os.close(output_r)
+                child_main(self, job, result_w, output_w)
+            except BaseException as error:  # the child's outermost frame: report a failed set-up, then exit
+                _write_all(result_w, json.dumps({"outcome": "CRASHED", "error": "the sandbox could not prepare the "
+                                                 "candidate process: " + _tail("".join(
+                                                     traceback.format_exception(error)))}).encode())
+            finally:
+                os._exit(70)
+        os.close(result_w)
+        os.close(output_w)
+        result, output, output_bytes, status, usage = collect(pid, result_r, output_r,
+                                                             limits["max_output_kb"] * 1024)
+        reply = classify(result, output, status, limits)
+        reply["type"] = "result"
+        reply["output"] = output.decode("utf-8", "replace")
+        if output_bytes > len(output):
+            reply["output"] += f"\n[output truncated: {output_bytes} bytes printed, first {len(output)} kept]"
+        reply["child_s"] = time.perf_counter() - forked
+        reply["max_rss_mb"] = usage.ru_maxrss / 1024
+        try:  # leftovers of the candidate's session (background children) die now
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        reply["anomaly"] = stray_processes() if self.init["isolated"] else ""
+        return reply
+
+
+def collect(pid: int, result_r: int, output_r: int, max_output_bytes: int):
+    """Reads the child's result and output until it exits; returns (result, output, output_bytes, status, rusage).
+
+    Output beyond `max_output_bytes` is read and dropped. A background grandchild that keeps a pipe open does
+    not keep us waiting once the child itself has exited.
+    """
+    result, output = bytearray(), bytearray()
+    output_bytes = 0
+    open_fds = {result_r, output_r}
+    exited = None
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [], 0.05 if exited is None else 0)
+        for fd in ready:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                os.close(fd)
+                open_fds.discard(fd)
+            elif fd == output_r:
+                output_bytes += len(chunk)
+                room = max_output_bytes - len(output)
+                if room > 0:
+                    output += chunk[:room]
+            elif len(result) <= MAX_RESULT_BYTES:
+                result += chunk
+        if exited is None:
+            waited_pid, status, usage = os.wait4(pid, os.WNOHANG)
+            if waited_pid:
+                exited = (status, usage)
+        elif not ready:
+            break
+    for fd in open_fds:
+        os.close(fd)
+    if exited is None:
+        exited = os.wait4(pid, 0)[1:]
+    return bytes(result), bytes(output), output_bytes, exited[0], exited[1]
+
+
+def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
+    """Returns the verdict for one child from what it wrote and how it ended."""
+    tail = output[-ERROR_TAIL_CHARS:].decode("utf-8", "replace")
+    if len(result) > MAX_RESULT_BYTES:
+        return {"outcome": "INVALID_OUTPUT", "error": f"the entry's result exceeds {MAX_RESULT_BYTES} bytes"}
+    if result:
+        try:
+            verdict = json.loads(result)
+        except ValueError:
+            verdict = None
+        if isinstance(verdict, dict) and "outcome" in verdict:
+            return verdict
+        return {"outcome": "CRASHED", "error": "the candidate wrote a malformed result; output tail:\n" + tail}
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
+        if number == signal.SIGXCPU:
+            return {"outcome": "TIMEOUT", "error": "exceeded the CPU-time limit (SIGXCPU)"}
+        if number == signal.SIGXFSZ:
+            return {"outcome": "CRASHED", "error": f"wrote a file larger than max_file_mb={limits['max_file_mb']}"}
+        if any(word in tail for word in _MEMORY_WORDS):
+            return {"outcome": "OUT_OF_MEMORY",
+                    "error": f"killed by {name} after an allocation failed; output tail:\n{tail}"}
+        return {"outcome": "CRASHED", "error": f"killed by {name}; output tail:\n{tail}"}
+    code = os.WEXITSTATUS(status)
+    if any(word in tail for word in _MEMORY_WORDS) and code != 0:
+        return {"outcome": "OUT_OF_MEMORY", "error": f"exited with status {code} after an allocation failed:\n{tail}"}
+    return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result; output tail:\n{tail}"}
+
+
+def stray_processes() -> str:
+    """Names processes other than us and the namespace's init that are still alive (inside a pid namespace)."""
+    mine = {1, os.getpid()}
+    strays = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in mine:
+            try:
+                with open(f"/proc/{name}/stat") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        strays.append(name)
+            except OSError:
+                pass
+    return f"{len(strays)} background process(es) survived the candidate" if strays else ""
+
+
+def fork_hazard() -> str:
+    """Returns why forking now would be unsafe (threads running, a JAX backend initialised), or ""."""
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        return (f"the worker has {threads} threads after importing the task's entry and payload; expected 1. "
+                "Do not start threads at import time (set OPENBLAS_NUM_THREADS=1 for numpy).")
+    if "jax" in sys.modules:
+        from jax._src import xla_bridge
+
+        if xla_bridge._backends:
+            return ("a JAX backend was initialised while importing the task's entry or unpickling its payload; "
+                    "create JAX arrays inside the entry function and pass numpy arrays in the payload.")
+    return ""
+
+
+def load_entry(entry: str, root: str):
+    """Returns the function named by "path/to/score.py:function" (path relative to `root` or absolute)."""
+    import importlib.util
+
+    path, _, function_name = entry.rpartition(":")
+    if not path or not function_name:
+        raise ValueError(f"entry {entry!r} is not of the form 'path/to/score.py:function'")
+    path = path if os.path.isabs(path) else os.path.join(root, path)
+    module_name = "_sandbox_entry_" + os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"entry file {path} cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        found = ", ".join(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ValueError(f"entry file {path} has no function {function_name!r}. Found: {found or 'none'}.")
+    return function
+
+
+# --------------------------------------------------------------------------------------------------- child
+def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
+    """Runs one candidate in the freshly forked child and writes its verdict to `result_w`; never returns."""
+    init = worker.init
+    os.setsid()
+    os.close(worker.command_fd)
+    os.close(worker.reply_fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(output_w, 1)
+    os.dup2(output_w, 2)
+    os.closerange(3, result_w)
+    os.closerange(result_w + 1, 1 << 16)
+    started = time.perf_counter()
+    workdir = os.path.join(init["scratch"], f"job-{job['job_id']}-{os.getpid()}")
+    os.makedirs(workdir, exist_ok=True)
+    uid = init["drop_uid"]
+    if uid is not None:
+        os.chown(workdir, uid, uid)
+    os.chdir(workdir)
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    apply_limits(init["limits"], init["nproc_extra"])
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    verdict = evaluate(job["source"], worker, started)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # the candidate may have replaced or closed them; the verdict matters more
+        pass
+    _write_all(result_w, json.dumps(verdict, default=_jsonable).encode())
+    os._exit(0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def apply_limits(limits: dict, nproc_extra: int) -> None:
+    """Sets soft = hard rlimits: address space on top of the current size, CPU, processes, file size, no cores."""
+    with open("/proc/self/status") as status:
+        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    address_space = vm_kb * 1024 + limits["memory_mb"] * (1 << 20)
+    cpu_s = int(math.ceil(limits["timeout_s"] * max(1, os.cpu_count() or 1))) + 1
+    for kind, value in ((resource.RLIMIT_AS, address_space), (resource.RLIMIT_CPU, cpu_s),
+                        (resource.RLIMIT_NPROC, limits["max_processes"] + nproc_extra),
+                        (resource.RLIMIT_FSIZE, limits["max_file_mb"] * (1 << 20)), (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(kind, (value, value))
+
+
+def evaluate(source: str, worker: Worker, started: float) -> dict:
+    """Builds the candidate module, calls the entry and returns the verdict (a JSON-able dict)."""
+    init = worker.init
+    timings = {"startup": time.perf_counter() - started}
+    try:
+        import linecache
+
+        module = types.ModuleType("candidate")
+        module.__file__ = "candidate.py"
+        module.__source__ = source
+        linecache.cache["candidate.py"] = (len(source), None, source.splitlines(True), "candidate.py")
+        sys.modules["candidate"] = module
+        exec(compile(source, "candidate.py", "exec"), module.__dict__)
+        function = module.__dict__.get(init["function_name"])
+        if not callable(function):
+            defined = sorted(n for n, v in module.__dict__.items() if callable(v) and not n.startswith("_"))
+            return {"outcome": "INVALID_OUTPUT", "timings": timings,
+                    "error": f"candidate defines no function {init['function_name']!r}; "
+                             f"it defines: {', '.join(defined) or 'no functions'}"}
+        entry = worker.entry or load_entry(init["entry"], init["root"])
+    except BaseException as error:  # the outermost frame of a candidate: classify everything
+        return _exception_verdict(error, timings)
+    try:
+        begun = time.perf_counter()
+        returned = entry(module, **worker.payload)
+        timings["entry"] = time.perf_counter() - begun
+        return validate(returned, timings)
+    except ValueError as error:
+        return {"outcome": "INVALID_OUTPUT", "error": _tail(f"{type(error).__name__}: {error}"), "timings": timings}
+    except BaseException as error:  # the outermost frame of a candidate: classify everything
+        return _exception_verdict(error, timings)
+
+
+def _exception_verdict(error: BaseException, timings: dict) -> dict:
+    text = "".join(traceback.format_exception(error))
+    lines = text.splitlines()
+    tail = _tail("\n".join(lines[-30:]))
+    memory = isinstance(error, MemoryError) or any(word in f"{type(error).__name__}: {error}"
+                                                    for word in _MEMORY_WORDS[1:6])
+    return {"outcome": "OUT_OF_MEMORY" if memory else "CRASHED", "error": tail, "timings": timings}
+
+
+def validate(returned, timings: dict) -> dict:
+    """Splits the entry's mapping into finite float scores, details and timings; rejects a bad "score"."""
+    from collections.abc import Mapping
+
+    if not isinstance(returned, Mapping):
+        return {"outcome": "INVALID_OUTPUT", "timings": timings,
+                "error": f"the entry returned {type(returned).__name__}; expected a mapping with a float 'score'"}
+    scores, details = {}, {}
+    for key, value in returned.items():
+        key = str(key)
+        if key == "timings" and isinstance(value, Mapping):
+            for phase, seconds in value.items():
+                number = _as_float(seconds)
+                if number is not None and math.isfinite(number):
+                    timings[str(phase)] = number
+            continue
+        number = _as_float(value)
+        if number is not None and math.isfinite(number):
+            scores[key] = number
+        else:
+            details[key] = value
+    if "score" not in returned:
+        return {"outcome": "INVALID_OUTPUT", "timings": timings, "details": details,
+                "error": f"the entry returned no 'score'; keys: {', '.join(map(str, returned)) or 'none'}"}
+    if "score" not in scores:
+        return {"outcome": "INVALID_OUTPUT", "timings": timings, "details": details,
+                "error": f"'score' must be a finite float; got {_tail(repr(returned['score']), 200)}"}
+    return {"outcome": "OK", "scores": scores, "details": details, "timings": timings}
+
+
+def _as_float(value) -> float | None:
+    """Returns a float for Python and numpy/jax floating scalars (0-d arrays included); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return value
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and getattr(value, "shape", None) == () and getattr(dtype, "kind", "") == "f":
+        return float(value)
+    return None
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return _tail(repr(value), 200)
+
+
+def _tail(text: str, limit: int = ERROR_TAIL_CHARS) -> str:
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+# --------------------------------------------------------------------------------------------------- main
+def main() -> int:
+    # Move the protocol off fds 0/1 so that stray prints cannot corrupt it and children never inherit it.
+    command_fd, reply_fd = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    _set_not_dumpable()
+    frame = read_frame(command_fd)
+    if frame is None:
+        return 1
+    worker = Worker(pickle.loads(frame), command_fd, reply_fd)
+    try:
+        ready = worker.start()
+    except BaseException as error:  # report why the worker cannot start, then stop
+        ready = {"type": "error", "message": _tail("".join(traceback.format_exception(error)))}
+    write_frame(reply_fd, json.dumps(ready).encode())
+    if ready["type"] != "ready":
+        return 1
+    worker.serve()
+    return 0
+
+
+def _set_not_dumpable() -> None:
+    """Stops processes of the same uid (the candidate, when we cannot drop to another uid) reading our memory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
