@@ -1,0 +1,300 @@
+"""`RayRunner`: the worker pool as Ray actors, on this machine or on a cluster.
+
+Each actor owns one sandbox for the run's task (the task context, payload included, is put into Ray's
+object store once and shared by all actors). The runner keeps `1 + queued_per_worker` calls queued on each
+actor so an actor starts its next candidate as soon as one finishes. Ray types stay in this module: callers
+see `Job` and `RunResult` only.
+
+Failures:
+- A candidate's own failure (timeout, crash, bad output) is a `RunResult` from the sandbox; the actor lives on.
+- An actor or its node that dies is replaced. The candidate it was running is retried once on another
+  actor; a second loss returns `Outcome.WORKER_LOST`. Candidates only queued behind it are resent as they are.
+- An actor that does not answer within `2 * timeout_s + 60` s is killed and replaced, and its candidate
+  gets `Outcome.TIMEOUT` (the sandbox's own timeout should have fired long before).
+
+Scheduling overhead (2 shared CPU cores, Ray 2.60, jobs whose candidate returns at once; measured with
+`python -m sandbox.ray_pool --jobs 200`, see `_benchmark`):
+
+    runner        workers  null sandbox (pure dispatch)   ProcessSandbox (real subprocess)
+    LocalRunner   1        (see report)                   (see report)
+    RayRunner     1        (see report)                   (see report)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+import ray.exceptions
+
+from sandbox.errors import SandboxError
+from sandbox.pool import Sandbox, SandboxFactory, SandboxSpec, worker_env
+from sandbox.results import Job, Outcome, RunResult, TaskContext
+
+MAX_ATTEMPTS = 2  # a candidate whose worker died is run once more, then marked WORKER_LOST
+
+
+class _SandboxActor:
+    """A Ray actor owning one sandbox; its methods run one at a time, in call order."""
+
+    def __init__(self, context: TaskContext, sandbox_factory: SandboxFactory, num_gpus: float) -> None:
+        runtime = ray.get_runtime_context()
+        gpu_ids = runtime.get_accelerator_ids().get("GPU", []) if num_gpus > 0 else None
+        self._node_id = runtime.get_node_id()
+        self._sandbox: Sandbox = sandbox_factory(context, worker_env(num_gpus, gpu_ids))
+
+    def run(self, job: Job) -> tuple[RunResult, str]:
+        return self._sandbox.run(job), self._node_id
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def close(self) -> None:
+        self._sandbox.close()
+
+
+@dataclass(slots=True)
+class _Worker:
+    """The driver's view of one actor: its calls in flight, oldest (the running one) first."""
+
+    actor: Any  # ray.actor.ActorHandle
+    calls: deque[tuple[Any, Job]] = field(default_factory=deque)  # (ObjectRef, job)
+    head_started_at: float = 0.0
+
+
+class RayRunner:
+    """Runs jobs on `num_workers` Ray actors, each owning one sandbox.
+
+    Args:
+        context: the task every job belongs to.
+        num_workers: actors, i.e. candidates running at once.
+        ray_address: None starts a private local Ray instance (one CPU per worker, no dashboard) and shuts
+            it down on `close`; otherwise "auto", "ray://host:10001" or "host:6379" joins that cluster.
+            If Ray is already initialised in this process, that session is used as it is.
+        num_gpus_per_worker: GPUs reserved per actor (0.25: four actors share a device). Each sandbox sees
+            only the devices Ray assigned to its actor; 0 pins JAX to the CPU.
+        sandbox_factory: opens each actor's sandbox; must be picklable. Default: `ProcessSandbox`.
+        queued_per_worker: calls waiting on each actor besides the running one.
+        num_cpus_per_worker: CPUs Ray reserves for each actor.
+    """
+
+    def __init__(
+        self,
+        context: TaskContext,
+        num_workers: int,
+        ray_address: str | None = None,
+        num_gpus_per_worker: float = 0.0,
+        *,
+        sandbox_factory: SandboxFactory | None = None,
+        queued_per_worker: int = 1,
+        num_cpus_per_worker: float = 1.0,
+    ) -> None:
+        if num_workers < 1:
+            raise SandboxError(f"num_workers must be at least 1, found {num_workers}")
+        self._num_workers = num_workers
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            _init_ray(ray_address, num_cpus=max(1, round(num_workers * num_cpus_per_worker)))
+        self._closed = False
+        self._watchdog_s = 2 * context.limits.timeout_s + 60.0
+        self._max_calls = 1 + queued_per_worker
+        self._actor_class = ray.remote(_SandboxActor).options(
+            num_cpus=num_cpus_per_worker,
+            num_gpus=num_gpus_per_worker,
+            max_restarts=0,
+            max_task_retries=0,
+        )
+        self._actor_args = (ray.put(context), sandbox_factory or SandboxSpec(), num_gpus_per_worker)
+        self._workers = [self._start_actor() for _ in range(num_workers)]
+        self._owner: dict[Any, _Worker] = {}  # ObjectRef -> the worker running it
+        self._waiting: deque[Job] = deque()
+        self._finished: list[RunResult] = []  # decided here (WORKER_LOST, TIMEOUT), not yet returned
+        self._attempts: dict[int, int] = {}
+        self._job_ids: set[int] = set()
+        self._node_by_job: dict[int, str] = {}
+        self.replacements = 0
+        """How many actors were replaced after dying or hanging."""
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @property
+    def node_by_job(self) -> Mapping[int, str]:
+        """The Ray node id (hex) that produced each returned result, by job_id."""
+        return dict(self._node_by_job)
+
+    def submit(self, job: Job) -> None:
+        """Queues a job; it is sent to an actor as soon as one has room."""
+        self._check_open()
+        if job.job_id in self._job_ids:
+            raise SandboxError(f"job_id {job.job_id} is already in flight; give every job a unique job_id")
+        self._job_ids.add(job.job_id)
+        self._waiting.append(job)
+        self._dispatch()
+
+    def results(self, timeout_s: float) -> list[RunResult]:
+        """Returns the results finished so far, waiting up to `timeout_s` seconds for the first one."""
+        self._check_open()
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            self._collect(wait_s=0.0 if self._finished else self._wait_budget(deadline))
+            self._kill_hung_actors()
+            self._dispatch()
+            if self._finished or not self._owner or time.monotonic() >= deadline:
+                break
+        finished, self._finished = self._finished, []
+        for result in finished:
+            self._job_ids.discard(result.job_id)
+            self._attempts.pop(result.job_id, None)
+        return finished
+
+    def in_flight(self) -> int:
+        return len(self._job_ids)
+
+    def actor_pids(self) -> list[int]:
+        """Returns the process id of each actor (for diagnostics and tests); blocks until all started."""
+        self._check_open()
+        return ray.get([worker.actor.pid.remote() for worker in self._workers])
+
+    def close(self) -> None:
+        """Closes idle actors' sandboxes, kills all actors, and stops Ray if this runner started it."""
+        if self._closed:
+            return
+        self._closed = True
+        idle = [worker.actor.close.remote() for worker in self._workers if not worker.calls]
+        if idle:
+            ray.wait(idle, num_returns=len(idle), timeout=10.0)
+        for worker in self._workers:
+            ray.kill(worker.actor, no_restart=True)
+        self._workers, self._owner = [], {}
+        if self._owns_ray:
+            ray.shutdown()
+
+    def __enter__(self) -> RayRunner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- inside the driver ---------------------------------------------------------------------------
+
+    def _start_actor(self) -> _Worker:
+        return _Worker(actor=self._actor_class.remote(*self._actor_args))
+
+    def _dispatch(self) -> None:
+        """Sends waiting jobs to the actors with the fewest calls, up to `_max_calls` each."""
+        while self._waiting:
+            worker = min(self._workers, key=lambda w: len(w.calls))
+            if len(worker.calls) >= self._max_calls:
+                return
+            job = self._waiting.popleft()
+            ref = worker.actor.run.remote(job)
+            if not worker.calls:
+                worker.head_started_at = time.monotonic()
+            worker.calls.append((ref, job))
+            self._owner[ref] = worker
+
+    def _wait_budget(self, deadline: float) -> float:
+        now = time.monotonic()
+        next_watchdog = min(
+            (w.head_started_at + self._watchdog_s for w in self._workers if w.calls), default=deadline
+        )
+        return max(0.0, min(deadline, next_watchdog) - now)
+
+    def _collect(self, wait_s: float) -> None:
+        """Moves finished calls into `_finished`, replacing actors that died."""
+        if not self._owner:
+            return
+        refs = list(self._owner)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
+        if not ready:
+            return
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            worker = self._owner.pop(ref, None)
+            if worker is None:  # its actor died and was replaced while handling an earlier ref
+                continue
+            try:
+                result, node_id = ray.get(ref)
+            except ray.exceptions.RayActorError as error:
+                if error.actor_init_failed:
+                    raise SandboxError(
+                        f"a sandbox worker could not start: {_last_line(error)}. The full traceback is above; "
+                        "fix the task context or the sandbox settings and start again."
+                    ) from error
+                self._replace(worker, reason=str(error).splitlines()[0], outcome=Outcome.WORKER_LOST)
+                continue
+            except ray.exceptions.RayTaskError as error:
+                raise SandboxError(
+                    f"a sandbox raised instead of returning a RunResult: {_last_line(error)}"
+                ) from error
+            self._remove_call(worker, ref)
+            self._node_by_job[result.job_id] = node_id
+            self._finished.append(result)
+
+    def _remove_call(self, worker: _Worker, ref: Any) -> None:
+        worker.calls = deque((r, j) for r, j in worker.calls if r != ref)
+        worker.head_started_at = time.monotonic()
+
+    def _kill_hung_actors(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if worker.calls and now - worker.head_started_at > self._watchdog_s:
+                ray.kill(worker.actor, no_restart=True)
+                reason = f"the worker did not answer within {self._watchdog_s:.0f} s; it was killed and replaced"
+                self._replace(worker, reason=reason, outcome=Outcome.TIMEOUT)
+
+    def _replace(self, worker: _Worker, *, reason: str, outcome: Outcome) -> None:
+        """Starts a new actor in place of `worker`; retries or fails the job it was running."""
+        self.replacements += 1
+        index = self._workers.index(worker)
+        self._workers[index] = self._start_actor()
+        calls = list(worker.calls)
+        for ref, _ in calls:
+            self._owner.pop(ref, None)
+        if not calls:
+            return
+        (_, running), queued = calls[0], [job for _, job in calls[1:]]
+        # Jobs only queued behind the lost one never started: resend them first, as they are.
+        self._waiting.extendleft(reversed(queued))
+        attempts = self._attempts.get(running.job_id, 0) + 1
+        self._attempts[running.job_id] = attempts
+        if outcome is Outcome.WORKER_LOST and attempts < MAX_ATTEMPTS:
+            self._waiting.appendleft(running)
+            return
+        self._finished.append(RunResult(running.job_id, outcome, error=reason))
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SandboxError("this runner is closed; make a new one")
+
+
+def _last_line(error: BaseException) -> str:
+    """Returns the last line of an error's message: for a Ray error, the remote exception itself."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+def _init_ray(ray_address: str | None, *, num_cpus: int) -> None:
+    """Starts a private local Ray instance, or connects to the cluster at `ray_address`."""
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    try:
+        if ray_address is None:
+            # "local" rather than None: never join a cluster that someone started on this machine.
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+        else:
+            ray.init(address=ray_address, **quiet)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        where = "a local Ray instance" if ray_address is None else f"the Ray cluster at {ray_address!r}"
+        raise SandboxError(
+            f"could not start or reach {where}: {error}. Check sandbox.ray_address "
+            "(null for a private local Ray, 'auto', 'ray://host:10001' or 'host:6379') and that the cluster runs."
+        ) from error
