@@ -1,0 +1,88 @@
+"""The Anthropic Messages adapter. The only module that imports the `anthropic` SDK."""
+
+from __future__ import annotations
+
+import json
+
+import anthropic
+
+from engine.llm.client import Completion
+from engine.llm.config import LLMConfig, ModelConfig
+from engine.llm.errors import TransientLLMError
+from engine.llm.http_errors import error_detail, retry_after_s
+from engine.llm.resilience import RequestGate, error_for_status, redact
+
+
+def make_sdk_client(config: LLMConfig, api_key: str) -> anthropic.AsyncAnthropic:
+    """Returns the one SDK client a run shares among its models (building one costs ~20 ms).
+
+    The SDK's own retries are off: `RequestGate` does all retrying.
+    """
+    return anthropic.AsyncAnthropic(
+        api_key=api_key, base_url=config.base_url, max_retries=0, timeout=config.timeout_s
+    )
+
+
+class AnthropicMessagesClient:
+    """An `LLMClient` for one model through the Messages API.
+
+    Args:
+        sdk: the shared SDK client (see `make_sdk_client`).
+        model: the model's name, sampling settings and prices.
+        config: the llm config (base_url, system prompt).
+        gate: the run's shared in-flight limit, budget and retry loop.
+    """
+
+    def __init__(
+        self, sdk: anthropic.AsyncAnthropic, model: ModelConfig, config: LLMConfig, gate: RequestGate
+    ) -> None:
+        self._sdk = sdk
+        self.model = model
+        self.config = config
+        self.gate = gate
+        self.key_env = config.api_key_env(model)
+        self.where = f"anthropic model '{model.name}' at {config.base_url or 'api.anthropic.com'}"
+
+    def __repr__(self) -> str:
+        return f"AnthropicMessagesClient(model={self.model.name!r}, base_url={self.config.base_url!r})"
+
+    async def complete(self, prompt: str) -> Completion:
+        """Returns the model's answer to `prompt` (see `RequestGate.run` for the errors raised)."""
+        return await self.gate.run(lambda: self._attempt(prompt), self.where)
+
+    async def _attempt(self, prompt: str) -> Completion:
+        extra = {"system": self.config.system_prompt} if self.config.system_prompt else {}
+        try:
+            response = await self._sdk.messages.create(
+                model=self.model.name,
+                max_tokens=self.model.max_tokens,
+                temperature=self.model.temperature,
+                messages=[{"role": "user", "content": prompt}],
+                **extra,
+            )
+        # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
+        except anthropic.APIStatusError as error:
+            detail = error_detail(error.body, error.message, [self.key_env])
+            raise error_for_status(
+                error.status_code, detail, where=self.where, key_env=self.key_env,
+                retry_after_s=retry_after_s(error.response.headers),
+            ) from None
+        except anthropic.APITimeoutError:
+            raise TransientLLMError("the request timed out") from None
+        except anthropic.APIConnectionError as error:
+            raise TransientLLMError(f"connection error: {redact(str(error), [self.key_env])}") from None
+        except (json.JSONDecodeError, anthropic.APIResponseValidationError) as error:
+            raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
+        text = "".join(getattr(block, "text", "") for block in response.content if block.type == "text")
+        usage = response.usage
+        prompt_tokens = (usage.input_tokens or 0) + (usage.cache_creation_input_tokens or 0) + (
+            usage.cache_read_input_tokens or 0
+        )
+        completion_tokens = usage.output_tokens or 0
+        return Completion(
+            text=text,
+            model=self.model.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
+        )

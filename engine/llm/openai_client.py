@@ -1,0 +1,90 @@
+"""The OpenAI Chat Completions adapter, for OpenAI and every server that speaks the same API (vLLM, Ollama,
+llama.cpp, LiteLLM). The only module that imports the `openai` SDK."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+
+from engine.llm.client import Completion
+from engine.llm.config import LLMConfig, ModelConfig
+from engine.llm.errors import TransientLLMError
+from engine.llm.http_errors import error_detail, retry_after_s
+from engine.llm.resilience import RequestGate, error_for_status, redact
+
+
+def make_sdk_client(config: LLMConfig, api_key: str) -> openai.AsyncOpenAI:
+    """Returns the one SDK client a run shares among its models (building one costs ~20 ms).
+
+    The SDK's own retries are off: `RequestGate` does all retrying, so that Retry-After, backoff and the
+    budget are handled in one place.
+    """
+    return openai.AsyncOpenAI(api_key=api_key, base_url=config.base_url, max_retries=0, timeout=config.timeout_s)
+
+
+class OpenAIChatClient:
+    """An `LLMClient` for one model through Chat Completions.
+
+    Args:
+        sdk: the shared SDK client (see `make_sdk_client`).
+        model: the model's name, sampling settings and prices.
+        config: the llm config (provider, base_url, system prompt).
+        gate: the run's shared in-flight limit, budget and retry loop.
+    """
+
+    def __init__(self, sdk: openai.AsyncOpenAI, model: ModelConfig, config: LLMConfig, gate: RequestGate) -> None:
+        self._sdk = sdk
+        self.model = model
+        self.config = config
+        self.gate = gate
+        self.key_env = config.api_key_env(model)
+        self.where = f"openai model '{model.name}' at {config.base_url or 'api.openai.com'}"
+        # OpenAI's own API wants max_completion_tokens (reasoning models refuse max_tokens); compatible servers
+        # such as vLLM, Ollama and llama.cpp all understand max_tokens.
+        self._max_tokens_field = "max_tokens" if config.base_url else "max_completion_tokens"
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatClient(model={self.model.name!r}, base_url={self.config.base_url!r})"
+
+    async def complete(self, prompt: str) -> Completion:
+        """Returns the model's answer to `prompt` (see `RequestGate.run` for the errors raised)."""
+        return await self.gate.run(lambda: self._attempt(prompt), self.where)
+
+    async def _attempt(self, prompt: str) -> Completion:
+        messages = [{"role": "user", "content": prompt}]
+        if self.config.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        try:
+            response = await self._sdk.chat.completions.create(
+                model=self.model.name,
+                messages=messages,
+                temperature=self.model.temperature,
+                **{self._max_tokens_field: self.model.max_tokens},
+            )
+        # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
+        except openai.APIStatusError as error:
+            detail = error_detail(error.body, error.message, [self.key_env])
+            raise error_for_status(
+                error.status_code, detail, where=self.where, key_env=self.key_env,
+                retry_after_s=retry_after_s(error.response.headers),
+            ) from None
+        except openai.APITimeoutError:
+            raise TransientLLMError("the request timed out") from None
+        except openai.APIConnectionError as error:
+            raise TransientLLMError(f"connection error: {redact(str(error), [self.key_env])}") from None
+        except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
+            raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
+        if not response.choices:
+            raise TransientLLMError("the response has no choices")
+        text = response.choices[0].message.content or ""
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        return Completion(
+            text=text,
+            model=self.model.name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
+        )

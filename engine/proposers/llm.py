@@ -1,0 +1,132 @@
+"""The LLM proposer: sends the rendered prompt to a model and reads a candidate out of the answer."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from engine.llm.client import LLMClient
+from engine.llm.config import LLMConfig
+from engine.llm.errors import CompletionParseError, LLMResponseError
+from engine.llm.mix import ModelMix
+from engine.parsing import (
+    add_missing_definitions,
+    apply_search_replace,
+    extract_candidate,
+    prompt_header,
+    rename_function,
+)
+from engine.proposers.base import PromptContext, Proposal
+
+PARAMS_CONVENTION = (
+    "Keep the convention of the versions above: the function's first statement (after its docstring) is a literal "
+    'dict PARAMS = {{"name": (low, high), ...}} declaring every free parameter with finite bounds, and the body '
+    'reads each one as params["name"].'
+)
+REWRITE_INSTRUCTION = (
+    "Write {versioned}, an improved version of the functions below. Reply with the complete function "
+    "`def {versioned}(...)` in one ```python block; you may add imports and helper functions above it. "
+    + PARAMS_CONVENTION
+)
+DIFF_INSTRUCTION = (
+    "Write {versioned} by editing {previous}, the last function below. Reply only with SEARCH/REPLACE blocks:\n"
+    "<<<<<<< SEARCH\n<lines copied exactly from {previous}>\n=======\n<the lines that replace them>\n"
+    ">>>>>>> REPLACE\n" + PARAMS_CONVENTION
+)
+
+
+class LLMProposer:
+    """Proposes candidates by asking an LLM, one request per proposal.
+
+    Args:
+        clients: a `ModelMix` (several models drawn by weight) or a single `LLMClient`.
+        edit_format: "rewrite" asks for the whole function; "diff" asks for SEARCH/REPLACE blocks against the
+            best shot and reads the answer as a rewrite when they do not apply.
+
+    `propose` returns a `Proposal` with an `error` (and no source) when the answer holds no usable code, and
+    raises the `LLMError`s that should stop a run: `LLMAuthError`, `LLMBudgetExhausted`,
+    `LLMUnavailableError`, `LLMRequestError`.
+    """
+
+    def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite") -> None:
+        if edit_format not in ("rewrite", "diff"):
+            raise ValueError(f"edit_format must be 'rewrite' or 'diff', got {edit_format!r}")
+        self.mix = clients if isinstance(clients, ModelMix) else ModelMix([clients])
+        self.edit_format = edit_format
+
+    @classmethod
+    def from_config(cls, config: LLMConfig, environ: Mapping[str, str] | None = None) -> LLMProposer:
+        """Builds the proposer, its SDK client and one client per model; keys are read from `environ`.
+
+        Raises:
+            LLMAuthError: a model's key variable is unset and no base_url is configured.
+        """
+        return cls(ModelMix.from_config(config, environ), edit_format=config.edit_format)
+
+    def __repr__(self) -> str:
+        return f"LLMProposer({self.mix!r}, edit_format={self.edit_format!r})"
+
+    async def aclose(self) -> None:
+        """Closes the SDK clients' connections; call once at the end of a run."""
+        await self.mix.aclose()
+
+    def instruction(self, context: PromptContext) -> str:
+        """Returns the request put before the prompt: which function to write, and in which format."""
+        versioned = f"{context.function_name}_v{context.next_version}"
+        previous = f"{context.function_name}_v{context.next_version - 1}"
+        use_diff = self.edit_format == "diff" and context.shots
+        text = (DIFF_INSTRUCTION if use_diff else REWRITE_INSTRUCTION).format(versioned=versioned, previous=previous)
+        if context.primitives:
+            text += " Functions you may use as wrappers: " + ", ".join(context.primitives) + "."
+        return text
+
+    async def propose(self, context: PromptContext) -> Proposal:
+        """Asks one model (drawn with `context.seed`) for the next version and returns it as a candidate."""
+        client = self.mix.choose(random.Random(context.seed))
+        try:
+            completion = await client.complete(self.instruction(context) + "\n\n" + context.text)
+        except LLMResponseError as error:
+            return Proposal(source="", proposer="llm", error=f"unusable response: {error}")
+        name = f"llm:{completion.model}"
+        try:
+            source = self.candidate_source(completion.text, context)
+        except CompletionParseError as error:
+            return Proposal(
+                source="", proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd, error=str(error)
+            )
+        return Proposal(source=source, proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd)
+
+    def candidate_source(self, answer: str, context: PromptContext) -> str:
+        """Returns candidate module source from an answer (see `engine.parsing`).
+
+        Raises:
+            CompletionParseError: when the answer holds no usable code.
+        """
+        function_name, version = context.function_name, context.next_version
+        header = prompt_header(context.text, function_name, version)
+        best = context.shots[-1].source if context.shots else ""
+        source, diff_problem = None, ""
+        if self.edit_format == "diff" and best and "SEARCH" in answer:
+            source, diff_problem = self._apply_diff(answer, best, context)
+        if source is None:
+            try:
+                source = extract_candidate(answer, function_name, version, header)
+            except CompletionParseError as error:
+                if diff_problem:
+                    raise CompletionParseError(f"{diff_problem}; read as a rewrite: {error}") from None
+                raise
+        return add_missing_definitions(source, best, function_name) if best else source
+
+    def _apply_diff(self, answer: str, best: str, context: PromptContext) -> tuple[str | None, str]:
+        """Returns the best shot edited by the answer's blocks, or None and why they do not apply."""
+        function_name = context.function_name
+        shown = f"{function_name}_v{context.next_version - 1}"
+        # The prompt shows the best shot as `{name}_v{next - 1}`, so SEARCH blocks may quote either name.
+        problem = ""
+        for original in (rename_function(best, function_name, shown), best):
+            try:
+                edited = apply_search_replace(original, answer)
+                return extract_candidate(edited, function_name, context.next_version), ""
+            except CompletionParseError as error:
+                problem = problem or f"the SEARCH/REPLACE edit does not apply: {error}"
+        return None, problem
