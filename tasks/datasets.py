@@ -231,11 +231,15 @@ def fetch(dataset: Dataset, name: str) -> Path:
         looked.append(f"network: {data_file.url}: {network_reason}")
 
     places = "\n".join(f"  - {place}" for place in looked)
+    network_advice = (
+        f"allow the network (unset {MIRROR_ENV} and {OFFLINE_ENV})"
+        if network_reason is not None
+        else "make the URL reachable and try again"
+    )
     raise DatasetError(
         f"{dataset.name}/{data_file.name} (sha256 {data_file.sha256}) is not available. Looked in:\n{places}\n"
         f"To provide it, either put the unchanged upstream file at <mirror>/{relative} and set {MIRROR_ENV}=<mirror>, "
-        f"or allow the network (unset {MIRROR_ENV} and {OFFLINE_ENV}) so that it is downloaded from {data_file.url} "
-        f"into {cache_path.parent}."
+        f"or {network_advice} so that it is downloaded from {data_file.url} into {cache_path.parent}."
     )
 
 
