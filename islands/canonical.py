@@ -1,0 +1,144 @@
+"""Canonical form of a candidate's source, so that cosmetic edits do not count as a new program.
+
+Two sources have the same canonical hash when they differ only in formatting, comments, docstrings (and other
+bare string statements) or the names of local variables inside functions. Function names, argument names,
+module-level names, attribute names, string constants (such as the "alpha" of `params["alpha"]`) and numbers
+all matter: changing any of them makes a new program.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+
+__all__ = ["canonical_hash", "canonical_hash_of_tree"]
+
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+def canonical_hash(source: str) -> str:
+    """Returns a hex digest that is equal for sources that differ only cosmetically (see the module docstring).
+
+    Source that does not parse is hashed after stripping trailing whitespace and blank lines.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        lines = [line.rstrip() for line in source.splitlines()]
+        text = "\n".join(line for line in lines if line)
+        return "raw-" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return canonical_hash_of_tree(tree)
+
+
+def canonical_hash_of_tree(tree: ast.Module) -> str:
+    """Like `canonical_hash`, for a parsed module. Modifies `tree` in place (it drops docstrings, renames locals)."""
+    for node in _scope_nodes(tree.body):
+        if isinstance(node, _SCOPES):
+            _rename_scope(node, {}, 0)
+    text = ast.dump(tree, annotate_fields=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _is_string_statement(statement: ast.AST) -> bool:
+    return (
+        isinstance(statement, ast.Expr)
+        and isinstance(statement.value, ast.Constant)
+        and isinstance(statement.value.value, str)
+    )
+
+
+def _scope_nodes(body: list[ast.AST]) -> list[ast.AST]:
+    """Returns the nodes of one scope in a fixed order, including (but not entering) nested functions.
+
+    On the way it removes docstrings and other bare string statements, which do nothing when the program runs.
+    """
+    nodes: list[ast.AST] = []
+    stack = list(reversed(body))
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        if isinstance(node, _SCOPES):
+            # Decorators and defaults run in the enclosing scope; the body does not.
+            outer_parts: list[ast.AST] = [*node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]
+            if not isinstance(node, ast.Lambda):
+                outer_parts += node.decorator_list
+                _drop_strings(node.body)
+            stack.extend(reversed(outer_parts))
+            continue
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                if field in ("body", "orelse", "finalbody"):
+                    _drop_strings(value)
+                stack.extend(item for item in reversed(value) if isinstance(item, ast.AST))
+            elif isinstance(value, ast.AST):
+                stack.append(value)
+    return nodes
+
+
+def _drop_strings(body: list) -> None:
+    if body and any(_is_string_statement(statement) for statement in body):
+        body[:] = [statement for statement in body if not _is_string_statement(statement)] or [ast.Pass()]
+
+
+def _rename_scope(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, outer: dict[str, str], depth: int) -> None:
+    """Renames the local variables of one function, in order of first appearance, then its nested functions."""
+    arguments = {argument.arg for argument in _all_arguments(function.args)}
+    nodes = _scope_nodes([function.body] if isinstance(function, ast.Lambda) else list(function.body))
+    bound: set[str] = set()
+    declared: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Name):
+            if not isinstance(node.ctx, ast.Load):
+                bound.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared.update(node.names)
+        else:
+            name = _own_name(node)
+            if name:
+                bound.add(name)
+    local_names = bound - arguments - declared
+    mapping = {name: new for name, new in outer.items() if name not in arguments and name not in local_names}
+    for node in nodes:
+        name = node.id if isinstance(node, ast.Name) else _own_name(node)
+        if name in local_names and name not in mapping:
+            mapping[name] = f"_local_{depth}_{len(mapping)}"
+    for node in nodes:
+        if isinstance(node, ast.Name):
+            node.id = mapping.get(node.id, node.id)
+        else:
+            _apply(node, mapping)
+            if isinstance(node, _SCOPES):
+                _rename_scope(node, mapping, depth + 1)
+
+
+def _all_arguments(arguments: ast.arguments) -> list[ast.arg]:
+    found = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs]
+    found += [argument for argument in (arguments.vararg, arguments.kwarg) if argument is not None]
+    return found
+
+
+def _own_name(node: ast.AST) -> str:
+    """The name a definition, except clause or import binds; "" for other nodes."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return node.name
+    if isinstance(node, ast.ExceptHandler):
+        return node.name or ""
+    if isinstance(node, ast.alias):
+        return (node.asname or node.name).split(".")[0]
+    return ""
+
+
+def _apply(node: ast.AST, mapping: dict[str, str]) -> None:
+    """Renames one node's own name fields through `mapping`."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        node.name = mapping.get(node.name, node.name)
+    elif isinstance(node, ast.ExceptHandler) and node.name:
+        node.name = mapping.get(node.name, node.name)
+    elif isinstance(node, ast.alias):
+        if node.asname:
+            node.asname = mapping.get(node.asname, node.asname)
+        elif node.name in mapping:
+            node.asname = mapping[node.name]
+    elif isinstance(node, ast.Nonlocal):
+        node.names = [mapping.get(name, name) for name in node.names]

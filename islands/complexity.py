@@ -1,0 +1,78 @@
+"""Complexity of a candidate: how many free parameters it declares and how large its syntax tree is."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+__all__ = ["Complexity", "complexity", "complexity_of_tree", "count_params", "ast_size"]
+
+
+@dataclass(frozen=True, slots=True)
+class Complexity:
+    """Attributes:
+    num_params: keys of the literal `PARAMS = {...}` dict opening the evolved function (0 if there is none).
+    ast_size: number of nodes in the module's syntax tree (0 if the source does not parse).
+    """
+
+    num_params: int
+    ast_size: int
+
+
+def complexity(source: str, function_name: str = "") -> Complexity:
+    """Returns the complexity of a candidate module.
+
+    Args:
+        source: the module source.
+        function_name: the evolved function; "" means the first top-level function that opens with `PARAMS = {...}`.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return Complexity(num_params=0, ast_size=0)
+    return complexity_of_tree(tree, function_name)
+
+
+def complexity_of_tree(tree: ast.Module, function_name: str = "") -> Complexity:
+    """Like `complexity`, for a parsed module (left unchanged)."""
+    return Complexity(num_params=count_params(tree, function_name), ast_size=ast_size(tree))
+
+
+def ast_size(tree: ast.AST) -> int:
+    """Returns the number of nodes in `tree`, itself included."""
+    return sum(1 for _ in ast.walk(tree))
+
+
+def count_params(tree: ast.Module, function_name: str = "") -> int:
+    """Returns the number of keys of the PARAMS dict literal that is the first statement of the evolved function.
+
+    A docstring before it is skipped. Returns 0 when the function, the statement or the literal dict is absent.
+    """
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if function_name and node.name != function_name:
+            continue
+        found = _params_dict(node)
+        if found is not None or function_name:
+            return 0 if found is None else len(found.keys)
+    return 0
+
+
+def _params_dict(function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Dict | None:
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        if isinstance(body[0].value.value, str):
+            body = body[1:]
+    if not body:
+        return None
+    first = body[0]
+    if isinstance(first, ast.Assign) and len(first.targets) == 1:
+        target, value = first.targets[0], first.value
+    elif isinstance(first, ast.AnnAssign) and first.value is not None:
+        target, value = first.target, first.value
+    else:
+        return None
+    if isinstance(target, ast.Name) and target.id == "PARAMS" and isinstance(value, ast.Dict):
+        return value
+    return None

@@ -1,0 +1,255 @@
+"""`SqliteStore`: the program store in one SQLite file, in WAL mode so that other processes can read during a run.
+
+Durability: each registered program is committed in its own transaction together with the island events it
+caused. The journal is in WAL mode with synchronous=NORMAL: a commit survives the writing process being killed
+at any moment; only a power failure or OS crash can lose the last few commits, never corrupt the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from islands.errors import IslandsError
+from islands.events import IslandEvent
+from islands.program import Program
+from islands.schema import MIGRATIONS, SCHEMA_VERSION, Base, EventRow, MetaRow, ProgramRow, upgrade
+from islands.store import ProgramSummary
+
+__all__ = ["SqliteStore"]
+
+_PROGRAMS = ProgramRow.__table__
+_EVENTS = EventRow.__table__
+_META = MetaRow.__table__
+_SUMMARY_COLUMNS = [
+    _PROGRAMS.c[name]
+    for name in (
+        "id", "island_id", "outcome", "score", "scores_per_test", "behaviour", "source_length",
+        "num_params", "ast_size", "created_at", "tokens", "cost_usd",
+    )
+]  # fmt: skip
+
+
+class SqliteStore:
+    """A `ProgramStore` in a SQLite file.
+
+    Args:
+        path: the database file; created (with its folder) unless `readonly`.
+        readonly: open for reading only, e.g. while another process writes.
+    """
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise IslandsError(f"no program database at {self.path}; check the --db path")
+            url = f"sqlite:///file:{self.path.resolve()}?mode=ro&uri=true"
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{self.path}"
+        self._engine = _make_engine(url, readonly)
+        try:
+            self._prepare()
+        except DBAPIError as error:
+            self._engine.dispose()
+            raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
+
+    def _prepare(self) -> None:
+        """Creates the tables of a new file, or checks and upgrades the layout of an existing one."""
+        with self._engine.begin() as connection:
+            tables = set(inspect(connection).get_table_names())
+            if not tables and not self.readonly:
+                Base.metadata.create_all(connection)
+                connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            if "meta" not in tables or "programs" not in tables:
+                raise IslandsError(
+                    f"{self.path} is not a program database (tables found: {sorted(tables) or 'none'}). "
+                    "Use another --db path."
+                )
+            found = connection.execute(select(_META.c.value).where(_META.c.key == "schema_version")).scalar()
+            version = int(found) if found is not None else 0
+            if version > SCHEMA_VERSION:
+                raise IslandsError(
+                    f"{self.path} has database layout version {version}, newer than this version of discover "
+                    f"reads ({SCHEMA_VERSION}). Upgrade discover."
+                )
+            if version < SCHEMA_VERSION:
+                if self.readonly:
+                    raise IslandsError(
+                        f"{self.path} has the old database layout version {version}; open it once for writing "
+                        f"(resume the run) to upgrade it to version {SCHEMA_VERSION}."
+                    )
+                assert all(v in MIGRATIONS for v in range(version, SCHEMA_VERSION))
+                upgrade(connection, version)
+                connection.execute(delete(_META).where(_META.c.key == "schema_version"))
+                connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+    def read_meta(self) -> dict[str, str]:
+        with self._engine.connect() as connection:
+            return {key: value for key, value in connection.execute(select(_META.c.key, _META.c.value))}
+
+    def write_meta(self, values: Mapping[str, str]) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(delete(_META).where(_META.c.key.in_(list(values))))
+            connection.execute(insert(_META), [{"key": key, "value": value} for key, value in values.items()])
+
+    def add(self, program: Program | None, events: Sequence[IslandEvent] = ()) -> None:
+        try:
+            with self._engine.begin() as connection:
+                if program is not None:
+                    connection.execute(insert(_PROGRAMS), _program_to_row(program))
+                if events:
+                    connection.execute(insert(_EVENTS), [_event_to_row(e) for e in events])
+        except IntegrityError as error:
+            raise IslandsError(
+                f"program id {program.id if program else '?'} is already stored in {self.path}: another process "
+                "is writing to this database. Only one run may write to a database at a time."
+            ) from error
+
+    def get(self, program_id: int) -> Program | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(_PROGRAMS).where(_PROGRAMS.c.id == program_id)).mappings().first()
+        return None if row is None else _row_to_program(row)
+
+    def find_by_hash(self, canonical_hash: str) -> Program | None:
+        query = select(_PROGRAMS).where(_PROGRAMS.c.canonical_hash == canonical_hash).order_by(_PROGRAMS.c.id)
+        with self._engine.connect() as connection:
+            row = connection.execute(query.limit(1)).mappings().first()
+        return None if row is None else _row_to_program(row)
+
+    def load(self) -> tuple[list[ProgramSummary], list[IslandEvent]]:
+        # One read transaction, so that programs and events come from the same moment of a run being written.
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(*_SUMMARY_COLUMNS).order_by(_PROGRAMS.c.id))
+            summaries = [
+                ProgramSummary(
+                    id=r.id,
+                    island_id=r.island_id,
+                    outcome=r.outcome,
+                    score=r.score,
+                    scores_per_test=r.scores_per_test,
+                    behaviour=None if r.behaviour is None else tuple(r.behaviour),
+                    source_length=r.source_length,
+                    num_params=r.num_params,
+                    ast_size=r.ast_size,
+                    created_at=r.created_at,
+                    tokens=r.tokens,
+                    cost_usd=r.cost_usd,
+                )
+                for r in rows
+            ]
+            events = [_row_to_event(r) for r in connection.execute(select(_EVENTS).order_by(_EVENTS.c.id)).mappings()]
+        return summaries, events
+
+    def programs(self) -> Iterator[Program]:
+        last_id, batch = 0, 500
+        while True:
+            query = select(_PROGRAMS).where(_PROGRAMS.c.id > last_id).order_by(_PROGRAMS.c.id).limit(batch)
+            with self._engine.connect() as connection:
+                rows = [_row_to_program(row) for row in connection.execute(query).mappings()]
+            yield from rows
+            if len(rows) < batch:
+                return
+            last_id = rows[-1].id
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def _make_engine(url: str, readonly: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 30.0})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin (reads included).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not readonly:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _program_to_row(program: Program) -> dict[str, Any]:
+    return {
+        "id": program.id,
+        "created_at": program.created_at,
+        "island_id": program.island_id,
+        "source": program.source,
+        "source_length": len(program.source),
+        "parent_ids": list(program.parent_ids),
+        "outcome": program.outcome,
+        "score": program.score,
+        "scores_per_test": dict(program.scores_per_test),
+        "error": program.error,
+        "fitted_params": dict(program.fitted_params),
+        "timings": dict(program.timings),
+        "extra_scores": dict(program.extra_scores),
+        "behaviour": None if program.behaviour is None else list(program.behaviour),
+        "proposer": program.proposer,
+        "tokens": program.tokens,
+        "cost_usd": program.cost_usd,
+        "canonical_hash": program.canonical_hash,
+        "num_params": program.num_params,
+        "ast_size": program.ast_size,
+    }
+
+
+def _row_to_program(row: Mapping[str, Any]) -> Program:
+    return Program(
+        id=row["id"],
+        island_id=row["island_id"],
+        source=row["source"],
+        parent_ids=tuple(row["parent_ids"]),
+        outcome=row["outcome"],
+        score=row["score"],
+        scores_per_test=row["scores_per_test"],
+        error=row["error"],
+        fitted_params=row["fitted_params"],
+        timings=row["timings"],
+        extra_scores=row["extra_scores"],
+        behaviour=None if row["behaviour"] is None else tuple(row["behaviour"]),
+        proposer=row["proposer"],
+        tokens=row["tokens"],
+        cost_usd=row["cost_usd"],
+        canonical_hash=row["canonical_hash"],
+        num_params=row["num_params"],
+        ast_size=row["ast_size"],
+        created_at=row["created_at"],
+    )
+
+
+def _event_to_row(event_: IslandEvent) -> dict[str, Any]:
+    return {
+        "kind": event_.kind,
+        "created_at": event_.created_at,
+        "evaluation_count": event_.evaluation_count,
+        "after_program_id": event_.after_program_id,
+        "island_ids": list(event_.island_ids),
+        "moves": [list(move) for move in event_.moves],
+    }
+
+
+def _row_to_event(row: Mapping[str, Any]) -> IslandEvent:
+    return IslandEvent(
+        kind=row["kind"],
+        created_at=row["created_at"],
+        evaluation_count=row["evaluation_count"],
+        after_program_id=row["after_program_id"],
+        island_ids=tuple(row["island_ids"]),
+        moves=tuple((int(p), int(i)) for p, i in row["moves"]),
+        id=row["id"],
+    )
