@@ -167,7 +167,9 @@ def _load_sweep(cell: str, sweep_number: int) -> CurrentClampSweep:
     dt_ms = current.x_step * 1000.0  # Igor's x-scaling is in seconds here (SI: sample interval in µs in the note)
     fields = _note_fields(current)
     if "SI" in fields and abs(float(fields["SI"]) / 1000.0 - dt_ms) > 1e-9:
-        raise DatasetError(f"{current_name}: x-scaling gives dt = {dt_ms} ms but the note says SI = {fields['SI']} µs.")
+        raise DatasetError(
+            f"{current_name}: x-scaling gives dt = {dt_ms} ms but the note says SI = {fields['SI']} µs."
+        )
     onset_ms, offset_ms, nominal_amplitude = _step_epoch_ms(fields, current_name)
     current_pA = current.values.astype(np.float64)
     onset, offset = round(onset_ms / dt_ms), round(offset_ms / dt_ms)

@@ -182,7 +182,9 @@ def _components(cell: object, n_trials: int, name: str, path: Path) -> np.ndarra
     """Returns a (n_trials, 9) float64 array from a cell(9) of per-component vectors (or scalars, for all trials)."""
     vectors = np.atleast_1d(cell)
     if vectors.shape != (N_COMPONENTS,):
-        raise DatasetError(f"{path}: expected trial.{name} to hold {N_COMPONENTS} component vectors; found {vectors.shape}.")
+        raise DatasetError(
+            f"{path}: expected trial.{name} to hold {N_COMPONENTS} component vectors; found {vectors.shape}."
+        )
     out = np.full((n_trials, N_COMPONENTS), np.nan)
     for component, vector in enumerate(vectors):
         values = np.atleast_1d(np.asarray(vector, dtype=np.float64))
@@ -208,7 +210,8 @@ def _load_unit(path: Path, experiment: str, unit_name: str) -> dict[str, object]
     trial = _field(exp, "trial", path)
     spike_count = np.atleast_1d(np.asarray(_field(trial, "spikeCount", path))).astype(np.int64)
     n_trials = spike_count.size
-    spike_times = [np.atleast_1d(np.asarray(times, np.float64)) for times in np.atleast_1d(_field(trial, "spikeTimes", path))]
+    spike_time_cells = np.atleast_1d(_field(trial, "spikeTimes", path))
+    spike_times = [np.atleast_1d(np.asarray(times, np.float64)) for times in spike_time_cells]
     if len(spike_times) != n_trials:
         raise DatasetError(f"{path}: {len(spike_times)} spike-time vectors for {n_trials} trials.")
     contrast = _components(_field(trial, "con", path), n_trials, "con", path)

@@ -91,7 +91,9 @@ def _values(path: Path, raw: bytes, order: str, number_type: int, n_points: int,
     dtype = np.dtype(order + _NUMBER_TYPES[number_type])
     end = offset + n_points * dtype.itemsize
     if end > len(raw):
-        raise DatasetError(f"{path}: the header says {n_points} points ending at byte {end}, but the file has {len(raw)}.")
+        raise DatasetError(
+            f"{path}: the header says {n_points} points ending at byte {end}, but the file has {len(raw)}."
+        )
     return np.frombuffer(raw, dtype=dtype, count=n_points, offset=offset).astype(dtype.newbyteorder("="))
 
 

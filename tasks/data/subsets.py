@@ -18,5 +18,7 @@ def check_subset(subset: int | None, unit: str, available: int) -> int:
     if isinstance(subset, bool) or not isinstance(subset, int) or subset < 1:
         raise DatasetError(f"subset must be a positive number of {unit} or None; got {subset!r}.")
     if subset > available:
-        raise DatasetError(f"subset = {subset}, but the dataset has only {available} {unit}; use subset <= {available}.")
+        raise DatasetError(
+            f"subset = {subset}, but the dataset has only {available} {unit}; use subset <= {available}."
+        )
     return subset

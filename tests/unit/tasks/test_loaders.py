@@ -100,7 +100,8 @@ def test_igor_reader_reads_versions_2_and_5_and_rejects_other_files(data_mirror:
     assert "PATTERN:IDRest" in version5.note and "PATTERN:IDRest" in version2.note
     not_a_wave = tmp_path / "x.ibw"
     not_a_wave.write_bytes(b"hello world")
-    with pytest.raises(DatasetError, match="expected an Igor binary wave of version 2 or 5; the first two bytes are 6865"):
+    expected = "expected an Igor binary wave of version 2 or 5; the first two bytes are 6865"
+    with pytest.raises(DatasetError, match=expected):
         read_ibw(not_a_wave)
     truncated = tmp_path / "t.ibw"
     truncated.write_bytes((folder / "B6" / "B6_Ch3_IDRest_181.ibw").read_bytes()[:4000])
