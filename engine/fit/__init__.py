@@ -6,13 +6,13 @@ unconstrained space (`ParamSpec.constrain`), and every fitter batches its random
 
 from engine.fit.errors import FitError
 from engine.fit.gradient import (
-    OPTIMIZERS,
     FitResult,
     GroupFitResult,
     NegLogLikelihood,
     fit_maximum_likelihood,
     fit_per_group,
 )
+from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
 
 __all__ = [

@@ -17,9 +17,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from engine.fit.errors import FitError
+from engine.fit.loops import OPTIMIZERS, BatchedModel, build_loop
 from engine.fit.params import ParamSpec
 
 __all__ = [
@@ -33,8 +33,6 @@ __all__ = [
 
 NegLogLikelihood = Callable[[dict[str, jax.Array], Any], jax.Array]
 """(params: dict name -> scalar array, data: pytree of arrays) -> scalar total negative log-likelihood (nats)."""
-
-OPTIMIZERS = ("adam", "adabelief", "lbfgs")
 
 INIT_HALF_WIDTH = 2.0  # restart inits are drawn from U(-2, 2) in unconstrained space: sigmoid covers 0.12..0.88
 
@@ -112,7 +110,10 @@ def fit_maximum_likelihood(
         held_out: optional pytree like `data`; its NLL at the fitted params is computed in the same program.
         restarts: number of random starts, drawn uniformly in [-2, 2] in unconstrained space.
         max_steps: upper limit on optimizer steps.
-        optimizer: "adam", "adabelief" or "lbfgs" (optax L-BFGS with zoom linesearch; ignores learning_rate).
+        optimizer: "adam", "adabelief" (first-order steps of size learning_rate; a restart whose loss or
+            gradient turns non-finite is dropped), "lbfgs" (L-BFGS directions from optax.scale_by_lbfgs with a
+            backtracking Armijo linesearch; non-finite trial steps are shrunk, not dropped; ignores learning_rate)
+            or "lbfgs-zoom" (optax.lbfgs with its zoom linesearch, vmapped; slower, kept for comparison).
         learning_rate: step size of adam / adabelief.
         tol: a restart stops when |loss change| <= tol * max(|loss|, 1).
         seed: seeds the restart inits; the fit is deterministic given it.
@@ -221,16 +222,6 @@ def _leading_size(tree: Any, what: str) -> int:
     return sizes.pop()
 
 
-def _make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
-    if name == "adam":
-        return optax.adam(learning_rate)
-    if name == "adabelief":
-        return optax.adabelief(learning_rate)
-    if name == "lbfgs":
-        return optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
-    raise FitError(f"optimizer = {name!r}; expected one of {', '.join(OPTIMIZERS)}.")
-
-
 # Compiled programs, reused when the same likelihood is fitted again with the same shapes and settings
 # (e.g. cross-validation folds of one candidate).
 _COMPILED: OrderedDict[tuple, Any] = OrderedDict()
@@ -265,82 +256,36 @@ def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, ma
     return outcome, {"compile_s": compile_s, "fit_s": fit_s}
 
 
-def _build_program(neg_log_likelihood, spec, grouped, optimizer_name, max_steps, learning_rate, tol):
+FORWARD_MODE_MAX_PARAMS = 8
+
+
+def _use_forward_mode(spec: ParamSpec) -> bool:
+    return spec.size <= FORWARD_MODE_MAX_PARAMS
+
+
+def _build_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol):
     """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, held_loss, steps)."""
-    optimizer = _make_optimizer(optimizer_name, learning_rate)
+    loop = build_loop(optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
     data_axis = 0 if grouped else None
 
     def objective(z, data):
         return neg_log_likelihood(spec.constrain(z), data)
 
-    def batched(function):
-        # over restarts (data shared), then over groups (data batched when grouped)
-        return jax.vmap(jax.vmap(function, in_axes=(0, None)), in_axes=(0, data_axis))
-
-    value_and_grad = jax.value_and_grad(objective)
-
-    def one_step(z, opt_state, data):
-        loss, grad = value_and_grad(z, data)
-        if optimizer_name == "lbfgs":
-            updates, new_state = optimizer.update(
-                grad, opt_state, z, value=loss, grad=grad, value_fn=lambda x: objective(x, data)
-            )
-        else:
-            updates, new_state = optimizer.update(grad, opt_state, z)
-        return loss, grad, optax.apply_updates(z, updates), new_state
-
-    def step_batch(z, opt_state, data):
-        return jax.vmap(jax.vmap(one_step, in_axes=(0, 0, None)), in_axes=(0, 0, data_axis))(z, opt_state, data)
+    if _use_forward_mode(spec):
+        # few parameters: forward mode carries the tangents through the model's scans in one pass, which
+        # compiles and runs faster on CPU than reverse mode's forward scan plus backward scan
+        def value_and_grad(z, data):
+            grad, value = jax.jacfwd(lambda x: (objective(x, data),) * 2, has_aux=True)(z)
+            return value, grad
+    else:
+        value_and_grad = jax.value_and_grad(objective)
 
     def program(z0, data, held_out):
-        opt_state = jax.vmap(jax.vmap(optimizer.init))(z0)
-        batch = z0.shape[:2]
-        inf = jnp.full(batch, jnp.inf, z0.dtype)
-        init = dict(
-            step=jnp.asarray(0), z=z0, opt_state=opt_state, previous=inf, best_loss=inf, best_z=z0,
-            active=jnp.ones(batch, bool), ok=jnp.ones(batch, bool), converged=jnp.zeros(batch, bool),
-        )
-
-        def cond(carry):
-            return (carry["step"] < max_steps) & carry["active"].any()
-
-        def body(carry):
-            loss, grad, z_next, state_next = step_batch(carry["z"], carry["opt_state"], data)
-            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad), axis=-1)
-            active = carry["active"]
-            ok = carry["ok"] & (finite | ~active)
-            small_change = jnp.abs(loss - carry["previous"]) <= tol * jnp.maximum(jnp.abs(loss), 1.0)
-            converged = carry["converged"] | (active & finite & small_change)
-            improved = active & finite & (loss < carry["best_loss"])
-            keep = (active & finite)[..., None]
-            z_next = jnp.where(keep & jnp.all(jnp.isfinite(z_next), axis=-1, keepdims=True), z_next, carry["z"])
-            state_next = jax.tree.map(
-                lambda new, old: jnp.where(keep.reshape(keep.shape[:2] + (1,) * (new.ndim - 2)), new, old),
-                state_next, carry["opt_state"],
-            )
-            return dict(
-                step=carry["step"] + 1,
-                z=z_next,
-                opt_state=state_next,
-                previous=jnp.where(active, loss, carry["previous"]),
-                best_loss=jnp.where(improved, loss, carry["best_loss"]),
-                best_z=jnp.where(improved[..., None], carry["z"], carry["best_z"]),
-                active=active & finite & ~small_change,
-                ok=ok,
-                converged=converged,
-            )
-
-        carry = jax.lax.while_loop(cond, body, init)
-        # the last update was never evaluated: score it and keep it when better
-        final_loss = batched(objective)(carry["z"], data)
-        better = jnp.isfinite(final_loss) & (final_loss < carry["best_loss"]) & carry["ok"]
-        loss = jnp.where(better, final_loss, carry["best_loss"])
-        z = jnp.where(better[..., None], carry["z"], carry["best_z"])
-        ok = carry["ok"] & jnp.isfinite(loss)
+        outcome = loop(z0, BatchedModel(objective, value_and_grad, data, data_axis))
         if held_out is None:
-            held = jnp.zeros_like(loss)
+            held = jnp.zeros_like(outcome.loss)
         else:
-            held = batched(objective)(z, held_out)
-        return loss, ok, carry["converged"], z, held, carry["step"]
+            held = BatchedModel(objective, value_and_grad, held_out, data_axis).evaluate_value(outcome.z)
+        return outcome.loss, outcome.ok, outcome.converged, outcome.z, held, outcome.steps
 
     return program
