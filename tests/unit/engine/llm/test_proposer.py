@@ -1,0 +1,98 @@
+"""LLMProposer with FakeLLM: prompt, rewrite and diff answers, garbage answers, which errors propagate."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from engine.llm import FakeLLM, LLMBudgetExhausted, LLMResponseError, ModelMix
+from engine.parsing import rename_function
+from engine.proposers.base import PromptContext, Proposal, Shot
+from engine.proposers.llm import LLMProposer
+
+SEED = (Path(__file__).parents[4] / "tasks" / "bandit" / "seed.py").read_text()
+HEADER = "def agent_v1(params, state, choice, reward):"
+PROMPT = rename_function(SEED, "agent", "agent_v0") + "\n\n" + HEADER + '\n    """Improved version of agent_v0."""\n'
+CONTEXT = PromptContext(
+    island_id=0,
+    function_name="agent",
+    shots=(Shot(program_id=7, source=SEED, score=-0.6),),
+    text=PROMPT,
+    next_version=1,
+    primitives=("jnp.exp",),
+    seed=3,
+)
+NEW_FUNCTION = """def agent_v1(params, state, choice, reward):
+    PARAMS = {"alpha": (0.0, 1.0), "beta": (0.0, 20.0), "decay": (0.0, 1.0)}
+    q = state[:2] * params["decay"]
+    q = q.at[choice].add(params["alpha"] * (reward - q[choice]))
+    return params["beta"] * jnp.exp(q), state.at[:2].set(q)
+"""
+
+
+def propose(answer, edit_format="rewrite", context=CONTEXT) -> tuple[Proposal, FakeLLM]:
+    fake = FakeLLM([answer], model="fake-1", cost_usd_per_token=0.001)
+    return asyncio.run(LLMProposer(fake, edit_format=edit_format).propose(context)), fake
+
+
+def test_rewrite_answer_becomes_a_candidate_with_the_seed_imports():
+    proposal, fake = propose(f"Better:\n```python\n{NEW_FUNCTION}```")
+    assert proposal.error == ""
+    assert proposal.source == "import jax.numpy as jnp\n\n\n" + NEW_FUNCTION.replace("agent_v1", "agent")
+    assert proposal.proposer == "llm:fake-1"
+    assert proposal.tokens > 0 and proposal.cost_usd == pytest.approx(proposal.tokens * 0.001)
+    prompt = fake.prompts[0]
+    assert prompt.startswith("Write agent_v1, an improved version") and "PARAMS" in prompt and "jnp.exp" in prompt
+    assert prompt.endswith(CONTEXT.text)
+
+
+def test_garbage_answer_is_a_failed_proposal_with_its_cost():
+    proposal, _ = propose("I am not sure what you mean.")
+    assert proposal.source == "" and "expected a Python function `def agent_v1" in proposal.error
+    assert proposal.tokens > 0
+
+
+def test_diff_answer_edits_the_best_shot():
+    answer = (
+        "<<<<<<< SEARCH\n    logits = params[\"beta\"] * q\n=======\n    logits = params[\"beta\"] * q - 1.0\n"
+        ">>>>>>> REPLACE"
+    )
+    proposal, fake = propose(answer, edit_format="diff")
+    assert proposal.error == ""
+    assert proposal.source == SEED.replace('logits = params["beta"] * q\n', 'logits = params["beta"] * q - 1.0\n')
+    assert "SEARCH/REPLACE" in fake.prompts[0]
+
+
+def test_diff_quoting_the_versioned_name_applies():
+    answer = "<<<<<<< SEARCH\ndef agent_v0(params, state, choice, reward):\n=======\ndef agent_v1(params, state, choice, reward):\n>>>>>>> REPLACE"
+    proposal, _ = propose(answer, edit_format="diff")
+    assert proposal.source == SEED
+
+
+def test_diff_that_does_not_apply_falls_back_to_a_rewrite():
+    answer = f"<<<<<<< SEARCH\nnot in the program\n=======\nx\n>>>>>>> REPLACE\n\nOr simply:\n```python\n{NEW_FUNCTION}```"
+    proposal, _ = propose(answer, edit_format="diff")
+    assert proposal.error == "" and "decay" in proposal.source
+
+
+def test_diff_that_does_not_apply_and_no_rewrite_is_a_failed_proposal():
+    proposal, _ = propose("<<<<<<< SEARCH\nnot in the program\n=======\nx\n>>>>>>> REPLACE", edit_format="diff")
+    assert proposal.source == "" and proposal.error.startswith("the SEARCH/REPLACE edit does not apply")
+
+
+def test_malformed_response_is_a_failed_proposal():
+    proposal, _ = propose(LLMResponseError("no choices"))
+    assert proposal == Proposal(source="", proposer="llm", error="unusable response: no choices")
+
+
+def test_budget_exhaustion_propagates():
+    with pytest.raises(LLMBudgetExhausted):
+        propose(LLMBudgetExhausted("spent"))
+
+
+def test_model_is_drawn_from_the_context_seed():
+    a, b = FakeLLM(lambda p: NEW_FUNCTION, model="a"), FakeLLM(lambda p: NEW_FUNCTION, model="b")
+    proposer = LLMProposer(ModelMix([a, b], [1.0, 1.0]))
+    first = [asyncio.run(proposer.propose(CONTEXT)).proposer for _ in range(3)]
+    assert len(set(first)) == 1  # same seed, same model
+    assert "edit_format='rewrite'" in repr(proposer)
