@@ -32,6 +32,8 @@ from pathlib import Path, PurePosixPath
 
 import pooch
 
+from tasks.errors import TaskSpecError
+
 __all__ = [
     "CACHE_ENV",
     "MIRROR_ENV",
@@ -52,8 +54,11 @@ CACHE_ENV = "DISCOVER_CACHE"
 OFFLINE_ENV = "DISCOVER_OFFLINE"
 
 
-class DatasetError(Exception):
-    """A dataset file is missing, corrupt, or cannot be parsed into the arrays a task needs."""
+class DatasetError(TaskSpecError):
+    """A dataset file is missing, corrupt, or cannot be parsed into the arrays a task needs.
+
+    A TaskSpecError (the tasks package's base error), so the command line prints its message without a traceback.
+    """
 
 
 @dataclass(frozen=True, slots=True)
