@@ -121,15 +121,24 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
     covered = hidden_dirs | {SANDBOX_SCRATCH}
     # A needed path that is itself a covered directory (e.g. a script's folder /tmp on sys.path) stays covered.
     rebound = [p for p in needed if p not in covered and any(_is_under(p, h) for h in covered)]
-    # (depth, order, args): shallow mounts first; on a tie a tmpfs comes before the bind that reopens it.
+    rebound = [p for p in rebound if not any(q != p and _is_under(p, q) for q in rebound)]
+    # (depth, order, args): shallow mounts first; on a tie a tmpfs, then a directory, then the bind that reopens it.
     mounts: list[tuple[int, int, list[str]]] = [
         (1, 0, ["--size", str(scratch_mb << 20), "--perms", "1777", "--tmpfs", SANDBOX_SCRATCH])]
     mounts += [(p.count("/"), 0, ["--tmpfs", p]) for p in hidden_dirs if os.path.isdir(p)]
-    mounts += [(p.count("/"), 1, ["--ro-bind", p, p]) for p in rebound]
+    parents: set[str] = set()
+    for path in rebound:  # bwrap would create the folders leading to a bind with mode 0700: make them 0755
+        cover = max((h for h in covered if _is_under(path, h)), key=len)
+        parent = os.path.dirname(path)
+        while parent != cover and _is_under(parent, cover):
+            parents.add(parent)
+            parent = os.path.dirname(parent)
+    mounts += [(p.count("/"), 1, ["--perms", "0755", "--dir", p]) for p in parents]
+    mounts += [(p.count("/"), 2, ["--ro-bind", p, p]) for p in rebound]
     for path in hidden_files:
         visible = not any(_is_under(path, h) for h in covered) or any(_is_under(path, r) for r in rebound)
         if visible:
-            mounts.append((path.count("/"), 2, ["--ro-bind", "/dev/null", path]))
+            mounts.append((path.count("/"), 3, ["--ro-bind", "/dev/null", path]))
     for _, _, args in sorted(mounts):
         command += args
     command += ["--chdir", SANDBOX_SCRATCH, "--clearenv"]
