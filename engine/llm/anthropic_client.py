@@ -51,12 +51,14 @@ class AnthropicMessagesClient:
         return await self.gate.run(lambda: self._attempt(prompt), self.where)
 
     async def _attempt(self, prompt: str) -> Completion:
-        extra = {"system": self.config.system_prompt} if self.config.system_prompt else {}
+        extra: dict = {"system": self.config.system_prompt} if self.config.system_prompt else {}
+        if self.model.temperature is not None:
+            # The SDK dropped its `temperature` argument (newer models reject it); the API still takes it.
+            extra["extra_body"] = {"temperature": self.model.temperature}
         try:
             response = await self._sdk.messages.create(
                 model=self.model.name,
                 max_tokens=self.model.max_tokens,
-                temperature=self.model.temperature,
                 messages=[{"role": "user", "content": prompt}],
                 **extra,
             )

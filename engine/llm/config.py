@@ -16,7 +16,8 @@ class ModelConfig(BaseModel):
     Attributes:
         name: the model name sent to the server, e.g. "gpt-4.1-mini" or "claude-sonnet-4-5".
         weight: relative share of samples drawn from this model (> 0).
-        temperature: sampling temperature.
+        temperature: sampling temperature; None sends none, so the server's default applies (newer reasoning
+            models of both providers accept only their default).
         max_tokens: cap on completion tokens per request.
         api_key_env: name of the environment variable that holds the key; None means OPENAI_API_KEY or
             ANTHROPIC_API_KEY, depending on the provider. The key itself never goes in a config.
@@ -29,7 +30,7 @@ class ModelConfig(BaseModel):
 
     name: str = Field(min_length=1)
     weight: float = Field(default=1.0, gt=0)
-    temperature: float = Field(default=1.0, ge=0, le=2)
+    temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int = Field(default=4096, gt=0)
     api_key_env: str | None = None
     input_usd_per_mtok: float = Field(default=0.0, ge=0)

@@ -55,13 +55,11 @@ class OpenAIChatClient:
         messages = [{"role": "user", "content": prompt}]
         if self.config.system_prompt:
             messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        settings: dict = {self._max_tokens_field: self.model.max_tokens}
+        if self.model.temperature is not None:
+            settings["temperature"] = self.model.temperature
         try:
-            response = await self._sdk.chat.completions.create(
-                model=self.model.name,
-                messages=messages,
-                temperature=self.model.temperature,
-                **{self._max_tokens_field: self.model.max_tokens},
-            )
+            response = await self._sdk.chat.completions.create(model=self.model.name, messages=messages, **settings)
         # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
         except openai.APIStatusError as error:
             detail = error_detail(error.body, error.message, [self.key_env])

@@ -1,0 +1,178 @@
+"""The real openai and anthropic SDKs against the loopback server in tests/llm_server.py."""
+
+import asyncio
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for tests.llm_server
+
+from engine.llm import (  # noqa: E402
+    LLMAuthError,
+    LLMBudgetExhausted,
+    LLMConfig,
+    LLMUnavailableError,
+    ModelConfig,
+    ModelMix,
+)
+from engine.proposers.base import PromptContext, Shot  # noqa: E402
+from engine.proposers.llm import LLMProposer  # noqa: E402
+from tests.llm_server import LLMServer, Reply, copy_best_shot  # noqa: E402
+
+SECRET = "sk-test-0123456789abcdefSECRET"
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+PROVIDERS = ["openai", "anthropic"]
+
+
+@pytest.fixture
+def server():
+    with LLMServer(answer=lambda request: "def agent(x):\n    return x\n") as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def api_keys(monkeypatch):
+    for name in KEY_ENV.values():
+        monkeypatch.setenv(name, SECRET)
+
+
+def make_mix(provider: str, server: LLMServer, **settings) -> ModelMix:
+    settings = {"backoff_initial_s": 0.01, "max_retries": 3, "timeout_s": 5.0, **settings}
+    model = ModelConfig(name="test-model", temperature=0.3, max_tokens=256, input_usd_per_mtok=1e4,
+                        output_usd_per_mtok=2e4)
+    base_url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    return ModelMix.from_config(LLMConfig(provider=provider, base_url=base_url, models=[model], **settings))
+
+
+def complete(mix: ModelMix, prompt: str = "write a model", times: int = 1, concurrently: bool = False):
+    async def go():
+        try:
+            if concurrently:
+                return await asyncio.gather(*(mix.clients[0].complete(prompt) for _ in range(times)))
+            return [await mix.clients[0].complete(prompt) for _ in range(times)]
+        finally:
+            await mix.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_success_reports_text_usage_and_cost(provider, server):
+    server.push(Reply(text="def agent(x):\n    return x\n", prompt_tokens=100, completion_tokens=50))
+    [completion] = complete(make_mix(provider, server), "write a model")
+    assert completion.text == "def agent(x):\n    return x\n" and completion.model == "test-model"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (100, 50)
+    assert completion.cost_usd == pytest.approx((100 * 1e4 + 50 * 2e4) / 1e6)
+    [request] = server.requests
+    assert request.api == provider and request.prompt == "write a model" and request.model == "test-model"
+    assert request.system.startswith("You improve Python models")
+    assert request.body["temperature"] == 0.3
+    assert request.body.get("max_tokens", request.body.get("max_completion_tokens")) == 256
+    assert SECRET in request.headers.get("authorization", "") + request.headers.get("x-api-key", "")
+    assert request.headers.get("x-stainless-retry-count", "0") == "0"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_retry_after_is_honoured(provider, server):
+    server.push(Reply.rate_limited(retry_after_s=0.4))
+    started = time.perf_counter()
+    complete(make_mix(provider, server))
+    assert 0.4 <= time.perf_counter() - started < 2.0
+    assert len(server.requests) == 2
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_server_error_is_retried_then_succeeds(provider, server):
+    server.push(Reply.server_error(500), Reply.server_error(503))
+    [completion] = complete(make_mix(provider, server))
+    assert completion.text.startswith("def agent") and len(server.requests) == 3
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_unauthorized_stops_at_once_and_names_the_variable(provider, server):
+    server.push(Reply(status=401, error_message=f"Incorrect API key provided: {SECRET}."))
+    with pytest.raises(LLMAuthError, match=f"rejected the API key from \\${KEY_ENV[provider]}") as caught:
+        complete(make_mix(provider, server, max_retries=5))
+    assert len(server.requests) == 1
+    assert "Incorrect API key provided: ***." in str(caught.value)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("cap", [{"max_cost_usd": 2.5}, {"max_tokens": 250}])
+def test_budget_stops_before_the_next_request(provider, cap, server):
+    # Each answer: 100 prompt + 50 completion tokens = 150 tokens, $1 + $1 = $2.
+    server.answer = lambda request: Reply(text="x", prompt_tokens=100, completion_tokens=50)
+    with pytest.raises(LLMBudgetExhausted, match=next(iter(cap))):
+        complete(make_mix(provider, server, **cap), times=5)
+    assert len(server.requests) == 2  # $4 >= $2.5 and 300 >= 250 tokens after two
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_timeout_is_retried(provider, server):
+    server.push(Reply.slow(delay_s=2.0))
+    started = time.perf_counter()
+    [completion] = complete(make_mix(provider, server, timeout_s=0.3))
+    assert completion.text.startswith("def agent")
+    assert time.perf_counter() - started < 1.5 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_malformed_json_is_retried_then_reported(provider, server):
+    server.push(Reply.malformed())
+    [completion] = complete(make_mix(provider, server))
+    assert completion.text.startswith("def agent")
+    server.push(Reply.malformed(), Reply.malformed())
+    with pytest.raises(LLMUnavailableError, match="malformed response body"):
+        complete(make_mix(provider, server, max_retries=1))
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_in_flight_limit_is_respected(provider, server):
+    server.delay_s = 0.05
+    complete(make_mix(provider, server, max_in_flight=3), times=12, concurrently=True)
+    assert server.max_concurrent == 3 and len(server.requests) == 12
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_key_never_shown_in_errors_or_logs(provider, server, caplog):
+    caplog.set_level(logging.DEBUG)
+    texts = []
+    for reply in [Reply.unauthorized(403), Reply(status=404, error_message=f"no model for key {SECRET}")]:
+        server.push(reply)
+        with pytest.raises(Exception) as caught:
+            complete(make_mix(provider, server, max_retries=0))
+        texts += [str(caught.value), repr(caught.value), "".join(traceback.format_exception(caught.value))]
+    server.push(Reply.rate_limited(0.01), Reply.server_error(), Reply(status=500, error_message=SECRET))
+    complete(make_mix(provider, server))  # retries log warnings
+    mix = make_mix(provider, server)
+    texts += [repr(mix), repr(mix.clients[0]), repr(LLMProposer(mix)), caplog.text]
+    assert "retry 1 of 3" in caplog.text
+    assert all(SECRET not in text for text in texts)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_llm_proposer_end_to_end(provider, server):
+    server.answer = copy_best_shot
+    seed = (Path(__file__).parents[2] / "tasks" / "bandit" / "seed.py").read_text()
+    shown = seed.replace("def agent(", "def agent_v0(")
+    context = PromptContext(
+        island_id=0, function_name="agent", shots=(Shot(1, seed, -0.7),), next_version=1,
+        text=shown + "\n\ndef agent_v1(params, state, choice, reward):\n",
+    )
+    base_url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    proposer = LLMProposer.from_config(LLMConfig(provider=provider, base_url=base_url, models=[{"name": "m"}]))
+
+    async def go():
+        try:
+            return await proposer.propose(context)
+        finally:
+            await proposer.aclose()
+
+    proposal = asyncio.run(go())
+    assert proposal.error == "" and proposal.proposer == "llm:m"
+    assert proposal.source == seed[seed.index("def agent(") :]  # the seed's imports are unused, so not added
