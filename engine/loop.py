@@ -125,9 +125,9 @@ class SearchLoop:
     # -- seeding ---------------------------------------------------------------------------------------------
     def ensure_seed(self) -> Program:
         """Evaluates and registers the seed on every island, unless the database already holds it."""
-        existing = self.database.seed_program() if hasattr(self.database, "seed_program") else None
-        if existing is not None:
-            return existing
+        seed_id = self.database.seed_id
+        if seed_id is not None:
+            return self.database.get(seed_id)
         result = evaluate_once(self.runner, self.task.seed_source, job_id=0)
         candidate = to_candidate(
             result, source=self.task.seed_source, parent_ids=(), island_id=0, proposer="seed"

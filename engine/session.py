@@ -36,7 +36,13 @@ def prepare(task_yaml: Path, preset: Path | None = None, overrides: Mapping[str,
     task = load_task(task_yaml)
     config = load_experiment_config(task.file.defaults, str(task.yaml_path), preset, overrides)
     splits = task.load_splits()
-    meta = RunMeta(task_name=task.name, scoring_version=task.version, data_hash=data_hash(splits))
+    meta = RunMeta(
+        task_name=task.name,
+        task_version=task.version,
+        data_hash=data_hash(splits),
+        function_name=task.function_name,
+        experiment_config=config.model_dump_json(),
+    )
     return Prepared(task=task, config=config, splits=splits, meta=meta)
 
 
@@ -47,12 +53,9 @@ def default_db_path(task: TaskSpec) -> Path:
 
 def build_runner(context: TaskContext, config: ExperimentConfig):
     """Returns the worker pool the sandbox section asks for."""
-    from sandbox.pool import LocalRunner, RayRunner
+    from sandbox.pool import make_runner
 
-    sandbox = config.sandbox
-    if sandbox.runner == "local":
-        return LocalRunner(context, sandbox)
-    return RayRunner(context, sandbox)
+    return make_runner(config.sandbox, context)
 
 
 def _llm_key_available(config: ExperimentConfig) -> bool:
@@ -171,13 +174,13 @@ def evaluate_file(
     task_yaml: Path, candidate_py: Path, *, heldout: str = "selection", preset: Path | None = None
 ) -> tuple[RunResult, TaskSpec]:
     """Evaluates one candidate file through the same sandbox and fitter as a run (one local worker)."""
-    from sandbox.pool import LocalRunner
+    from sandbox.pool import make_runner
 
     prepared = prepare(task_yaml, preset, {"sandbox": {"runner": "local", "num_workers": 1}})
     if not Path(candidate_py).is_file():
         raise EngineError(f"{candidate_py}: no such candidate file.")
     context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
-    runner = LocalRunner(context, prepared.config.sandbox)
+    runner = make_runner(prepared.config.sandbox, context)
     try:
         result = evaluate_once(runner, Path(candidate_py).read_text())
     finally:
