@@ -249,6 +249,39 @@ def stats(
         print(f"{key}: {number}")
 
 
+@task_app.command("check")
+def task_check(
+    task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
+    split: Annotated[str, typer.Option(help="Held-out split to score: selection, or test (reports only).")] = "selection",
+    workers: Annotated[int, typer.Option(help="Models evaluated at the same time.")] = 2,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Validate a task, score its seed and baselines through the same path as a run, and print a table."""
+    from dataclasses import asdict
+
+    from engine.checks import check_task
+
+    if split not in ("selection", "test"):
+        raise typer.BadParameter(f"--split must be selection or test, found {split!r}.")
+    rows, problems = check_task(task_yaml, split=split, workers=workers)
+    if json_output:
+        _print_json({"rows": [asdict(row) for row in rows], "problems": problems})
+    else:
+        table = Table(title=f"{task_yaml}: held-out {split} scores")
+        for column in ("model", "kind", "outcome", "score", "train score", "params", "wall s"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.name, row.kind, row.outcome,
+                          f"{row.score:.4f}" if row.score is not None else "-",
+                          f"{row.train_score:.4f}" if row.train_score is not None else "-",
+                          str(row.num_params), f"{row.wall_s:.1f}")
+        console.print(table)
+        for problem in problems:
+            print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        raise typer.Exit(1)
+
+
 @config_app.command("show")
 def config_show(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],

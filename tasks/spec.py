@@ -43,12 +43,22 @@ class TaskLimits(BaseModel):
 
 
 class Baseline(BaseModel):
-    """A literature model scored through the same path as candidates."""
+    """A reference model scored through the same path as candidates.
+
+    Attributes:
+        file: a candidate module in the task folder (it defines the evolved function).
+        description: one line shown in tables and reports.
+        kind: "literature" (a published model), "ground_truth" (the generating model of a synthetic twin),
+            or "ceiling" (a flexible model, e.g. a small GRU, that bounds how much is left to explain).
+        score: optional "file.py:function" scoring entry used instead of the task's `score` (e.g. a ceiling
+            that fits its weights its own way); same signature as the task's score function.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     file: str
     description: str = ""
-    kind: Literal["candidate", "ceiling"] = "candidate"
+    kind: Literal["literature", "ground_truth", "ceiling"] = "literature"
+    score: str | None = None
 
 
 class TaskFile(BaseModel):
@@ -124,6 +134,10 @@ class TaskSpec(BaseModel):
                 f"{self.data}: returned splits {sorted(splits)}; expected {list(SPLITS)} (missing {missing})."
             )
         return splits
+
+    def resolve_entry(self, reference: str, field: str) -> FileFunction:
+        """Resolves another `file.py:function` of this task folder (e.g. a baseline's own scoring entry)."""
+        return _resolve(self.folder, self.yaml_path, field, reference)
 
     def baseline_sources(self) -> dict[str, str]:
         """Returns baseline name -> module source, read from the task folder."""
