@@ -68,7 +68,9 @@ def prompt_header(prompt: str, function_name: str, version: int) -> str:
     return prompt[matches[-1].start() :].rstrip() if matches else ""
 
 
-def extract_candidate(answer: str, function_name: str, version: int, header: str = "") -> str:
+def extract_candidate(
+    answer: str, function_name: str, version: int, header: str = "", truncated: bool = False
+) -> str:
     """Returns module source whose evolved function is `function_name`, taken from an LLM answer.
 
     Args:
@@ -77,6 +79,8 @@ def extract_candidate(answer: str, function_name: str, version: int, header: str
         version: the version the prompt asked for; `{function_name}_v{version}` is the preferred match.
         header: the prompt's trailing header (see `prompt_header`); it lets a body-only answer be completed
             and a function with another name be recognised by its argument names.
+        truncated: the model hit its token limit, so the code at the very end of the answer may be cut off
+            even where it parses.
 
     Raises:
         CompletionParseError: when no function can be found; the message says what was found instead.
@@ -86,7 +90,7 @@ def extract_candidate(answer: str, function_name: str, version: int, header: str
     arguments = _argument_names(header)
     best: _Module | None = None
     problems: list[str] = []
-    for region in _regions(answer):
+    for region in _regions(answer, truncated):
         for attempt in (_as_module, _as_body):
             module = attempt(region, function_name, version, header, arguments, problems)
             if module is not None and (best is None or module.rank <= best.rank):
@@ -198,7 +202,7 @@ def add_missing_definitions(source: str, reference: str, function_name: str) -> 
 # -- finding code in an answer ----------------------------------------------------------------------------
 
 
-def _regions(answer: str) -> list[_Region]:
+def _regions(answer: str, truncated: bool = False) -> list[_Region]:
     """Returns the fenced blocks of Python (or of anything, when none is marked Python), else the whole answer."""
     blocks: list[tuple[str, str, bool]] = []
     fence: str | None = None
@@ -219,7 +223,7 @@ def _regions(answer: str) -> list[_Region]:
     chosen = python or [block for block in blocks if block[1].strip()]
     if chosen:
         return [_Region(text, fenced=True, unterminated=unterminated) for _, text, unterminated in chosen]
-    return [_Region(answer.replace("\r\n", "\n"), fenced=False, unterminated=False)]
+    return [_Region(answer.replace("\r\n", "\n"), fenced=False, unterminated=truncated)]
 
 
 def _as_module(region, function_name, version, header, arguments, problems) -> _Module | None:
@@ -266,6 +270,8 @@ def _as_body(region, function_name, version, header, arguments, problems) -> _Mo
     if not re.search(r"^(?:return|raise)\b", body, flags=re.MULTILINE) and not region.unterminated:
         return None  # module-level code without a def is not a body unless it returns
     body_indent = " " * _body_indent(header)
+    if body.startswith(('"', "'")):
+        header = _def_lines(header)  # the answer brings its own docstring; two would push PARAMS down
     text = header.rstrip() + "\n" + textwrap.indent(body, body_indent, predicate=lambda line: True)
     source = _parseable_prefix(text.split("\n"), region.unterminated, problems)
     return _choose(source, function_name, version, arguments, problems) if source else None
@@ -386,18 +392,33 @@ def _droppable(statement: ast.stmt, module: _Module, function_name: str) -> bool
 # -- small helpers --------------------------------------------------------------------------------------
 
 
+def _def_lines(header: str) -> str:
+    """Returns the `def ...:` line(s) of a header, without the docstring that may follow."""
+    lines = header.split("\n")
+    for end in range(1, len(lines) + 1):
+        try:
+            ast.parse("\n".join(lines[:end]).rstrip() + "\n    pass")
+        except SyntaxError:
+            continue
+        return "\n".join(lines[:end])
+    return header
+
+
 def _argument_names(header: str) -> tuple[str, ...]:
     if not header:
         return ()
-    first = header.split("\n")
-    for end in range(1, len(first) + 1):
-        try:
-            tree = ast.parse("\n".join(first[:end]).rstrip() + "\n    pass")
-        except SyntaxError:
-            continue
-        if tree.body and isinstance(tree.body[0], ast.FunctionDef):
-            return tuple(a.arg for a in tree.body[0].args.args)
+    tree = ast.parse(_def_lines(header) + "\n    pass") if _def_lines(header) != header or _parses(header) else None
+    if tree and tree.body and isinstance(tree.body[0], ast.FunctionDef):
+        return tuple(a.arg for a in tree.body[0].args.args)
     return ()
+
+
+def _parses(header: str) -> bool:
+    try:
+        ast.parse(header.rstrip() + "\n    pass")
+    except SyntaxError:
+        return False
+    return True
 
 
 def _body_indent(header: str) -> int:

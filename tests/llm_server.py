@@ -46,6 +46,8 @@ class Reply:
         prompt_tokens: reported prompt tokens; None counts the words of the request's messages.
         completion_tokens: reported completion tokens; None counts the words of `text`.
         error_message: the message of an error body, for statuses >= 400.
+        truncated: report that the answer stopped at max_tokens (finish_reason "length" / stop_reason
+            "max_tokens").
     """
 
     text: str = ""
@@ -56,6 +58,7 @@ class Reply:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     error_message: str = ""
+    truncated: bool = False
 
     @staticmethod
     def rate_limited(retry_after_s: float = 1.0) -> Reply:
@@ -286,7 +289,8 @@ class LLMServer:
         if api == "anthropic":
             body = {
                 "id": f"msg_{number:06d}", "type": "message", "role": "assistant", "model": request.model,
-                "content": [{"type": "text", "text": reply.text}], "stop_reason": "end_turn",
+                "content": [{"type": "text", "text": reply.text}],
+                "stop_reason": "max_tokens" if reply.truncated else "end_turn",
                 "stop_sequence": None,
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
             }
@@ -295,7 +299,7 @@ class LLMServer:
                 "id": f"chatcmpl-{number:06d}", "object": "chat.completion", "created": int(time.time()),
                 "model": request.model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                             "finish_reason": "stop", "logprobs": None}],
+                             "finish_reason": "length" if reply.truncated else "stop", "logprobs": None}],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
             }

@@ -87,4 +87,5 @@ class AnthropicMessagesClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
+            truncated=response.stop_reason == "max_tokens",
         )

@@ -17,6 +17,7 @@ class Completion:
         prompt_tokens: prompt tokens billed, as reported by the server.
         completion_tokens: completion tokens billed, as reported by the server.
         cost_usd: price of the request in US dollars, from the model's configured prices.
+        truncated: the model stopped at its max_tokens, so the text may end mid-statement.
     """
 
     text: str
@@ -24,6 +25,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    truncated: bool = False
 
     @property
     def tokens(self) -> int:

@@ -75,7 +75,8 @@ class OpenAIChatClient:
             raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
         if not response.choices:
             raise TransientLLMError("the response has no choices")
-        text = response.choices[0].message.content or ""
+        choice = response.choices[0]
+        text = choice.message.content or ""
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
@@ -85,4 +86,5 @@ class OpenAIChatClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
+            truncated=choice.finish_reason == "length",
         )

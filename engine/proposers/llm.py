@@ -89,14 +89,14 @@ class LLMProposer:
             return Proposal(source="", proposer="llm", error=f"unusable response: {error}")
         name = f"llm:{completion.model}"
         try:
-            source = self.candidate_source(completion.text, context)
+            source = self.candidate_source(completion.text, context, completion.truncated)
         except CompletionParseError as error:
             return Proposal(
                 source="", proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd, error=str(error)
             )
         return Proposal(source=source, proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd)
 
-    def candidate_source(self, answer: str, context: PromptContext) -> str:
+    def candidate_source(self, answer: str, context: PromptContext, truncated: bool = False) -> str:
         """Returns candidate module source from an answer (see `engine.parsing`).
 
         Raises:
@@ -110,7 +110,7 @@ class LLMProposer:
             source, diff_problem = self._apply_diff(answer, best, context)
         if source is None:
             try:
-                source = extract_candidate(answer, function_name, version, header)
+                source = extract_candidate(answer, function_name, version, header, truncated)
             except CompletionParseError as error:
                 if diff_problem:
                     raise CompletionParseError(f"{diff_problem}; read as a rewrite: {error}") from None

@@ -74,6 +74,10 @@ def test_success_reports_text_usage_and_cost(provider, server):
     assert request.body.get("max_tokens", request.body.get("max_completion_tokens")) == 256
     assert SECRET in request.headers.get("authorization", "") + request.headers.get("x-api-key", "")
     assert request.headers.get("x-stainless-retry-count", "0") == "0"
+    assert not completion.truncated
+    server.push(Reply(text="def agent(x):\n    y = x", truncated=True))
+    [cut] = complete(make_mix(provider, server))
+    assert cut.truncated
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

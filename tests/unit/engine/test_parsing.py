@@ -153,3 +153,29 @@ def test_add_missing_definitions_brings_imports_and_helpers():
         + candidate
     )
     assert add_missing_definitions(EXPECTED, reference, "agent") == EXPECTED
+
+
+def test_body_with_its_own_docstring_replaces_the_header_docstring():
+    header = f'{HEADER}\n    """Improved version of agent_v1."""'
+    answer = f'    """Adds a decay."""\n{BODY}\n'
+    assert extract_candidate(answer, "agent", 2, header) == EXPECTED.replace(
+        "reward):\n", 'reward):\n    """Adds a decay."""\n', 1
+    )
+
+
+def test_truncated_flag_distrusts_code_that_runs_to_the_end():
+    cut = f"{HEADER}\n    PARAMS = {{}}\n    q = state[:2]\n"  # parses, but the model stopped at max_tokens
+    assert extract_candidate(cut, "agent", 2, HEADER).startswith("def agent(")
+    with pytest.raises(CompletionParseError, match="cut off"):
+        extract_candidate(cut, "agent", 2, HEADER, truncated=True)
+    closed = f"```python\n{V2}\n```\nThis model now"  # cut in the prose, after the closed fence
+    assert extract_candidate(closed, "agent", 2, HEADER, truncated=True) == EXPECTED
+
+
+def test_every_truncation_gives_source_or_a_parse_error():
+    for _, answer, _ in CASES[::3]:
+        for end in range(0, len(answer), 7):
+            try:
+                compile(extract_candidate(answer[:end], "agent", 2, HEADER), "<candidate>", "exec")
+            except CompletionParseError:
+                pass
