@@ -130,3 +130,12 @@ class LLMProposer:
             except CompletionParseError as error:
                 problem = problem or f"the SEARCH/REPLACE edit does not apply: {error}"
         return None, problem
+
+
+def build_llm_proposer(config: LLMConfig, environ: Mapping[str, str] | None = None) -> LLMProposer:
+    """Returns the LLM proposer for an `llm:` config section, reading API keys from `environ` (os.environ).
+
+    Raises:
+        LLMAuthError: a model's key variable is unset and no base_url is configured.
+    """
+    return LLMProposer.from_config(config, environ)
