@@ -1,0 +1,232 @@
+"""The LLM-free proposer: genetic-programming mutation and crossover of the prompt's programs.
+
+Each proposal picks a parent among the shots (mostly the best, which comes last), applies one to three
+operators from `engine.mutation` to its evolved function, re-declares PARAMS to match what the body reads,
+and checks the result with `engine.mutation.candidate_problems`. It never executes code.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from engine.mutation import (
+    Operator,
+    Workspace,
+    candidate_problems,
+    crossover_expression,
+    crossover_statement,
+    delete_statement,
+    duplicate_statement,
+    find_function,
+    insert_term,
+    negate,
+    perturb_constant,
+    read_declaration,
+    signature,
+    swap_operator,
+    sync_declaration,
+    unwrap,
+    wrap,
+)
+from engine.mutation.shapes import result_shapes, shape_changes
+from engine.proposers.base import PromptContext, Proposal
+
+PROPOSER_NAME = "mutator"
+
+OPERATORS: dict[str, Operator] = {
+    "perturb_constant": perturb_constant,
+    "swap_operator": swap_operator,
+    "negate": negate,
+    "wrap": wrap,
+    "unwrap": unwrap,
+    "insert_term": insert_term,
+    "delete_statement": delete_statement,
+    "duplicate_statement": duplicate_statement,
+    "crossover_statement": crossover_statement,
+    "crossover_expression": crossover_expression,
+}
+DEFAULT_OPERATOR_WEIGHTS: dict[str, float] = {
+    "perturb_constant": 0.15,
+    "swap_operator": 0.10,
+    "negate": 0.03,
+    "wrap": 0.12,
+    "unwrap": 0.06,
+    "insert_term": 0.22,
+    "delete_statement": 0.06,
+    "duplicate_statement": 0.06,
+    "crossover_statement": 0.10,
+    "crossover_expression": 0.10,
+}
+# How many operators one proposal composes, and how often.
+OPERATOR_COUNTS = (1, 2, 3)
+OPERATOR_COUNT_WEIGHTS = (0.5, 0.3, 0.2)
+DEFAULT_PRIMITIVES = ("jnp.exp", "jnp.tanh", "jax.nn.sigmoid", "jnp.log1p")
+CANONICAL_CACHE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """One mutant with its provenance.
+
+    Attributes:
+        source: the mutant module's source ("" when none could be made).
+        parent_id: program id of the shot it came from (-1 when none).
+        notes: what each operator did, in order, e.g. ("wrapped in jnp.tanh", "constant 0.5 -> 0.61").
+        error: why no mutant could be made ("" on success).
+    """
+
+    source: str
+    parent_id: int = -1
+    notes: tuple[str, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    program_id: int
+    source: str
+    canonical: str  # ast.unparse of the parsed source, to tell whether a mutant differs
+
+
+class MutationProposer:
+    """Proposes candidates by mutating and crossing over the prompt's programs, without an LLM.
+
+    Deterministic given its `seed` and `context.seed`.
+
+    Args:
+        seed: mixed into every proposal's random stream.
+        operator_weights: relative frequency of each operator (names as in `OPERATORS`); missing ones are 0.
+        best_parent_probability: chance that the parent is the best shot; otherwise another shot is.
+        max_attempts: proposals retried when a mutant is unchanged or invalid before giving up.
+        default_primitives: wrappers used when the task declares none in `context.primitives`.
+    """
+
+    name = PROPOSER_NAME
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        operator_weights: Mapping[str, float] | None = None,
+        best_parent_probability: float = 0.7,
+        max_attempts: int = 8,
+        default_primitives: Sequence[str] = DEFAULT_PRIMITIVES,
+    ) -> None:
+        weights = dict(DEFAULT_OPERATOR_WEIGHTS if operator_weights is None else operator_weights)
+        unknown = sorted(set(weights) - set(OPERATORS))
+        if unknown:
+            raise ValueError(
+                f"operator_weights names unknown operators {unknown}; expected some of {sorted(OPERATORS)}."
+            )
+        if not weights or any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError(f"operator_weights must be non-negative with a positive sum; got {weights}.")
+        if not 0.0 <= best_parent_probability <= 1.0:
+            raise ValueError(f"best_parent_probability must be in [0, 1]; got {best_parent_probability}.")
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1; got {max_attempts}.")
+        self.seed = seed
+        self._operator_names = [name for name, weight in weights.items() if weight > 0]
+        self._operator_weights = [weights[name] for name in self._operator_names]
+        self.best_parent_probability = best_parent_probability
+        self.max_attempts = max_attempts
+        self.default_primitives = tuple(default_primitives)
+        # Valid parents' sources, rendered by ast.unparse, keyed by (function name, source).
+        self._canonical: dict[tuple[str, str], str] = {}
+
+    async def propose(self, context: PromptContext) -> Proposal:
+        """Returns a mutant of one of `context.shots`, or a Proposal with `error` set when none could be made."""
+        mutation = self.mutate(context)
+        return Proposal(source=mutation.source, proposer=PROPOSER_NAME, error=mutation.error)
+
+    def mutate(self, context: PromptContext) -> Mutation:
+        """Returns a mutant with its parent and the operators applied (synchronous; a proposal takes ~1 ms)."""
+        rng = random.Random(f"{PROPOSER_NAME}:{self.seed}:{context.seed}")
+        parents, skipped = self._parents(context)
+        if not parents:
+            reason = "; ".join(skipped) if skipped else "the prompt has no shots"
+            return Mutation(source="", error=f"no program to mutate: {reason}.")
+        primitives = tuple(context.primitives) or self.default_primitives
+        last_problem = "every operator left the program unchanged"
+        for _ in range(self.max_attempts):
+            parent = parents[-1]
+            if len(parents) > 1 and rng.random() >= self.best_parent_probability:
+                parent = rng.choice(parents[:-1])
+            module = ast.parse(parent.source)
+            function = find_function(module, context.function_name)
+            assert function is not None  # checked in _parents
+            donors = []
+            for other in parents:
+                if other.canonical != parent.canonical:
+                    donor_module = ast.parse(other.source)
+                    donors.append((donor_module, find_function(donor_module, context.function_name)))
+            workspace = Workspace(module, function, primitives, donors, rng)  # type: ignore[arg-type]
+            shapes_before = result_shapes(function, workspace.facts().name_shapes)
+            notes = self._apply_operators(workspace, rng)
+            if not notes:
+                continue
+            changed = shape_changes(shapes_before, result_shapes(function, workspace.facts().name_shapes))
+            if changed:
+                last_problem = f"shapes changed ({'; '.join(changed)}) after {', '.join(notes)}"
+                continue
+            sync_declaration(function, workspace.known_bounds)
+            source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
+            if source == parent.canonical:
+                continue
+            problems = candidate_problems(source, context.function_name, signature(function))
+            if problems:
+                last_problem = f"{'; '.join(problems)} after {', '.join(notes)}"
+                continue
+            return Mutation(source=source, parent_id=parent.program_id, notes=tuple(notes))
+        return Mutation(
+            source="",
+            parent_id=parents[-1].program_id,
+            error=f"no valid mutant after {self.max_attempts} attempts; last problem: {last_problem}.",
+        )
+
+    def _apply_operators(self, workspace: Workspace, rng: random.Random) -> list[str]:
+        count = rng.choices(OPERATOR_COUNTS, OPERATOR_COUNT_WEIGHTS)[0]
+        notes: list[str] = []
+        for _ in range(4 * count):
+            if len(notes) == count:
+                break
+            name = rng.choices(self._operator_names, self._operator_weights)[0]
+            note = OPERATORS[name](workspace, None)
+            if note is not None:
+                notes.append(note)
+        return notes
+
+    def _parents(self, context: PromptContext) -> tuple[list[_Parent], list[str]]:
+        """Returns the shots that can be mutated (best last) and why the others cannot."""
+        parents: list[_Parent] = []
+        skipped: list[str] = []
+        for shot in context.shots:
+            key = (context.function_name, shot.source)
+            if key in self._canonical:
+                parents.append(_Parent(shot.program_id, shot.source, self._canonical[key]))
+                continue
+            try:
+                module = ast.parse(shot.source)
+            except SyntaxError as error:
+                skipped.append(f"program {shot.program_id} does not parse ({error.msg})")
+                continue
+            function = find_function(module, context.function_name)
+            if function is None:
+                skipped.append(f"program {shot.program_id} defines no function {context.function_name!r}")
+                continue
+            if read_declaration(function) is None:
+                skipped.append(
+                    f"program {shot.program_id}'s {context.function_name} does not start with a literal "
+                    'PARAMS = {"name": (low, high)} dict'
+                )
+                continue
+            if len(self._canonical) >= CANONICAL_CACHE_SIZE:
+                self._canonical.clear()
+            self._canonical[key] = ast.unparse(module) + "\n"
+            parents.append(_Parent(shot.program_id, shot.source, self._canonical[key]))
+        return parents, skipped
+
+
+__all__ = ["DEFAULT_OPERATOR_WEIGHTS", "DEFAULT_PRIMITIVES", "OPERATORS", "MutationProposer", "Mutation"]
