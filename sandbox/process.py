@@ -178,7 +178,8 @@ class ProcessSandbox:
                                            hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb)
         else:
             argv = python_argv
-        self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch)
+        self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch,
+                                      drop_uid=self.drop_uid)
         self.workers_started += 1
         try:
             self._worker.start(init, self.startup_timeout_s)
@@ -196,8 +197,10 @@ class ProcessSandbox:
 class _WorkerProcess:
     """One zygote process (and its bwrap tree), seen from the host."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], scratch_to_remove: str | None) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], scratch_to_remove: str | None,
+                 drop_uid: int | None) -> None:
         self.argv = argv
+        self.drop_uid = drop_uid
         self.scratch_to_remove = scratch_to_remove
         # The clean environment goes to bwrap itself too: nothing of ours is readable in /proc/1/environ.
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -283,12 +286,20 @@ class _WorkerProcess:
         return bytes(self.stderr_tail).decode("utf-8", "replace")[-4000:]
 
     def kill(self) -> None:
-        """Kills the worker's process group (bwrap, the worker and every candidate process) and reaps it."""
+        """Kills the worker's process group (bwrap, the worker and every candidate process) and reaps it.
+
+        bwrap's --die-with-parent and the end of the pid namespace kill whatever is inside; as root we also kill
+        every process of the candidates' uid directly, and wait until none is left running.
+        """
         if self.process.poll() is None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        if self.drop_uid is not None:
+            deadline = time.monotonic() + 5.0
+            while kill_processes_of_uid(self.drop_uid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -303,6 +314,24 @@ class _WorkerProcess:
 
             shutil.rmtree(self.scratch_to_remove, ignore_errors=True)
             self.scratch_to_remove = None
+
+
+def kill_processes_of_uid(uid: int) -> int:
+    """Sends SIGKILL to every live (non-zombie) process whose real uid is `uid`; returns how many were alive."""
+    alive = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+            if int(fields["Uid"].split()[0]) != uid or fields["State"].split()[0] in ("Z", "X"):
+                continue
+            alive += 1
+            os.kill(int(name), signal.SIGKILL)
+        except (OSError, KeyError, ValueError):
+            pass
+    return alive
 
 
 def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float) -> RunResult:

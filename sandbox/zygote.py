@@ -148,7 +148,8 @@ class Worker:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
-        reply["anomaly"] = stray_processes() if self.init["isolated"] else ""
+        if self.init["drop_uid"] is not None or self.init["isolated"]:
+            reply["anomaly"] = stray_processes(self.init["drop_uid"])
         return reply
 
 
@@ -219,19 +220,29 @@ def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
     return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result; output tail:\n{tail}"}
 
 
-def stray_processes() -> str:
-    """Names processes other than us and the namespace's init that are still alive (inside a pid namespace)."""
+def stray_processes(uid: int | None) -> str:
+    """Kills and counts the candidate's processes still alive after it returned.
+
+    With a dropped uid these are the processes of that uid; otherwise (inside a pid namespace) every process
+    but us and the namespace's init.
+    """
     mine = {1, os.getpid()}
-    strays = []
+    strays = 0
     for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) not in mine:
-            try:
-                with open(f"/proc/{name}/stat") as stat:
-                    if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        strays.append(name)
-            except OSError:
-                pass
-    return f"{len(strays)} background process(es) survived the candidate" if strays else ""
+        if not name.isdigit() or (uid is None and int(name) in mine):
+            continue
+        try:
+            with open(f"/proc/{name}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+            if fields["State"].split()[0] in ("Z", "X"):
+                continue
+            if uid is not None and int(fields["Uid"].split()[0]) != uid:
+                continue
+            os.kill(int(name), signal.SIGKILL)
+            strays += 1
+        except (OSError, KeyError, ValueError):
+            pass
+    return f"{strays} background process(es) survived the candidate and were killed" if strays else ""
 
 
 def fork_hazard() -> str:
