@@ -39,8 +39,18 @@ def complexity_of_tree(tree: ast.Module, function_name: str = "") -> Complexity:
 
 
 def ast_size(tree: ast.AST) -> int:
-    """Returns the number of nodes in `tree`, itself included."""
-    return sum(1 for _ in ast.walk(tree))
+    """Returns the number of nodes in `tree`, itself included (the nodes `ast.walk` yields)."""
+    count, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        count += 1
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, ast.AST):
+                stack.append(value)
+            elif isinstance(value, list):
+                stack.extend(item for item in value if isinstance(item, ast.AST))
+    return count
 
 
 def count_params(tree: ast.Module, function_name: str = "") -> int:

@@ -24,6 +24,9 @@ class IslandsConfig(BaseModel):
             n = programs registered on the island since it was (re)created.
         cluster_sampling_temperature_period: the period of that schedule, in programs registered on the island.
         cluster_score: how per-test scores reduce to one cluster score ("last" is the published code's choice).
+        length_normalisation: inside a cluster, a program of length L (characters) has weight
+            exp(-(L - min) / (max - min + 1e-6)) with "range", or exp(-(L - min) / (max + 1e-6)) with "max"
+            (the published code's formula, which makes the preference for short programs weak).
         signature_decimals: per-test scores are rounded to this many decimals to form the cluster signature.
         cluster_by: "scores" keys clusters by the per-test score signature; "behaviour" keys them by the
             candidate's behaviour signature when it has one (and by scores otherwise).
@@ -45,6 +48,7 @@ class IslandsConfig(BaseModel):
     cluster_sampling_temperature_init: float = Field(0.1, gt=0)
     cluster_sampling_temperature_period: int = Field(30_000, ge=1)
     cluster_score: ClusterScore = "mean"
+    length_normalisation: Literal["range", "max"] = "range"
     signature_decimals: int = Field(6, ge=0, le=15)
     cluster_by: Literal["scores", "behaviour"] = "scores"
     reject_duplicates: bool = True

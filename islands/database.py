@@ -34,6 +34,7 @@ from islands.store import MemoryStore, ProgramStore, ProgramSummary, summary_of
 
 __all__ = ["ProgramDatabase", "PromptSample", "SEED_ISLAND_ID"]
 
+_PROGRAM_CACHE_SIZE = 8192  # programs kept in memory for prompts (about 2 kB each)
 SEED_ISLAND_ID = -1  # the island_id stored for the seed, which is registered on every island
 
 _REDUCTIONS = {
@@ -92,6 +93,7 @@ class ProgramDatabase:
         self._num_resets = 0
         self._num_migrations = 0
         self._successful: dict[int, tuple[float, int, int]] = {}  # id -> (score, num_params, ast_size)
+        self._first_with_hash: dict[str, int] = {}  # canonical hash -> id of the first program that had it
         # Clocks. Run time counts only while a writer has the database open ("open" events start sessions).
         self._session_start: float | None = None
         self._active_before_s = 0.0  # run time of the sessions before the current one
@@ -176,6 +178,11 @@ class ProgramDatabase:
         return self._config
 
     @property
+    def seed_id(self) -> int | None:
+        """The stored seed's program id, or None before `register_seed`."""
+        return self._seed_id
+
+    @property
     def num_evaluations(self) -> int:
         """Candidates registered with `register` (failed ones included; the seed and skipped duplicates not)."""
         return self._num_evaluations
@@ -205,6 +212,7 @@ class ProgramDatabase:
             )
         self._consume(summary_of(program))
         self._commit(program, ())
+        self._remember(program)
         return program
 
     def register(self, candidate: Candidate) -> Program:
@@ -232,6 +240,8 @@ class ProgramDatabase:
         for event in events:
             self._consume_event(event)
         self._commit(program, events)
+        if program.id in self._successful:
+            self._remember(program)  # it may be drawn for a prompt soon
         return program
 
     def count_duplicate(self, island_id: int) -> None:
@@ -252,7 +262,7 @@ class ProgramDatabase:
             raise IslandsError(
                 f"island {island_id} holds no successful program; register a seed that succeeds before sampling"
             )
-        drawn = island.sample(self._rng, self._config.functions_per_prompt)
+        drawn = island.sample(self._rng, self._config.functions_per_prompt, self._config.length_normalisation)
         return PromptSample(island_id, tuple(self._cached(program_id) for program_id, _ in drawn))
 
     def find_duplicate(self, source: str) -> Program | None:
@@ -263,7 +273,8 @@ class ProgramDatabase:
         self._check_open()
         if not self._config.reject_duplicates:
             return None
-        return self._store.find_by_hash(self._analyse(source).canonical_hash)
+        program_id = self._first_with_hash.get(self._analyse(source).canonical_hash)
+        return None if program_id is None else self.get(program_id)
 
     def get(self, program_id: int) -> Program:
         """Returns a stored program; raises IslandsError when there is none with this id."""
@@ -399,6 +410,7 @@ class ProgramDatabase:
     def _consume(self, summary: ProgramSummary) -> None:
         """Accounts for one stored program: counters, clocks and islands (used live and when replaying)."""
         self._next_id = summary.id + 1
+        self._first_with_hash.setdefault(summary.canonical_hash, summary.id)
         self._outcomes[summary.outcome] += 1
         self._tokens += summary.tokens
         self._cost_usd += summary.cost_usd
@@ -494,10 +506,14 @@ class ProgramDatabase:
             self._program_cache.move_to_end(program_id)
             return program
         program = self.get(program_id)
-        self._program_cache[program_id] = program
-        if len(self._program_cache) > 4096:
-            self._program_cache.popitem(last=False)
+        self._remember(program)
         return program
+
+    def _remember(self, program: Program) -> None:
+        """Keeps a program in the bounded cache of programs that prompts may show."""
+        self._program_cache[program.id] = program
+        if len(self._program_cache) > _PROGRAM_CACHE_SIZE:
+            self._program_cache.popitem(last=False)
 
 
 def _plain(value: Any) -> Any:

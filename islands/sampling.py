@@ -71,7 +71,7 @@ class Cluster:
         self.key = key
         self.score = -math.inf
         self._ids_by_length: dict[int, list[int]] = {}
-        self._cache: tuple[list[list[int]], np.ndarray] | None = None
+        self._cache: tuple[str, list[list[int]], np.ndarray] | None = None
 
     def __len__(self) -> int:
         return sum(len(ids) for ids in self._ids_by_length.values())
@@ -99,15 +99,15 @@ class Cluster:
         return ids[int(rng.integers(len(ids)))] if len(ids) > 1 else ids[0]
 
     def _weights(self, normalisation: LengthNormalisation) -> tuple[list[list[int]], np.ndarray]:
-        if self._cache is None:
+        if self._cache is None or self._cache[0] != normalisation:
             lengths = np.fromiter(self._ids_by_length.keys(), dtype=np.float64, count=len(self._ids_by_length))
             groups = list(self._ids_by_length.values())
             counts = np.array([len(ids) for ids in groups], dtype=np.float64)
             low, high = lengths.min(), lengths.max()
             scale = (high - low if normalisation == "range" else high) + 1e-6
             # Each program has weight exp(-normalised length); a group of equal lengths adds its programs' weights.
-            self._cache = (groups, counts * softmax(-(lengths - low) / scale, 1.0))
-        return self._cache
+            self._cache = (normalisation, groups, counts * softmax(-(lengths - low) / scale, 1.0))
+        return self._cache[1], self._cache[2]
 
 
 class Island:

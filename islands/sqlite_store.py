@@ -8,10 +8,12 @@ at any moment; only a power failure or OS crash can lose the last few commits, n
 from __future__ import annotations
 
 import sqlite3
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from islands.errors import IslandsError
@@ -29,7 +31,7 @@ _SUMMARY_COLUMNS = [
     _PROGRAMS.c[name]
     for name in (
         "id", "island_id", "outcome", "score", "scores_per_test", "behaviour", "source_length",
-        "num_params", "ast_size", "created_at", "tokens", "cost_usd",
+        "num_params", "ast_size", "created_at", "tokens", "cost_usd", "canonical_hash",
     )
 ]  # fmt: skip
 
@@ -53,15 +55,26 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{self.path}"
         self._engine = _make_engine(url, readonly)
+        # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
+        # the store be called from several threads of one process.
+        self._lock = threading.Lock()
         try:
+            self._connection = self._engine.connect()
+            self._connection.commit()
             self._prepare()
         except DBAPIError as error:
             self._engine.dispose()
             raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One transaction (reads included, so that they see one moment of a run being written)."""
+        with self._lock, self._connection.begin():
+            yield self._connection
+
     def _prepare(self) -> None:
         """Creates the tables of a new file, or checks and upgrades the layout of an existing one."""
-        with self._engine.begin() as connection:
+        with self._transaction() as connection:
             tables = set(inspect(connection).get_table_names())
             if not tables and not self.readonly:
                 Base.metadata.create_all(connection)
@@ -91,17 +104,17 @@ class SqliteStore:
                 connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
     def read_meta(self) -> dict[str, str]:
-        with self._engine.connect() as connection:
+        with self._transaction() as connection:
             return {key: value for key, value in connection.execute(select(_META.c.key, _META.c.value))}
 
     def write_meta(self, values: Mapping[str, str]) -> None:
-        with self._engine.begin() as connection:
+        with self._transaction() as connection:
             connection.execute(delete(_META).where(_META.c.key.in_(list(values))))
             connection.execute(insert(_META), [{"key": key, "value": value} for key, value in values.items()])
 
     def add(self, program: Program | None, events: Sequence[IslandEvent] = ()) -> None:
         try:
-            with self._engine.begin() as connection:
+            with self._transaction() as connection:
                 if program is not None:
                     connection.execute(insert(_PROGRAMS), _program_to_row(program))
                 if events:
@@ -113,19 +126,13 @@ class SqliteStore:
             ) from error
 
     def get(self, program_id: int) -> Program | None:
-        with self._engine.connect() as connection:
+        with self._transaction() as connection:
             row = connection.execute(select(_PROGRAMS).where(_PROGRAMS.c.id == program_id)).mappings().first()
-        return None if row is None else _row_to_program(row)
-
-    def find_by_hash(self, canonical_hash: str) -> Program | None:
-        query = select(_PROGRAMS).where(_PROGRAMS.c.canonical_hash == canonical_hash).order_by(_PROGRAMS.c.id)
-        with self._engine.connect() as connection:
-            row = connection.execute(query.limit(1)).mappings().first()
         return None if row is None else _row_to_program(row)
 
     def load(self) -> tuple[list[ProgramSummary], list[IslandEvent]]:
         # One read transaction, so that programs and events come from the same moment of a run being written.
-        with self._engine.connect() as connection:
+        with self._transaction() as connection:
             rows = connection.execute(select(*_SUMMARY_COLUMNS).order_by(_PROGRAMS.c.id))
             summaries = [
                 ProgramSummary(
@@ -141,6 +148,7 @@ class SqliteStore:
                     created_at=r.created_at,
                     tokens=r.tokens,
                     cost_usd=r.cost_usd,
+                    canonical_hash=r.canonical_hash,
                 )
                 for r in rows
             ]
@@ -151,7 +159,7 @@ class SqliteStore:
         last_id, batch = 0, 500
         while True:
             query = select(_PROGRAMS).where(_PROGRAMS.c.id > last_id).order_by(_PROGRAMS.c.id).limit(batch)
-            with self._engine.connect() as connection:
+            with self._transaction() as connection:
                 rows = [_row_to_program(row) for row in connection.execute(query).mappings()]
             yield from rows
             if len(rows) < batch:
@@ -159,11 +167,13 @@ class SqliteStore:
             last_id = rows[-1].id
 
     def close(self) -> None:
-        self._engine.dispose()
+        with self._lock:
+            self._connection.close()
+            self._engine.dispose()
 
 
 def _make_engine(url: str, readonly: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30.0})
+    engine = create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False})
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -177,8 +187,8 @@ def _make_engine(url: str, readonly: bool) -> Engine:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+    def _begin(connection: Connection) -> None:
+        connection.connection.driver_connection.execute("BEGIN")
 
     return engine
 

@@ -28,6 +28,7 @@ class ProgramSummary:
     created_at: float
     tokens: int
     cost_usd: float
+    canonical_hash: str
 
 
 def summary_of(program: Program) -> ProgramSummary:
@@ -45,6 +46,7 @@ def summary_of(program: Program) -> ProgramSummary:
         created_at=program.created_at,
         tokens=program.tokens,
         cost_usd=program.cost_usd,
+        canonical_hash=program.canonical_hash,
     )
 
 
@@ -63,8 +65,6 @@ class ProgramStore(Protocol):
 
     def get(self, program_id: int) -> Program | None: ...
 
-    def find_by_hash(self, canonical_hash: str) -> Program | None: ...
-
     def load(self) -> tuple[list[ProgramSummary], list[IslandEvent]]: ...
 
     def programs(self) -> Iterator[Program]: ...
@@ -78,7 +78,6 @@ class MemoryStore:
     def __init__(self) -> None:
         self._meta: dict[str, str] = {}
         self._programs: dict[int, Program] = {}
-        self._by_hash: dict[str, int] = {}
         self._events: list[IslandEvent] = []
 
     def read_meta(self) -> dict[str, str]:
@@ -92,16 +91,11 @@ class MemoryStore:
             if program.id in self._programs:
                 raise IslandsError(f"program id {program.id} is already stored; ids must be new")
             self._programs[program.id] = program
-            self._by_hash.setdefault(program.canonical_hash, program.id)
         for event in events:
             self._events.append(_with_id(event, len(self._events) + 1))
 
     def get(self, program_id: int) -> Program | None:
         return self._programs.get(program_id)
-
-    def find_by_hash(self, canonical_hash: str) -> Program | None:
-        program_id = self._by_hash.get(canonical_hash)
-        return None if program_id is None else self._programs[program_id]
 
     def load(self) -> tuple[list[ProgramSummary], list[IslandEvent]]:
         return [summary_of(self._programs[i]) for i in sorted(self._programs)], list(self._events)
