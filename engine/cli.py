@@ -249,6 +249,67 @@ def stats(
         print(f"{key}: {number}")
 
 
+@app.command()
+def diff(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    id1: Annotated[int, typer.Argument(help="The older program.")],
+    id2: Annotated[int, typer.Argument(help="The newer program.")],
+) -> None:
+    """Show the code diff between two programs and their score change."""
+    from engine.inspect_runs import program_diff
+
+    reader = _open_readonly(db)
+    old, new = reader.get(id1), reader.get(id2)
+    print(program_diff(old, new) or "(same code)")
+    if old.score is not None and new.score is not None:
+        print(f"score {old.score:.4f} -> {new.score:.4f} ({new.score - old.score:+.4f})")
+    else:
+        print(f"outcome {old.outcome} -> {new.outcome}")
+
+
+@app.command()
+def lineage(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    program_id: Annotated[int, typer.Argument(help="The program whose ancestry to show.")],
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a program's ancestry back to the seed, with scores."""
+    from dataclasses import asdict
+
+    from engine.inspect_runs import lineage as trace
+
+    steps = trace(_open_readonly(db).get, program_id)
+    if json_output:
+        _print_json([asdict(step) for step in steps])
+        return
+    table = Table(title=f"lineage of program {program_id}")
+    for column in ("generation", "id", "score", "outcome", "proposer", "island", "parents"):
+        table.add_column(column)
+    for generation, step in enumerate(reversed(steps)):
+        table.add_row(str(generation), str(step.id), f"{step.score:.4f}" if step.score is not None else "-",
+                      step.outcome, step.proposer, str(step.island_id), str(list(step.parent_ids)))
+    console.print(table)
+
+
+@app.command()
+def export(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    program_id: Annotated[int, typer.Argument(help="The program to export.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The file to write, e.g. model.py.")],
+) -> None:
+    """Write a standalone model file with the fitted parameters that runs without the engine."""
+    from engine.inspect_runs import export_source
+
+    reader = _open_readonly(db)
+    meta = reader.meta
+    program = reader.get(program_id)
+    if program.score is None:
+        raise typer.BadParameter(f"program {program_id} has no fitted parameters (outcome {program.outcome}).")
+    text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db)
+    output.write_text(text)
+    print(f"wrote {output}")
+
+
 @task_app.command("check")
 def task_check(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],

@@ -22,12 +22,10 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
-def small_bandit_task(tmp_path: Path) -> Path:
-    """A copy of the bandit task with less data and fewer optimiser steps, for quick end-to-end runs."""
+def _small_bandit_task(root: Path) -> Path:
     import shutil
 
-    folder = tmp_path / "bandit"
+    folder = root / "bandit"
     shutil.copytree(REPO / "tasks" / "bandit", folder, ignore=shutil.ignore_patterns("__pycache__"))
     text = (folder / "task.yaml").read_text()
     text = text.replace("data_options: {source: synthetic, n_sessions: 40, n_trials: 200, seed: 0}",
@@ -37,3 +35,28 @@ def small_bandit_task(tmp_path: Path) -> Path:
         "restarts: int = 16", "restarts: int = 4")
     (folder / "score.py").write_text(score)
     return folder / "task.yaml"
+
+
+@pytest.fixture
+def small_bandit_task(tmp_path: Path) -> Path:
+    """A copy of the bandit task with less data and fewer optimiser steps, for quick end-to-end runs."""
+    return _small_bandit_task(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def small_bandit_run(tmp_path_factory) -> tuple[Path, Path, dict]:
+    """(task.yaml, database, run summary) of one real 16-evaluation run, shared by the inspection tests."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("small_run")
+    task = _small_bandit_task(root)
+    db = root / "run.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(task), "--db", str(db), "--max-evals", "16",
+         "--workers", "2", "--json"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return task, db, json.loads(result.stdout)

@@ -26,10 +26,8 @@ def discover(*args: str, timeout: float = 600, check: bool = True) -> subprocess
     return result
 
 
-def test_run_then_best_show_stats_eval(small_bandit_task: Path, tmp_path: Path):
-    db = tmp_path / "run.db"
-    run = discover("run", str(small_bandit_task), "--db", str(db), "--max-evals", "16", "--workers", "2", "--json")
-    summary = json.loads(run.stdout)
+def test_run_then_best_show_stats_eval(small_bandit_run, tmp_path: Path):
+    small_bandit_task, db, summary = small_bandit_run
     assert summary["db"] == str(db) and db.exists()
     assert summary["evaluations"] == 16
     assert summary["seed_score"] > 0.5 and summary["best_score"] >= summary["seed_score"]
@@ -57,7 +55,10 @@ def test_run_then_best_show_stats_eval(small_bandit_task: Path, tmp_path: Path):
     assert {"compile_s", "fit_s", "wall"} <= set(evaluated["timings"])
 
     # The same database refuses another task, with a message saying what differs.
-    other = small_bandit_task.parent / "task.yaml"
+    import shutil
+
+    shutil.copytree(small_bandit_task.parent, tmp_path / "other")
+    other = tmp_path / "other" / "task.yaml"
     other.write_text(other.read_text().replace("name: bandit", "name: bandit_other"))
     refused = discover("run", str(other), "--db", str(db), "--max-evals", "17", check=False)
     assert refused.returncode == 1
@@ -96,3 +97,31 @@ def test_kill_9_mid_run_then_resume_loses_and_duplicates_nothing(small_bandit_ta
     assert stats["evaluations"] == 30  # the budget counts what was done before the kill
     seeds = [p for p in json.loads(discover("best", str(db), "--n", "1000", "--json").stdout) if p["proposer"] == "seed"]
     assert len(seeds) == 1
+
+
+def test_diff_lineage_and_export_on_a_real_run(small_bandit_run, tmp_path: Path):
+    _, db, summary = small_bandit_run
+    best_id = summary["best_id"]
+    seed_id = [p for p in json.loads(discover("best", str(db), "--n", "1000", "--json").stdout) if p["proposer"] == "seed"][0]["id"]
+
+    steps = json.loads(discover("lineage", str(db), str(best_id), "--json").stdout)
+    assert steps[0]["id"] == best_id and steps[-1]["id"] == seed_id
+    assert all(step["parent_ids"] for step in steps[:-1]) and steps[-1]["parent_ids"] == []
+
+    diff = discover("diff", str(db), str(seed_id), str(best_id)).stdout
+    assert f"program {seed_id}" in diff and f"program {best_id}" in diff and "score" in diff
+
+    model = tmp_path / "model.py"
+    discover("export", str(db), str(best_id), "-o", str(model))
+    # The exported file runs in a fresh interpreter that cannot import the engine.
+    check = subprocess.run(
+        [sys.executable, "-I", "-c",
+         "import runpy, sys; sys.modules.pop('engine', None); "
+         "import builtins; real = builtins.__import__; "
+         "builtins.__import__ = lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n)) if n.split('.')[0] in ('engine', 'islands', 'sandbox', 'tasks') else real(n, *a, **k); "
+         f"m = runpy.run_path({str(model)!r}); import jax.numpy as jnp; "
+         "logits, state = m['agent_fitted'](jnp.zeros(8), jnp.int32(0), jnp.float32(1.0)); print(logits.shape, state.shape)"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert check.returncode == 0, check.stderr
+    assert "(2,) (8,)" in check.stdout
