@@ -1,16 +1,17 @@
-"""`discover task check`: validate a task and score its seed and baselines through the same path as a run."""
+"""Scoring fixed models outside a search: `discover task check` (seed and baselines) and the test-split scores
+that `discover verify` and reports show. Everything goes through the same sandbox path as a run."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Mapping
 
 from engine.evaluation import build_context
-from engine.loop import evaluate_once
-from engine.session import prepare
-from sandbox.results import Job, Outcome
+from engine.session import Prepared, prepare
+from sandbox.results import Job, Outcome, RunResult
 
-__all__ = ["CheckRow", "check_task"]
+__all__ = ["CheckRow", "check_task", "evaluate_sources", "reference_models"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,54 @@ class CheckRow:
     error: str
 
 
+def evaluate_sources(
+    prepared: Prepared,
+    models: Mapping[str, tuple[str, str | None]],
+    *,
+    heldout: str,
+    workers: int = 2,
+) -> dict[str, RunResult]:
+    """Evaluates named models through the sandbox; returns name -> result.
+
+    Args:
+        models: name -> (module source, scoring entry "path.py:function" or None for the task's score).
+        heldout: the split scored: "selection" (what the search sees) or "test" (reports only).
+    """
+    from sandbox.pool import make_runner
+
+    config = prepared.config.sandbox.model_copy(update={"runner": "local", "num_workers": workers})
+    context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
+    names = list(models)
+    results: dict[str, RunResult] = {}
+    for entry in dict.fromkeys(models[name][1] or context.entry for name in names):
+        runner = make_runner(config, replace(context, entry=entry))
+        try:
+            waiting = {}
+            for job_id, name in enumerate(names):
+                source, model_entry = models[name]
+                if (model_entry or context.entry) == entry:
+                    runner.submit(Job(job_id=job_id, source=source))
+                    waiting[job_id] = name
+            while waiting:
+                for result in runner.results(1.0):
+                    if result.job_id in waiting:
+                        results[waiting.pop(result.job_id)] = result
+        finally:
+            runner.close()
+    return results
+
+
+def reference_models(prepared: Prepared) -> dict[str, tuple[str, str, str | None]]:
+    """Returns name -> (kind, source, scoring entry or None) for the seed and every baseline of the task."""
+    task = prepared.task
+    models: dict[str, tuple[str, str, str | None]] = {"seed": ("seed", task.seed_source, None)}
+    for name, source in task.baseline_sources().items():
+        baseline = task.file.baselines[name]
+        entry = str(task.resolve_entry(baseline.score, f"baselines.{name}.score")) if baseline.score else None
+        models[name] = (baseline.kind, source, entry)
+    return models
+
+
 def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -> tuple[list[CheckRow], list[str]]:
     """Evaluates the seed and every baseline; returns the rows and a list of problems (empty when all is well).
 
@@ -34,35 +83,16 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -
     tolerance (a scoring change without a version bump).
     """
     from engine.fit import read_params
-    from sandbox.pool import make_runner
 
-    prepared = prepare(task_yaml, None, {"sandbox": {"runner": "local", "num_workers": workers}})
+    prepared = prepare(task_yaml)
     task = prepared.task
-    context = build_context(task, prepared.splits, heldout=split, seed=prepared.config.run.seed)
-    # name -> (kind, source, scoring entry); a baseline may bring its own scoring entry (e.g. a GRU ceiling).
-    models = {"seed": ("seed", task.seed_source, context.entry)}
-    for name, source in task.baseline_sources().items():
-        baseline = task.file.baselines[name]
-        entry = str(task.resolve_entry(baseline.score, f"baselines.{name}.score")) if baseline.score else context.entry
-        models[name] = (baseline.kind, source, entry)
-    results, job_ids = {}, {}
-    for entry in dict.fromkeys(model[2] for model in models.values()):
-        runner = make_runner(prepared.config.sandbox, replace(context, entry=entry))
-        try:
-            submitted = set()
-            for job_id, (name, (_, source, model_entry)) in enumerate(models.items()):
-                if model_entry == entry:
-                    runner.submit(Job(job_id=job_id, source=source))
-                    job_ids[job_id] = name
-                    submitted.add(job_id)
-            while not submitted <= set(results):
-                for result in runner.results(1.0):
-                    results[result.job_id] = result
-        finally:
-            runner.close()
-    for job_id, name in sorted(job_ids.items()):
-        kind, source, _ = models[name]
-        result = results[job_id]
+    models = reference_models(prepared)
+    results = evaluate_sources(
+        prepared, {name: (source, entry) for name, (_, source, entry) in models.items()}, heldout=split, workers=workers
+    )
+    rows, problems = [], []
+    for name, (kind, source, _) in models.items():
+        result = results[name]
         try:
             num_params = len(read_params(source, task.function_name).names)
         except ValueError:
@@ -81,7 +111,8 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -
             )
         )
         if not ok:
-            problems.append(f"{name}: {result.outcome.name}: {result.error.strip().splitlines()[-1] if result.error.strip() else result.outcome.value}")
+            last_line = result.error.strip().splitlines()[-1] if result.error.strip() else result.outcome.value
+            problems.append(f"{name}: {result.outcome.name}: {last_line}")
     seed_row = rows[0]
     expected = task.file.seed_score
     if split == "selection" and expected is not None and seed_row.score is not None:

@@ -310,6 +310,64 @@ def export(
     print(f"wrote {output}")
 
 
+@app.command()
+def verify(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    program_id: Annotated[int, typer.Argument(help="The program to verify (see discover best).")],
+    task: Annotated[Optional[Path], typer.Option("--task", help="The task.yaml, if it moved since the run.")] = None,
+    plots: Annotated[Optional[Path], typer.Option(help="Also write the verification figures as PNG files here.")] = None,
+    workers: Annotated[int, typer.Option(help="Models evaluated at the same time.")] = 2,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
+    from engine.verify import verify_program
+
+    record = verify_program(db, program_id, task_yaml=task, workers=workers)
+    if plots is not None:
+        from engine.figures import draw_task_figure, to_png, validate_figure
+
+        plots.mkdir(parents=True, exist_ok=True)
+        for index, figure in enumerate(record.get("figures", [])):
+            if not validate_figure(figure):
+                ax = draw_task_figure(figure)
+                (plots / f"program{program_id}_figure{index}.png").write_bytes(to_png(ax.figure))
+    if json_output:
+        _print_json(record)
+        return
+    table = Table(title=f"program {program_id}: test-split scores (never seen by the search)")
+    for column in ("model", "kind", "outcome", "test score", "train score"):
+        table.add_column(column)
+    for name, row in sorted(record["test_scores"].items(), key=lambda kv: -(kv[1]["score"] or -1e300)):
+        table.add_row(name, row["kind"], row["outcome"],
+                      f"{row['score']:.4f}" if row["score"] is not None else "-",
+                      f"{row['train_score']:.4f}" if row["train_score"] is not None else "-")
+    console.print(table)
+    print(f"selection score {record['selection_score']:.4f}; complexity: {record['complexity']['num_params']} free "
+          f"parameters, AST size {record['complexity']['ast_size']}")
+    if record.get("recovery"):
+        print("parameter recovery (Pearson r, generating vs refitted): "
+              + ", ".join(f"{k}={v:.2f}" for k, v in record["recovery"].items()))
+    if record.get("verify_outcome") not in ("OK", "NOT_DEFINED"):
+        print(f"task verification {record['verify_outcome']}: {record.get('verify_error', '')}")
+    print(f"{len(record.get('figures', []))} predictive-check figures stored in {db}"
+          + (f" and written to {plots}" if plots else ""))
+
+
+@app.command()
+def report(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The HTML file to write.")] = Path("report.html"),
+    top: Annotated[int, typer.Option(help="How many of the best programs to show in detail.")] = 5,
+    verify_top: Annotated[int, typer.Option(help="Verify (test split, recovery, plots) this many best programs first.")] = 3,
+    task: Annotated[Optional[Path], typer.Option("--task", help="The task.yaml, if it moved since the run.")] = None,
+) -> None:
+    """Write one self-contained HTML report of a run, with its plots embedded."""
+    from engine.report import write_report
+
+    write_report(db, output, top=top, verify_top=verify_top, task_yaml=task)
+    print(f"wrote {output}")
+
+
 @task_app.command("check")
 def task_check(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -41,9 +42,17 @@ def prepare(task_yaml: Path, preset: Path | None = None, overrides: Mapping[str,
         task_version=task.version,
         data_hash=data_hash(splits),
         function_name=task.function_name,
-        experiment_config=config.model_dump_json(),
+        experiment_config=json.dumps({"task_yaml": str(task.yaml_path), "config": config.model_dump(mode="json")}),
     )
     return Prepared(task=task, config=config, splits=splits, meta=meta)
+
+
+def task_yaml_of(meta: RunMeta) -> Path | None:
+    """Returns the task.yaml a run was started with, as recorded in its database (None for foreign databases)."""
+    try:
+        return Path(json.loads(meta.experiment_config)["task_yaml"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def default_db_path(task: TaskSpec) -> Path:
