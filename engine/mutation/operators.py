@@ -29,6 +29,7 @@ FUNCTION_SWAPS = {"jnp.maximum": "jnp.minimum", "jnp.minimum": "jnp.maximum"}
 WEIGHT_BOUNDS = ((-5.0, 5.0), (0.0, 1.0))  # for a new term's weight: signed, or a mixing fraction
 BIAS_BOUNDS = (-5.0, 5.0)
 GAIN_BOUNDS = (0.0, 5.0)
+ONE_HOT = "jax.nn.one_hot"
 
 
 def _in_statement(sites: list[Site], statement: int | None) -> list[Site]:
@@ -191,11 +192,19 @@ def _term_sources(facts: FunctionFacts, target: Site, sites: list[Site]) -> list
         )
     sources.extend(ast.Name(name, ast.Load()) for name in facts.scalar_arguments)
     into = shape_of(target.node, facts.name_shapes)
-    return [source for source in sources if fits(shape_of(source, facts.name_shapes), into)]
+    sources = [source for source in sources if fits(shape_of(source, facts.name_shapes), into)]
+    # An index as a one-hot vector, e.g. `jax.nn.one_hot(choice, 2)` added to (2,) logits (perseveration).
+    if into is not None and len(into) == 1:
+        for name, sizes in sorted(facts.index_sizes.items()):
+            if into[0] in sizes:
+                sources.append(ast.Call(expression_node(ONE_HOT), [ast.Name(name, ast.Load()), ast.Constant(into[0])], []))
+    return sources
 
 
 def _stem(node: ast.expr) -> str:
-    """Returns a readable weight name for a term, e.g. "w_reward" or "w_state3"."""
+    """Returns a readable weight name for a term, e.g. "w_reward", "w_state3" or "w_choice"."""
+    if isinstance(node, ast.Call) and dotted_name(node.func) == ONE_HOT and isinstance(node.args[0], ast.Name):
+        return f"w_{node.args[0].id}"
     if isinstance(node, ast.Name):
         return f"w_{node.id}"
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and isinstance(node.slice, ast.Constant):
@@ -222,6 +231,8 @@ def insert_term(workspace: Workspace, statement: int | None = None) -> str | Non
         if not sources:
             return None
         source = copy.deepcopy(rng.choice(sources))
+        if isinstance(source, ast.Call) and not workspace.ensure_import(ONE_HOT):
+            return None
         kind, stem, bounds = "term", _stem(source), rng.choice(WEIGHT_BOUNDS)
     elif draw < 0.85:
         source, kind, stem, bounds = None, "bias", "bias", BIAS_BOUNDS

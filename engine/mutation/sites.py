@@ -17,12 +17,12 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from engine.mutation.calls import ELEMENTWISE, INT_ATTRIBUTES, INT_CALLS, dotted_name, is_at_update
 from engine.mutation.declarations import PARAMS_ARGUMENT, body_start, is_params_read, params_statement_index
-from engine.mutation.shapes import Shape, infer_name_shapes
+from engine.mutation.shapes import Shape, infer_name_shapes, shape_of
 from engine.mutation.syntax import walk
 
 FLOAT, INT, BOOL, OPAQUE = "float", "int", "bool", "opaque"
@@ -64,6 +64,7 @@ class FunctionFacts:
         scalar_arguments: float arguments never indexed (e.g. `reward`).
         module_names: names bound at module level (imports, helpers, constants).
         name_shapes: the likely shape of each argument and local name (see `engine.mutation.shapes`).
+        index_sizes: for each int name, the lengths of the vectors it indexes (`choice` -> {2}).
     """
 
     int_names: set[str] = field(default_factory=set)
@@ -71,6 +72,7 @@ class FunctionFacts:
     scalar_arguments: list[str] = field(default_factory=list)
     module_names: set[str] = field(default_factory=set)
     name_shapes: dict[str, Shape] = field(default_factory=dict)
+    index_sizes: dict[str, set[int]] = field(default_factory=dict)
 
 
 def module_names(module: ast.Module) -> set[str]:
@@ -110,11 +112,20 @@ def is_int_like(node: ast.expr, int_names: set[str]) -> bool:
     return False
 
 
-def analyse(function: ast.FunctionDef, module: ast.Module) -> FunctionFacts:
-    """Returns the name facts the site heuristics need for `function`."""
+def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iterable[str] = ()) -> FunctionFacts:
+    """Returns the name facts the site heuristics need for `function`.
+
+    Args:
+        function: the evolved function.
+        module: the module that holds it.
+        known_int_names: names already known to hold integers (e.g. from the parent before mutation).
+    """
     facts = FunctionFacts(module_names=module_names(module))
     nodes = list(walk(function))
-    int_names: set[str] = set()
+    docstring = ast.get_docstring(function) or ""
+    int_names: set[str] = set(known_int_names)
+    # "choice: int scalar" in the docstring's Args section.
+    int_names.update(re.findall(r"^\s*(\w+)\s*:\s*int\b", docstring, flags=re.MULTILINE))
     for node in nodes:  # names used inside an index, e.g. `choice` in `q[choice]`
         if isinstance(node, ast.Subscript) and not is_params_read(node):
             int_names.update(n.id for n in walk(node.slice) if isinstance(n, ast.Name))
@@ -147,7 +158,6 @@ def analyse(function: ast.FunctionDef, module: ast.Module) -> FunctionFacts:
                     slots.update(range(low, high))
         if isinstance(node, ast.Attribute) and node.attr == "at" and isinstance(node.value, ast.Name):
             indexed.setdefault(node.value.id, set())
-    docstring = ast.get_docstring(function) or ""
     for name in arguments:
         if name == PARAMS_ARGUMENT or name in int_names:
             continue
@@ -163,6 +173,12 @@ def analyse(function: ast.FunctionDef, module: ast.Module) -> FunctionFacts:
         match = re.search(rf"\b{re.escape(name)}\b\s*:\s*\((\d+),\)", docstring)
         array_sizes[name] = (int(match.group(1)),) if match else None
     facts.name_shapes = infer_name_shapes(function, facts.scalar_arguments, array_sizes, int_names)
+    for node in nodes:  # `q[choice]` with q of shape (2,): choice indexes vectors of length 2
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name) and node.slice.id in int_names:
+            base = node.value.value if isinstance(node.value, ast.Attribute) and node.value.attr == "at" else node.value
+            shape = shape_of(base, facts.name_shapes)
+            if shape is not None and len(shape) == 1:
+                facts.index_sizes.setdefault(node.slice.id, set()).add(shape[0])
     return facts
 
 

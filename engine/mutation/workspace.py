@@ -31,6 +31,7 @@ class Workspace:
         primitives: wrapper functions allowed by the task, e.g. ("jnp.exp", "jax.nn.sigmoid").
         donors: other programs' parsed modules and their evolved functions, for crossover.
         known_bounds: bounds for parameters that operators add or borrow, used when syncing PARAMS.
+        int_names: names seen holding integers so far in this proposal.
         rng: the proposal's random stream.
     """
 
@@ -40,10 +41,17 @@ class Workspace:
     donors: list[tuple[ast.Module, ast.FunctionDef]]
     rng: random.Random
     known_bounds: dict[str, Bounds] = field(default_factory=dict)
+    int_names: set[str] = field(default_factory=set)
 
     def facts(self) -> FunctionFacts:
-        """Returns fresh name facts (the tree changes between operators)."""
-        return analyse(self.function, self.module)
+        """Returns fresh name facts (the tree changes between operators).
+
+        A name once seen holding an integer keeps counting as one, even after the statements that showed
+        it (e.g. `q[choice]`) are mutated away.
+        """
+        facts = analyse(self.function, self.module, self.int_names)
+        self.int_names |= facts.int_names
+        return facts
 
     def sites(self) -> tuple[FunctionFacts, list[Site]]:
         """Returns fresh facts and every expression site of the evolved function."""
