@@ -148,7 +148,7 @@ def worker_init(context: TaskContext, *, root: str, scratch: str) -> dict[str, A
         "limits": asdict(context.limits),
         "scratch": scratch,
         "drop_uid": None,  # the container already runs as an unprivileged uid
-        "isolated": True,  # its own pid namespace: processes left behind are an anomaly
+        "isolated": True,  # its own pid namespace: processes left behind are killed (only when we are pid 1)
         "nproc_extra": RUNTIME_PIDS,
     }
 
@@ -329,6 +329,9 @@ def container_main(job_dir: str) -> int:
         init = pickle.load(file)
     with open(os.path.join(job_dir, "job.pkl"), "rb") as file:
         job = pickle.load(file)
+    # "isolated" makes the worker kill every other process it can see after each candidate: right inside the
+    # container's own pid namespace (where this script is pid 1), never anywhere else.
+    init["isolated"] = bool(init.get("isolated")) and os.getpid() == 1
     # The worker's command and reply channels are unused here; the forked child closes them.
     worker = zygote.Worker(init, os.dup(devnull), os.dup(devnull))
     try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -120,15 +120,21 @@ class SandboxSpec:
 
     backend: Literal["process", "docker"] = "process"
     use_bwrap: bool | None = None
+    hidden_paths: tuple[str, ...] = ()
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_startup_grace_s: float = 20.0
 
     @classmethod
-    def from_config(cls, config: SandboxConfig) -> SandboxSpec:
-        """Returns the recipe for the sandbox a `SandboxConfig` asks for."""
+    def from_config(cls, config: SandboxConfig, hidden_paths: Sequence[str] = ()) -> SandboxSpec:
+        """Returns the recipe for the sandbox a `SandboxConfig` asks for.
+
+        Args:
+            hidden_paths: process backend: files or folders candidates must not see (e.g. the run's database).
+        """
         return cls(
             backend=config.backend,
             use_bwrap=config.use_bwrap,
+            hidden_paths=tuple(str(path) for path in hidden_paths),
             docker_image=config.docker_image,
             docker_startup_grace_s=config.docker_startup_grace_s,
         )
@@ -137,7 +143,9 @@ class SandboxSpec:
         if self.backend == "process":
             from sandbox.process import ProcessSandbox
 
-            return ProcessSandbox(context, use_bwrap=self.use_bwrap, extra_env=extra_env)
+            return ProcessSandbox(
+                context, use_bwrap=self.use_bwrap, hidden_paths=self.hidden_paths, extra_env=extra_env
+            )
         if self.backend == "docker":
             from sandbox.docker_backend import DockerSandbox
 
@@ -266,9 +274,15 @@ class LocalRunner:
             raise SandboxError(f"a sandbox worker failed: {self._failure!r}") from self._failure
 
 
-def make_runner(config: SandboxConfig, context: TaskContext) -> LocalRunner | RayRunner:
-    """Returns the runner `config` asks for, with its workers starting for `context`."""
-    spec = SandboxSpec.from_config(config)
+def make_runner(
+    config: SandboxConfig, context: TaskContext, *, hidden_paths: Sequence[str] = ()
+) -> LocalRunner | RayRunner:
+    """Returns the runner `config` asks for, with its workers starting for `context`.
+
+    Args:
+        hidden_paths: files or folders candidates must not see, e.g. the run's SQLite database.
+    """
+    spec = SandboxSpec.from_config(config, hidden_paths)
     if config.runner == "local":
         return LocalRunner(
             context,

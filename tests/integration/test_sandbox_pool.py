@@ -127,8 +127,8 @@ def test_job_that_kills_its_worker_twice_is_worker_lost() -> None:
 
 
 def test_hung_actor_is_killed_and_its_job_timed_out() -> None:
-    with RayRunner(context(timeout_s=0.5), num_workers=1, sandbox_factory=ScriptedSandbox) as runner:
-        runner._watchdog_s = 2.0
+    with RayRunner(context(timeout_s=0.5), num_workers=1, sandbox_factory=ScriptedSandbox,
+                   watchdog_grace_s=1.0) as runner:
         runner.submit(Job(1, "sleep:60"))
         runner.submit(Job(2, "ok:1"))
         results = {r.job_id: r for r in collect(runner, 2, timeout_s=30.0)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,16 +88,22 @@ def run_container_main(task: TaskContext, tmp_path: Path, source: str) -> tuple[
     job_dir.mkdir(parents=True)
     scratch.mkdir(parents=True)
     init = worker_init(task, root=task.root, scratch=str(scratch))
+    # Inside a container the script kills every process it can see after a candidate. It only does so as pid 1;
+    # as a second guard it runs here in a pid namespace of its own (bubblewrap) or with that cleanup off.
+    bwrap = shutil.which("bwrap")
+    prefix = [bwrap, "--unshare-pid", "--die-with-parent", "--dev-bind", "/", "/", "--proc", "/proc"] if bwrap else []
+    init["isolated"] = bool(bwrap)
     (job_dir / "context.pkl").write_bytes(pickle.dumps(init))
     (job_dir / "job.pkl").write_bytes(pickle.dumps({"job_id": 5, "source": source}))
     env = {"PATH": os.environ["PATH"], "JAX_PLATFORMS": "cpu", "OPENBLAS_NUM_THREADS": "1"}
-    completed = subprocess.run([sys.executable, "-I", "-B", "-m", "sandbox.docker_backend", str(job_dir)],
-                               capture_output=True, env=env, timeout=120, cwd=Path(__file__).parents[3])
+    command = [*prefix, sys.executable, "-I", "-B", "-m", "sandbox.docker_backend", str(job_dir)]
+    completed = subprocess.run(command, capture_output=True, env=env, timeout=120, cwd=Path(__file__).parents[3])
     return completed.stdout, completed.returncode
 
 
 @pytest.mark.slow
 def test_in_container_script_evaluates_ok_and_crashing_candidates(task: TaskContext, tmp_path: Path) -> None:
+    bystander = subprocess.Popen(["sleep", "60"])  # a process outside: the script must leave it alone
     stdout, code = run_container_main(task, tmp_path / "a", "def f(x):\n    print('hello')\n    return x * 2\n")
     result = result_from_container(5, stdout, code, timed_out=False, wall_s=1.0, deadline_s=50, memory_mb=512)
     assert result.outcome is Outcome.OK, result.error
@@ -106,6 +113,8 @@ def test_in_container_script_evaluates_ok_and_crashing_candidates(task: TaskCont
     stdout, code = run_container_main(task, tmp_path / "b", "def f(x):\n    return {}['missing']\n")
     result = result_from_container(5, stdout, code, timed_out=False, wall_s=1.0, deadline_s=50, memory_mb=512)
     assert result.outcome is Outcome.CRASHED and "KeyError" in result.error
+    assert bystander.poll() is None
+    bystander.kill()
 
 
 def test_results_without_a_reply() -> None:
