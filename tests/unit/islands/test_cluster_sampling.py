@@ -58,7 +58,7 @@ def test_length_preference_probabilities() -> None:
     assert cluster.probabilities("max") == pytest.approx(dict(zip([1, 2, 3, 4], published / published.sum())))
 
     rng = np.random.default_rng(0)
-    draws = 20_000
+    draws = 10_000
     counts = Counter(cluster.sample(rng) for _ in range(draws))
     assert chi_square(counts, expected, draws) < CHI2_999[3]
     assert counts[1] > counts[2] > counts[3]
@@ -75,7 +75,7 @@ def test_cluster_draws_follow_the_tempered_softmax() -> None:
     np.testing.assert_allclose(island.cluster_probabilities(), expected_array)
 
     rng = np.random.default_rng(1)
-    draws = 20_000
+    draws = 10_000
     counts = Counter(island.sample(rng, functions_per_prompt=1)[0][0] for _ in range(draws))
     assert chi_square(counts, dict(zip([1, 2, 3], expected_array)), draws) < CHI2_999[2]
 
