@@ -11,7 +11,7 @@ queued, otherwise the answer function's reply. Use it in a thread:
 
 or as a subprocess (prints "LLM server listening on http://127.0.0.1:PORT" on stdout, then serves until killed):
 
-    python tests/llm_server.py --port 0 [--delay-s 0.0]
+    python tests/llm_server.py --port 0 [--delay-s 0.0] [--answer vary|copy]
 
 Point `discover run --base-url` at http://127.0.0.1:PORT/v1 (OpenAI) or http://127.0.0.1:PORT (Anthropic).
 """
@@ -146,6 +146,32 @@ def copy_best_shot(request: RecordedRequest) -> str:
     new_name = f"{last.group(1)}_v{last.group(2)}"
     code = re.sub(rf"\b{old_name}\b", new_name, "\n".join(kept).rstrip())
     return f"Here is an improved version:\n\n```python\n{code}\n```\n\nIt keeps the same parameters."
+
+
+_variants = itertools.count(1)
+
+
+def vary_best_shot(request: RecordedRequest) -> str:
+    """Like `copy_best_shot`, but each answer widens the last bound on the PARAMS line by a different amount.
+
+    Every answer is then a valid candidate that is not a duplicate of an earlier one, so an end-to-end run
+    keeps evaluating instead of stopping on duplicates.
+    """
+    answer = copy_best_shot(request)
+    number = next(_variants)
+    lines = answer.split("\n")
+    for index, line in enumerate(lines):
+        if "PARAMS = {" in line:
+            bounds = list(re.finditer(r"(-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*\)", line))
+            if bounds:
+                last = bounds[-1]
+                value = float(last.group(1)) * (1 + number / 1000) + number / 1000
+                lines[index] = line[: last.start(1)] + repr(value) + line[last.end(1) :]
+            break
+    return "\n".join(lines)
+
+
+ANSWERS = {"copy": copy_best_shot, "vary": vary_best_shot}
 
 
 class _Server(ThreadingHTTPServer):
@@ -358,12 +384,14 @@ class LLMServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serves `copy_best_shot` answers until interrupted."""
+    """Serves `vary_best_shot` (or `copy_best_shot`) answers until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1; 0 picks a free one")
     parser.add_argument("--delay-s", type=float, default=0.0, help="wait before every answer, in seconds")
+    parser.add_argument("--answer", choices=sorted(ANSWERS), default="vary",
+                        help="vary: the best shot with a different PARAMS bound each time; copy: the best shot as is")
     arguments = parser.parse_args(argv)
-    server = LLMServer(port=arguments.port, delay_s=arguments.delay_s)
+    server = LLMServer(answer=ANSWERS[arguments.answer], port=arguments.port, delay_s=arguments.delay_s)
     print(f"LLM server listening on {server.url}", flush=True)
     try:
         server._httpd.serve_forever()
