@@ -10,6 +10,7 @@ from islands.meta import RunMeta
 from islands.program import Candidate, Program
 from islands.sqlite_store import SqliteStore
 from islands.store import MemoryStore, ProgramStore
+from islands.verifications import load_verifications, save_verification
 
 __all__ = [
     "Candidate",
@@ -26,5 +27,7 @@ __all__ = [
     "SEED_ISLAND_ID",
     "SqliteStore",
     "canonical_hash",
+    "load_verifications",
+    "save_verification",
     "complexity",
 ]
