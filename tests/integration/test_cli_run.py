@@ -125,3 +125,29 @@ def test_diff_lineage_and_export_on_a_real_run(small_bandit_run, tmp_path: Path)
     )
     assert check.returncode == 0, check.stderr
     assert "(2,) (8,)" in check.stdout
+
+
+def test_sigint_stops_cleanly_commits_and_prints_the_resume_command(small_bandit_task: Path, tmp_path: Path):
+    db = tmp_path / "run.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", str(small_bandit_task), "--db", str(db), "--max-evals", "500",
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    stored, deadline = 0, time.monotonic() + 300
+    while stored < 4 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as connection:
+                    stored = connection.execute("select count(*) from programs").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "stopped: interrupted" in stdout
+    assert f"resume with: discover run {small_bandit_task} --db {db}" in stdout
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("pragma integrity_check").fetchone()[0] == "ok"
+        assert connection.execute("select count(*) from programs").fetchone()[0] >= 4

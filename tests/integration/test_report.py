@@ -1,0 +1,64 @@
+"""The HTML report of a real run, rendered in headless Chromium: loads without console errors, every plot present."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--enable-logging=stderr", "--v=0",
+]
+
+
+def discover(*args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (.ci/run installs it)")
+def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, tmp_path: Path):
+    task, db, summary = small_bandit_run
+    report = tmp_path / "report.html"
+    discover("report", str(db), "-o", str(report), "--top", "3", "--verify-top", "1", "--task", str(task))
+    html_text = report.read_text()
+    assert "src=\"data:image/png;base64," in html_text  # self-contained: plots embedded
+    assert "http://" not in html_text and "https://" not in html_text  # nothing fetched from elsewhere
+    for heading in ("Search progress", "Pareto front", "Final selected models: test-split scores",
+                    f"Program {summary['best_id']}", "Posterior predictive checks"):
+        assert heading in html_text, heading
+
+    profile = tmp_path / "profile"
+    rendered = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    loaded = re.search(r'data-plots-loaded="(\d+)"', rendered.stdout)
+    total = re.search(r'data-plots-total="(\d+)"', rendered.stdout)
+    assert loaded and total, "the page's load handler did not run"
+    assert int(total.group(1)) >= 4 and loaded.group(1) == total.group(1)
+    console_errors = [line for line in rendered.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or "Uncaught" in line)]
+    assert not console_errors, console_errors
+
+    screenshot = tmp_path / "report.png"
+    shot = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--window-size=1100,2400", f"--screenshot={screenshot}",
+         report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert shot.returncode == 0 and screenshot.stat().st_size > 20_000
+    stored = json.loads(discover("verify", str(db), str(summary["best_id"]), "--task", str(task), "--json"))
+    assert stored["test_scores"]["program"]["score"] is not None
+    assert stored["complexity"]["num_params"] >= 2
