@@ -60,7 +60,10 @@ class PromptSample:
 
 
 class ProgramDatabase:
-    """Programs of one run, organised in islands. Create it with `open` (or `open_readonly` to read a live run)."""
+    """Programs of one run, organised in islands. Create it with `open` (or `open_readonly` to read a live run).
+
+    Only one process writes to a database file at a time; call a database object from one thread at a time.
+    """
 
     def __init__(
         self,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 from islands.config import IslandsConfig
+from islands.errors import IslandsError
 
 __all__ = ["RunMeta", "meta_to_strings", "meta_from_strings", "describe_mismatch"]
 
@@ -42,15 +45,21 @@ def meta_to_strings(meta: RunMeta, config: IslandsConfig) -> dict[str, str]:
 
 
 def meta_from_strings(values: dict[str, str]) -> tuple[RunMeta, IslandsConfig]:
-    """Inverse of `meta_to_strings`."""
-    meta = RunMeta(
-        task_name=values["task_name"],
-        task_version=int(values["task_version"]),
-        data_hash=values["data_hash"],
-        function_name=values.get("function_name", ""),
-        experiment_config=values.get("experiment_config", ""),
-    )
-    return meta, IslandsConfig.model_validate_json(values["islands_config"])
+    """Inverse of `meta_to_strings`; raises IslandsError when the stored rows cannot be read."""
+    try:
+        meta = RunMeta(
+            task_name=values["task_name"],
+            task_version=int(values["task_version"]),
+            data_hash=values["data_hash"],
+            function_name=values.get("function_name", ""),
+            experiment_config=values.get("experiment_config", ""),
+        )
+        return meta, IslandsConfig.model_validate_json(values["islands_config"])
+    except (KeyError, ValueError, ValidationError) as error:
+        raise IslandsError(
+            f"the run metadata stored in the database cannot be read ({type(error).__name__}: {error}); "
+            "it was made by another version of discover or edited by hand. Use another --db path."
+        ) from error
 
 
 def describe_mismatch(where: str, stored: dict[str, str], meta: RunMeta, config: IslandsConfig) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import META, candidate, open_database, source
+from islands_helpers import META, candidate, open_database, source
 from islands import IslandsConfig, IslandsError, ProgramDatabase, SEED_ISLAND_ID
 from islands.pareto import pareto_front_ids
 
