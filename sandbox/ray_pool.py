@@ -73,8 +73,16 @@ class _Worker:
     """The driver's view of one actor: its calls in flight, oldest (the running one) first."""
 
     actor: Any  # ray.actor.ActorHandle
+    started: Any  # ObjectRef of the actor's first call, ready once its process runs
+    started_at: float | None = None  # when `started` was seen ready: the watchdog ignores actor start-up
     calls: deque[tuple[Any, Job]] = field(default_factory=deque)  # (ObjectRef, job)
     head_started_at: float = 0.0
+
+    def silent_since(self) -> float | None:
+        """Returns since when the running call has been waited for, or None when nothing runs yet."""
+        if not self.calls or self.started_at is None:
+            return None
+        return max(self.head_started_at, self.started_at)
 
 
 class RayRunner:
@@ -91,8 +99,8 @@ class RayRunner:
         sandbox_factory: opens each actor's sandbox; must be picklable. Default: `ProcessSandbox`.
         queued_per_worker: calls waiting on each actor besides the running one.
         num_cpus_per_worker: CPUs Ray reserves for each actor.
-        watchdog_grace_s: an actor silent for `2 * timeout_s + watchdog_grace_s` seconds on one job (actor
-            start-up included) is killed and replaced.
+        watchdog_grace_s: an actor silent for `2 * timeout_s + watchdog_grace_s` seconds on one job (counted
+            from when its process was up) is killed and replaced.
     """
 
     def __init__(
@@ -198,7 +206,8 @@ class RayRunner:
     # -- inside the driver ---------------------------------------------------------------------------
 
     def _start_actor(self) -> _Worker:
-        return _Worker(actor=self._actor_class.remote(*self._actor_args))
+        actor = self._actor_class.remote(*self._actor_args)
+        return _Worker(actor=actor, started=actor.pid.remote())
 
     def _dispatch(self) -> None:
         """Sends waiting jobs to the actors with the fewest calls, up to `_max_calls` each."""
@@ -215,9 +224,8 @@ class RayRunner:
 
     def _wait_budget(self, deadline: float) -> float:
         now = time.monotonic()
-        next_watchdog = min(
-            (w.head_started_at + self._watchdog_s for w in self._workers if w.calls), default=deadline
-        )
+        silent = [since for w in self._workers if (since := w.silent_since()) is not None]
+        next_watchdog = min((since + self._watchdog_s for since in silent), default=deadline)
         return max(0.0, min(deadline, next_watchdog) - now)
 
     def _collect(self, wait_s: float) -> None:
@@ -257,8 +265,12 @@ class RayRunner:
 
     def _kill_hung_actors(self) -> None:
         now = time.monotonic()
+        for worker in self._workers:
+            if worker.started_at is None and ray.wait([worker.started], timeout=0)[0]:
+                worker.started_at = now
         for worker in list(self._workers):
-            if worker.calls and now - worker.head_started_at > self._watchdog_s:
+            since = worker.silent_since()
+            if since is not None and now - since > self._watchdog_s:
                 ray.kill(worker.actor, no_restart=True)
                 reason = f"the worker did not answer within {self._watchdog_s:.0f} s; it was killed and replaced"
                 self._replace(worker, reason=reason, outcome=Outcome.TIMEOUT)
