@@ -376,7 +376,10 @@ def evaluate(source: str, worker: Worker, started: float) -> dict:
 
 
 def _exception_verdict(error: BaseException, timings: dict) -> dict:
-    text = "".join(traceback.format_exception(error))
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_code.co_filename == __file__:  # our own frames say nothing
+        frames = frames.tb_next
+    text = "".join(traceback.format_exception(type(error), error, frames))
     lines = text.splitlines()
     tail = _tail("\n".join(lines[-30:]))
     memory = isinstance(error, MemoryError) or any(word in f"{type(error).__name__}: {error}"
