@@ -1,0 +1,214 @@
+"""Verification of a fitted bandit agent: parameter recovery and posterior predictive checks.
+
+`verify(candidate, train, heldout, seed)` runs in the sandbox (the candidate is untrusted code) and returns plain data:
+
+- score: the held-out normalized likelihood, exactly as `score.py:score` computes it;
+- recovery: K parameter sets are drawn around the fitted ones (Gaussian steps of sd RECOVERY_SD in the fitter's
+  unconstrained space), each simulates a data set shaped like `train` with the candidate agent, and all K are
+  refitted with the same likelihood and fitter (`engine.fit.fit_per_group`, the K sets batched as groups);
+  recovery[name] is the Pearson r between generating and recovered values;
+- figures: P(stay) after a win and after a loss, and the probability of choosing the better arm over trials,
+  for the held-out sessions and for sessions simulated from the fitted agent in the same environments.
+
+The environment of a session (each arm's reward probability on each trial) is not stored with the data, so it is
+estimated from the session itself: each arm's observed outcomes, smoothed over trials with a Gaussian kernel
+(sd ENV_SMOOTHING_TRIALS) and a prior of one pseudo-trial at 0.5. For the synthetic restless bandits this tracks
+the drifting probabilities; for the human data (fixed 0.8/0.2, 0.7/0.3, 0.6/0.4 pairs) it is close to constant.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit import fit_per_group, read_params
+
+try:  # imported as the package module tasks.bandit.verify, or by path by the engine
+    from tasks.bandit.score import N_STATE, check_agent, score, session_log_likelihoods
+except ImportError:  # pragma: no cover - the task folder is on the path instead
+    from score import N_STATE, check_agent, score, session_log_likelihoods
+
+Split = Mapping[str, np.ndarray]
+N_RECOVERY_SETS = 6
+RECOVERY_SD = 0.5
+ENV_SMOOTHING_TRIALS = 15.0
+N_PREDICTIVE_SIMULATIONS = 10
+LEARNING_CURVE_BIN = 10
+
+
+def estimate_environment(split: Split) -> np.ndarray:
+    """Returns each arm's reward probability per trial, (n_sessions, n_trials, 2), from the session's own outcomes."""
+    choices, rewards, mask = (np.asarray(split[key]) for key in ("choices", "rewards", "mask"))
+    n_trials = choices.shape[1]
+    t = np.arange(n_trials, dtype=float)
+    kernel = np.exp(-0.5 * ((t[:, None] - t[None, :]) / ENV_SMOOTHING_TRIALS) ** 2)  # (trial, observed trial)
+    p = np.empty(choices.shape + (2,))
+    for arm in (0, 1):
+        chosen = (choices == arm) * mask
+        weight = chosen @ kernel.T  # (n_sessions, n_trials)
+        reward_sum = (chosen * rewards) @ kernel.T
+        p[..., arm] = (reward_sum + 0.5) / (weight + 1.0)
+    return np.clip(p, 0.02, 0.98)
+
+
+def simulate(agent: Callable, params: Mapping[str, jax.Array], environment: jax.Array, mask: jax.Array,
+             key: jax.Array) -> dict[str, jax.Array]:
+    """Simulates the agent in each session's environment; returns choices, rewards and mask shaped like the data.
+
+    Args:
+        environment: (n_sessions, n_trials, 2) reward probability of each arm on each trial.
+        mask: (n_sessions, n_trials), copied to the output (padding trials are simulated but never scored).
+    """
+
+    def one_session(p_reward, session_key):
+        def step(carry, inputs):
+            state, logits = carry
+            p, trial_key = inputs
+            choice_key, reward_key = jax.random.split(trial_key)
+            choice = jax.random.categorical(choice_key, logits).astype(jnp.int32)
+            reward = (jax.random.uniform(reward_key) < p[choice]).astype(jnp.float32)
+            new_logits, new_state = agent(params, state, choice, reward)
+            return (new_state, new_logits), (choice, reward)
+
+        keys = jax.random.split(session_key, p_reward.shape[0])
+        start = (jnp.zeros(N_STATE, jnp.float32), jnp.zeros(2, jnp.float32))
+        _, (choices, rewards) = jax.lax.scan(step, start, (p_reward, keys))
+        return choices, rewards
+
+    keys = jax.random.split(key, environment.shape[0])
+    choices, rewards = jax.vmap(one_session)(environment, keys)
+    return {"choices": choices, "rewards": rewards, "mask": mask}
+
+
+def stay_probabilities(split: Split) -> tuple[float, float, float, float]:
+    """Returns (P(stay | win), P(stay | loss), and their binomial standard errors) over all real trial pairs."""
+    choices, rewards, mask = (np.asarray(split[key]) for key in ("choices", "rewards", "mask"))
+    valid = (mask[:, 1:] * mask[:, :-1]) > 0
+    stay = choices[:, 1:] == choices[:, :-1]
+    values = []
+    for won in (True, False):
+        selected = valid & ((rewards[:, :-1] > 0.5) == won)
+        n = max(int(selected.sum()), 1)
+        p = float(stay[selected].mean()) if selected.any() else float("nan")
+        values.append((p, float(np.sqrt(p * (1 - p) / n)) if np.isfinite(p) else 0.0))
+    return values[0][0], values[1][0], values[0][1], values[1][1]
+
+
+def better_arm_curve(split: Split, environment: np.ndarray) -> tuple[list[float], list[float]]:
+    """Returns (bin centres in trials, P(choose the arm with the higher reward probability)) in bins of trials."""
+    choices, mask = np.asarray(split["choices"]), np.asarray(split["mask"])
+    better = np.argmax(environment, axis=-1)
+    correct = (choices == better).astype(float)
+    centres, values = [], []
+    for start in range(0, choices.shape[1], LEARNING_CURVE_BIN):
+        window = slice(start, start + LEARNING_CURVE_BIN)
+        weight = mask[:, window].sum()
+        if weight < 1:
+            continue
+        centres.append(start + LEARNING_CURVE_BIN / 2)
+        values.append(float((correct[:, window] * mask[:, window]).sum() / weight))
+    return centres, values
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _as_jax(split: Split) -> dict[str, jax.Array]:
+    return {key: jnp.asarray(split[key]) for key in ("choices", "rewards", "mask")}
+
+
+def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 8, max_steps: int = 300) -> dict[str, Any]:
+    """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures."""
+    agent = candidate.agent
+    spec = read_params(candidate.__source__, "agent")
+    check_agent(agent, spec.names)
+    scored = score(candidate, train, heldout, seed=seed)
+    fitted = scored["fitted_params"]
+    key = jax.random.PRNGKey(seed)
+
+    # parameter recovery: K sets around the fit, each simulated in the training sessions' environments
+    rng = np.random.default_rng(seed)
+    z_fit = spec.unconstrain(fitted)
+    z_sets = z_fit[None, :] + rng.normal(0.0, RECOVERY_SD, size=(n_sets, spec.size))
+    generating = {name: np.asarray(value) for name, value in spec.constrain(jnp.asarray(z_sets, jnp.float32)).items()}
+    train_env = jnp.asarray(estimate_environment(train), jnp.float32)
+    train_mask = jnp.asarray(train["mask"], jnp.float32)
+    simulated = []
+    for k in range(n_sets):
+        key, subkey = jax.random.split(key)
+        params = {name: jnp.float32(generating[name][k]) for name in spec.names}
+        simulated.append(simulate(agent, params, train_env, train_mask, subkey))
+    stacked = {name: jnp.stack([data[name] for data in simulated]) for name in ("choices", "rewards", "mask")}
+
+    def neg_log_likelihood(params, data):
+        return -jnp.sum(session_log_likelihoods(agent, params, data))
+
+    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=restarts, max_steps=max_steps, seed=seed + 1)
+    recovery = {name: _pearson(generating[name], refit.params[name]) for name in spec.names}
+    pairs = {name: [[float(g), float(r)] for g, r in zip(generating[name], refit.params[name])] for name in spec.names}
+
+    # posterior predictive checks on the held-out sessions' environments
+    held_env = estimate_environment(heldout)
+    fitted_jax = {name: jnp.float32(value) for name, value in fitted.items() if name in spec.names}
+    predictive = []
+    for _ in range(N_PREDICTIVE_SIMULATIONS):
+        key, subkey = jax.random.split(key)
+        sim = simulate(agent, fitted_jax, jnp.asarray(held_env, jnp.float32), jnp.asarray(heldout["mask"]), subkey)
+        predictive.append({name: np.asarray(value) for name, value in sim.items()})
+    model_split = {name: np.concatenate([sim[name] for sim in predictive]) for name in ("choices", "rewards", "mask")}
+    model_env = np.concatenate([held_env] * N_PREDICTIVE_SIMULATIONS)
+
+    data_win, data_loss, se_win, se_loss = stay_probabilities(heldout)
+    model_win, model_loss, _, _ = stay_probabilities(model_split)
+    stay_figure = {
+        "title": "P(stay) after a win and after a loss (held-out sessions)",
+        "xlabel": "previous outcome",
+        "ylabel": "P(repeat previous choice)",
+        "series": [
+            {"label": "data", "x": ["win", "loss"], "y": [data_win, data_loss], "kind": "bar", "role": "data",
+             "yerr": [se_win, se_loss]},
+            {"label": "fitted model (simulated)", "x": ["win", "loss"], "y": [model_win, model_loss], "kind": "bar",
+             "role": "model"},
+        ],
+    }
+    data_x, data_y = better_arm_curve(heldout, held_env)
+    model_x, model_y = better_arm_curve(model_split, model_env)
+    curve_figure = {
+        "title": "Choices of the better arm over trials (held-out sessions)",
+        "xlabel": "trial in session",
+        "ylabel": "P(choose the arm with the higher reward probability)",
+        "series": [
+            {"label": "data", "x": data_x, "y": data_y, "kind": "line", "role": "data"},
+            {"label": "fitted model (simulated)", "x": model_x, "y": model_y, "kind": "line", "role": "model"},
+        ],
+    }
+    recovery_figure = {
+        "title": "Parameter recovery",
+        "xlabel": "generating value (each parameter scaled to its bounds)",
+        "ylabel": "recovered value (scaled to its bounds)",
+        "series": [
+            {
+                "label": f"{name} (r = {recovery[name]:.2f})",
+                "x": [(g - low) / (high - low) for g, _ in pairs[name]],
+                "y": [(r - low) / (high - low) for _, r in pairs[name]],
+                "kind": "scatter",
+                "role": "model",
+            }
+            for name, low, high in zip(spec.names, spec.lows, spec.highs)
+        ],
+    }
+    return {
+        "score": scored["score"],
+        "fitted_params": fitted,
+        "recovery": recovery,
+        "recovery_pairs": pairs,
+        "figures": [stay_figure, curve_figure, recovery_figure],
+    }

@@ -1,0 +1,154 @@
+"""Verification of a fitted tuning model: parameter recovery and tuning curves with data.
+
+`verify(candidate, train, heldout, seed)` runs in the sandbox (the candidate is untrusted code) and returns plain data:
+
+- score: the held-out log-likelihood per trial, exactly as `score.py:score` computes it (Poisson counts);
+- recovery: K parameter sets are drawn around the fitted ones (set k perturbs neuron k mod n_neurons, Gaussian
+  steps of sd RECOVERY_SD in the fitter's unconstrained space); each simulates Poisson counts at that neuron's
+  training stimuli with the candidate, all K are refitted together (`engine.fit.fit_per_group`, the same
+  likelihood and fitter as scoring), and recovery[name] is the Pearson r between generating and recovered values;
+- figures: for the first MAX_CURVE_NEURONS neurons, the direction tuning curve for single gratings at full
+  contrast (data: mean count +/- s.e.m. over all repeats in train and heldout; model: the fitted function on a
+  5-deg grid), and one scatter of observed vs predicted mean count per stimulus condition (held-out repeats).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit import fit_per_group, read_params
+
+try:  # imported as the package module tasks.tuning.verify, or by path by the engine
+    from tasks.tuning.score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
+except ImportError:  # pragma: no cover - the task folder is on the path instead
+    from score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
+
+Split = Mapping[str, np.ndarray]
+N_RECOVERY_SETS = 6
+RECOVERY_SD = 0.3
+MAX_CURVE_NEURONS = 3
+GRID_STEP_DEG = 5.0
+
+
+def _per_neuron_params(fitted: Mapping[str, float], names: tuple[str, ...], units: list[str]) -> dict[str, np.ndarray]:
+    return {name: np.array([fitted[f"{name}[{unit}]"] for unit in units]) for name in names}
+
+
+def _rates(tuning, params: Mapping[str, np.ndarray], direction: np.ndarray, contrast: np.ndarray) -> np.ndarray:
+    """Expected counts of each neuron (row) at its own stimuli, (n_neurons, n_trials)."""
+    batched = {name: jnp.asarray(value, jnp.float32) for name, value in params.items()}
+    rate = jax.vmap(tuning)(batched, jnp.asarray(direction), jnp.asarray(contrast))
+    return np.maximum(np.asarray(rate, dtype=float), MIN_RATE)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    if np.std(x) == 0 or np.std(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def single_grating_curve(split: Split, neuron: int) -> tuple[list[float], list[float], list[float]]:
+    """Returns (direction, mean count, s.e.m.) of full-contrast single-grating trials of one neuron, by direction."""
+    contrast = np.asarray(split["contrast"][neuron])
+    shown = contrast > 0
+    single = (shown.sum(axis=1) == 1) & (contrast.max(axis=1) > 0.99) & (np.asarray(split["mask"][neuron]) > 0)
+    direction = np.asarray(split["direction_deg"][neuron])[single][np.arange(single.sum()), np.argmax(shown[single], axis=1)]
+    counts = np.asarray(split["spike_count"][neuron])[single]
+    xs, means, sems = [], [], []
+    for value in np.unique(np.round(direction, 1)):
+        selected = counts[np.round(direction, 1) == value]
+        xs.append(float(value))
+        means.append(float(selected.mean()))
+        sems.append(float(selected.std(ddof=1) / np.sqrt(selected.size)) if selected.size > 1 else 0.0)
+    return xs, means, sems
+
+
+def condition_means(split: Split, rate: np.ndarray, neuron: int) -> tuple[list[float], list[float]]:
+    """Returns (predicted, observed) mean count per stimulus condition of one neuron."""
+    mask = np.asarray(split["mask"][neuron]) > 0
+    condition = np.asarray(split["condition"][neuron])[mask]
+    counts = np.asarray(split["spike_count"][neuron])[mask]
+    predicted_rate = rate[neuron][mask]
+    predicted, observed = [], []
+    for value in np.unique(condition):
+        selected = condition == value
+        predicted.append(float(predicted_rate[selected].mean()))
+        observed.append(float(counts[selected].mean()))
+    return predicted, observed
+
+
+def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 8, max_steps: int = 200) -> dict[str, Any]:
+    """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures."""
+    tuning = candidate.tuning
+    spec = read_params(candidate.__source__, "tuning")
+    check_tuning(tuning, spec.names, train)
+    scored = score(candidate, train, heldout, seed=seed)
+    units = [str(unit) for unit in np.asarray(train["unit_names"])]
+    fitted = _per_neuron_params(scored["fitted_params"], spec.names, units)
+
+    # parameter recovery: set k perturbs neuron k mod n_neurons and is simulated at that neuron's training stimuli
+    rng = np.random.default_rng(seed)
+    neurons = np.arange(n_sets) % len(units)
+    z_fit = np.stack([spec.unconstrain({name: fitted[name][i] for name in spec.names}) for i in neurons])
+    z_sets = z_fit + rng.normal(0.0, RECOVERY_SD, size=z_fit.shape)
+    generating = {name: np.asarray(value, float) for name, value in spec.constrain(jnp.asarray(z_sets, jnp.float32)).items()}
+    stimuli = {key: np.asarray(train[key])[neurons] for key in ("direction_deg", "contrast", "mask")}
+    rate = _rates(tuning, generating, stimuli["direction_deg"], stimuli["contrast"])
+    simulated = {**stimuli, "spike_count": (rng.poisson(rate) * (stimuli["mask"] > 0)).astype(np.float32)}
+
+    def neg_log_likelihood(params, data):
+        return -jnp.sum(trial_log_likelihoods(tuning, params, data, "poisson"))
+
+    refit = fit_per_group(neg_log_likelihood, spec, {key: simulated[key] for key in FIT_KEYS},
+                          restarts=restarts, max_steps=max_steps, optimizer="lbfgs", seed=seed + 1)
+    recovery = {name: _pearson(generating[name], refit.params[name]) for name in spec.names}
+    pairs = {name: [[float(g), float(r)] for g, r in zip(generating[name], refit.params[name])] for name in spec.names}
+
+    # tuning curves: single gratings at full contrast, data from every repeat, model on a direction grid
+    both = {key: np.concatenate([np.asarray(train[key]), np.asarray(heldout[key])], axis=1)
+            for key in ("direction_deg", "contrast", "spike_count", "mask")}
+    grid = np.arange(0.0, 360.0, GRID_STEP_DEG)
+    grid_direction = np.zeros((len(units), grid.size, train["direction_deg"].shape[-1]), np.float32)
+    grid_direction[:, :, 0] = grid
+    grid_contrast = np.zeros_like(grid_direction)
+    grid_contrast[:, :, 0] = 1.0
+    grid_rate = _rates(tuning, fitted, grid_direction, grid_contrast)
+    figures = []
+    for neuron in range(min(MAX_CURVE_NEURONS, len(units))):
+        xs, means, sems = single_grating_curve(both, neuron)
+        figures.append({
+            "title": f"Direction tuning of {units[neuron]}: single gratings, full contrast",
+            "xlabel": "drift direction (deg)",
+            "ylabel": "spike count in 1 s",
+            "series": [
+                {"label": "data (mean +/- s.e.m.)", "x": xs, "y": means, "yerr": sems, "kind": "scatter", "role": "data"},
+                {"label": "fitted model", "x": grid.tolist(), "y": grid_rate[neuron].tolist(), "kind": "line",
+                 "role": "model"},
+            ],
+        })
+    held_rate = _rates(tuning, fitted, np.asarray(heldout["direction_deg"]), np.asarray(heldout["contrast"]))
+    scatter = []
+    for neuron, unit in enumerate(units):
+        predicted, observed = condition_means(heldout, held_rate, neuron)
+        scatter.append({"label": unit, "x": predicted, "y": observed, "kind": "scatter", "role": "data"})
+    top = max(max(series["x"] + series["y"]) for series in scatter)
+    scatter.append({"label": "identity", "x": [0.0, top], "y": [0.0, top], "kind": "line", "role": "model"})
+    figures.append({
+        "title": "Mean count per stimulus condition, held-out repeats (all gratings and mixtures)",
+        "xlabel": "predicted spike count",
+        "ylabel": "observed spike count",
+        "series": scatter,
+    })
+    return {
+        "score": scored["score"],
+        "fitted_params": scored["fitted_params"],
+        "recovery": recovery,
+        "recovery_pairs": pairs,
+        "figures": figures,
+    }
