@@ -80,6 +80,7 @@ class ModelMix:
                 usually take no key.
         """
         environ = os.environ if environ is None else environ
+        keys = {config.api_key_env(model): _api_key(config, config.api_key_env(model), environ) for model in config.models}
         if config.provider == "openai":
             from engine.llm.openai_client import OpenAIChatClient as client_class
             from engine.llm.openai_client import make_sdk_client
@@ -92,7 +93,7 @@ class ModelMix:
         for model in config.models:
             key_env = config.api_key_env(model)
             if key_env not in sdk_by_key_env:
-                sdk_by_key_env[key_env] = make_sdk_client(config, _api_key(config, key_env, environ))
+                sdk_by_key_env[key_env] = make_sdk_client(config, keys[key_env])
             clients.append(client_class(sdk_by_key_env[key_env], model, config, gate))
         return cls(clients, [model.weight for model in config.models], gate, list(sdk_by_key_env.values()))
 

@@ -20,7 +20,7 @@ from engine.llm import (  # noqa: E402
     ModelMix,
 )
 from engine.proposers.base import PromptContext, Shot  # noqa: E402
-from engine.proposers.llm import LLMProposer  # noqa: E402
+from engine.proposers.llm import LLMProposer, build_llm_proposer  # noqa: E402
 from tests.llm_server import LLMServer, Reply, copy_best_shot  # noqa: E402
 
 SECRET = "sk-test-0123456789abcdefSECRET"
@@ -180,3 +180,27 @@ def test_llm_proposer_end_to_end(provider, server):
     proposal = asyncio.run(go())
     assert proposal.error == "" and proposal.proposer == "llm:m"
     assert proposal.source == seed[seed.index("def agent(") :]  # the seed's imports are unused, so not added
+
+
+def test_one_sdk_client_per_key_variable():
+    config = LLMConfig(
+        provider="anthropic",
+        base_url="http://127.0.0.1:9",
+        models=[ModelConfig(name="a"), ModelConfig(name="b", weight=3), ModelConfig(name="c", api_key_env="OTHER")],
+    )
+    mix = ModelMix.from_config(config, environ={"ANTHROPIC_API_KEY": "k1-secret", "OTHER": "k2-secret"})
+    assert len(mix._sdk_clients) == 2 and mix.weights == (1.0, 3.0, 1.0)
+    assert mix.clients[0]._sdk is mix.clients[1]._sdk is not mix.clients[2]._sdk
+    assert len({id(client.gate) for client in mix.clients}) == 1
+    assert "secret" not in repr(mix)
+    asyncio.run(mix.aclose())
+
+
+def test_build_llm_proposer_from_config():
+    config = LLMConfig(provider="openai", base_url="http://127.0.0.1:9/v1", edit_format="diff",
+                       models=[{"name": "small", "weight": 3}, {"name": "large"}])
+    proposer = build_llm_proposer(config, environ={})  # a custom base_url may go without a key
+    assert proposer.edit_format == "diff" and proposer.mix.weights == (3.0, 1.0)
+    asyncio.run(proposer.aclose())
+    with pytest.raises(LLMAuthError, match="OPENAI_API_KEY is not set"):
+        build_llm_proposer(LLMConfig(models=[{"name": "gpt"}]), environ={})

@@ -42,17 +42,3 @@ def test_missing_key_stops_at_construction():
     config = LLMConfig(models=[ModelConfig(name="gpt", api_key_env="LAB_OPENAI_KEY")])
     with pytest.raises(LLMAuthError, match="environment variable LAB_OPENAI_KEY is not set"):
         ModelMix.from_config(config, environ={})
-
-
-def test_one_sdk_client_per_key_variable():
-    config = LLMConfig(
-        provider="anthropic",
-        base_url="http://127.0.0.1:9",
-        models=[ModelConfig(name="a"), ModelConfig(name="b", weight=3), ModelConfig(name="c", api_key_env="OTHER")],
-    )
-    mix = ModelMix.from_config(config, environ={"ANTHROPIC_API_KEY": "k1-secret", "OTHER": "k2-secret"})
-    assert len(mix._sdk_clients) == 2 and mix.weights == (1.0, 3.0, 1.0)
-    assert mix.clients[0]._sdk is mix.clients[1]._sdk is not mix.clients[2]._sdk
-    assert len({id(client.gate) for client in mix.clients}) == 1
-    assert "secret" not in repr(mix)
-    asyncio.run(mix.aclose())

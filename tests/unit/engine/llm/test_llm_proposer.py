@@ -8,8 +8,7 @@ import pytest
 from engine.llm import FakeLLM, LLMBudgetExhausted, LLMResponseError, ModelMix
 from engine.parsing import rename_function
 from engine.proposers.base import PromptContext, Proposal, Shot
-from engine.llm import LLMAuthError, LLMConfig
-from engine.proposers.llm import LLMProposer, build_llm_proposer
+from engine.proposers.llm import LLMProposer
 
 SEED = (Path(__file__).parents[4] / "tasks" / "bandit" / "seed.py").read_text()
 HEADER = "def agent_v1(params, state, choice, reward):"
@@ -97,13 +96,3 @@ def test_model_is_drawn_from_the_context_seed():
     first = [asyncio.run(proposer.propose(CONTEXT)).proposer for _ in range(3)]
     assert len(set(first)) == 1  # same seed, same model
     assert "edit_format='rewrite'" in repr(proposer)
-
-
-def test_build_llm_proposer_from_config():
-    config = LLMConfig(provider="openai", base_url="http://127.0.0.1:9/v1", edit_format="diff",
-                       models=[{"name": "small", "weight": 3}, {"name": "large"}])
-    proposer = build_llm_proposer(config, environ={})  # a custom base_url may go without a key
-    assert proposer.edit_format == "diff" and proposer.mix.weights == (3.0, 1.0)
-    asyncio.run(proposer.aclose())
-    with pytest.raises(LLMAuthError, match="OPENAI_API_KEY is not set"):
-        build_llm_proposer(LLMConfig(models=[{"name": "gpt"}]), environ={})
