@@ -11,6 +11,7 @@ run does, then draws N more prompts from the full database. Every registration i
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sqlite3
 import statistics
@@ -44,6 +45,22 @@ def candidate_source(index: int, rng: random.Random) -> str:
     extra = "".join(f"    q = q * {rng.random():.6f} + {j}\n" for j in range(rng.randrange(0, 4)))
     source = SEED_SOURCE.replace("CONSTANT", f"{1 + index * 1e-6:.7f}")
     return source.replace("    logits = ", extra + "    logits = ")
+
+
+class Timer:
+    """Wall-clock and CPU time of one operation (CPU time is less disturbed by other processes on the machine)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def __enter__(self) -> Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cpu.append(time.process_time() - self._cpu)
+        self.wall.append(time.perf_counter() - self._wall)
 
 
 def ms(seconds: list[float]) -> str:
@@ -93,13 +110,12 @@ def main() -> None:
     )
 
     sources = [candidate_source(i, rng) for i in range(args.programs)]
-    register_times, sample_times, lookup_times = [], [], []
+    load_before = os.getloadavg()[0]
+    samples, lookups, registrations, analyses = Timer(), Timer(), Timer(), Timer()
     analyse = SourceAnalyser("agent", capacity=1)
-    analysis_times = []
     for index, source in enumerate(sources):
-        start = time.perf_counter()
-        prompt = database.sample()
-        sample_times.append(time.perf_counter() - start)
+        with samples:
+            prompt = database.sample()
         failed = rng.random() < 0.2
         # Per-test scores drift upwards over the run, as they do in a search; 2 tests, signature to 6 decimals.
         level = -0.7 + 0.3 * index / args.programs
@@ -117,25 +133,22 @@ def main() -> None:
             proposer="mutator",
         )
         # As the engine does: look the candidate up before evaluating it, register it after.
-        start = time.perf_counter()
-        duplicate = database.find_duplicate(source)
-        lookup_times.append(time.perf_counter() - start)
+        with lookups:
+            duplicate = database.find_duplicate(source)
         assert duplicate is None
-        start = time.perf_counter()
-        database.register(candidate)
-        register_times.append(time.perf_counter() - start)
+        with registrations:
+            database.register(candidate)
         if index % 100 == 0:
-            start = time.perf_counter()
-            analyse(source + " ")  # a new string: no cache hit
-            analysis_times.append(time.perf_counter() - start)
+            with analyses:
+                analyse(source + " ")  # a new string: no cache hit
 
+    late = Timer()
     start_all = time.perf_counter()
-    late_samples = []
     for _ in range(args.programs):
-        start = time.perf_counter()
-        database.sample()
-        late_samples.append(time.perf_counter() - start)
+        with late:
+            database.sample()
     late_total = time.perf_counter() - start_all
+    load_after = os.getloadavg()[0]
 
     stats = database.stats()
     start = time.perf_counter()
@@ -158,27 +171,27 @@ def main() -> None:
     reader.close()
 
     n = args.programs
-    tail = slice(int(n * 0.9), n)
-    register_total = sum(register_times)
     rows = [
-        ("find_duplicate (hash + index lookup)", f"{n / sum(lookup_times):,.0f} lookups/s", ms(lookup_times),
-         ms(lookup_times[tail]), p99(lookup_times[tail])),
-        ("register (one commit each)", f"{n / register_total:,.0f} programs/s", ms(register_times),
-         ms(register_times[tail]), p99(register_times[tail])),
-        ("sample during the loop", f"{n / sum(sample_times):,.0f} prompts/s", ms(sample_times),
-         ms(sample_times[tail]), p99(sample_times[tail])),
-        (f"sample at {n:,} stored", f"{n / late_total:,.0f} prompts/s", ms(late_samples),
-         ms(late_samples[-n // 10:]), p99(late_samples[-n // 10:])),
-    ]  # fmt: skip
+        ("find_duplicate (hash + lookup)", lookups, "lookups/s", sum(lookups.wall)),
+        ("register (one commit each)", registrations, "programs/s", sum(registrations.wall)),
+        ("sample, during the loop", samples, "prompts/s", sum(samples.wall)),
+        (f"sample, {n:,} stored", late, "prompts/s", late_total),
+    ]
     print(f"islands: {args.islands}, programs: {n:,} (+ seed), 20% failed, file: {path}")
-    print(f"{'operation':36} {'throughput':>18} {'median ms':>10} {'median ms, last 10%':>20} {'p99 ms, last 10%':>17}")
-    for name, rate, median, median_tail, p99_tail in rows:
-        print(f"{name:36} {rate:>18} {median:>10} {median_tail:>20} {p99_tail:>17}")
+    print(f"load average (1 min) of the machine: {load_before:.1f} before the loop, {load_after:.1f} after it")
+    header = ("operation", "throughput", "median ms", "last 10%: median ms", "p99 ms", "CPU median ms")
+    print(f"{header[0]:32} {header[1]:>20} {header[2]:>10} {header[3]:>20} {header[4]:>8} {header[5]:>14}")
+    for name, timer, unit, total in rows:
+        last = slice(len(timer.wall) - len(timer.wall) // 10, len(timer.wall))
+        print(
+            f"{name:32} {f'{len(timer.wall) / total:,.0f} {unit}':>20} {ms(timer.wall):>10} "
+            f"{ms(timer.wall[last]):>20} {p99(timer.wall[last]):>8} {ms(timer.cpu[last]):>14}"
+        )
     print()
-    both = [a + b for a, b in zip(lookup_times, register_times)]
+    both = [a + b for a, b in zip(lookups.wall, registrations.wall)]
     print(f"find_duplicate + register per program: median {ms(both)} ms ({n / sum(both):,.0f} programs/s)")
-    print(f"canonical hash + complexity of one ~0.7 kB source: median {ms(analysis_times)} ms "
-          "(done once, in find_duplicate; register reuses it)")  # fmt: skip
+    print(f"canonical hash + complexity of one ~0.7 kB source: median {ms(analyses.wall)} ms, CPU {ms(analyses.cpu)} "
+          "ms (done once, in find_duplicate; register reuses it)")  # fmt: skip
     for synchronous in ("NORMAL", "FULL"):
         print(f"plain sqlite3 INSERT+COMMIT of a 2 kB row, WAL, synchronous={synchronous}: "
               f"median {commit_cost(folder, synchronous) * 1e3:.3f} ms")  # fmt: skip
