@@ -89,12 +89,14 @@ def extract_candidate(
         raise CompletionParseError("the answer is empty")
     arguments = _argument_names(header)
     best: _Module | None = None
+    best_region: _Region | None = None
     problems: list[str] = []
-    for region in _regions(answer, truncated):
+    regions = _regions(answer, truncated)
+    for region in regions:
         for attempt in (_as_module, _as_body):
             module = attempt(region, function_name, version, header, arguments, problems)
             if module is not None and (best is None or module.rank <= best.rank):
-                best = module  # later regions win ties: models show the old code first, then the new
+                best, best_region = module, region  # later regions win ties: old code first, then the new
                 break
     if best is None:
         expected = header.splitlines()[0] if header else f"def {function_name}_v{version}(...):"
@@ -102,7 +104,11 @@ def extract_candidate(
         raise CompletionParseError(
             f"expected a Python function `{expected}`, found {found}. The answer starts with: {_excerpt(answer)}"
         )
-    return _finish(best, function_name)
+    source = _finish(best, function_name)
+    for region in reversed(regions):  # helpers and imports written in a separate block
+        if region is not best_region:
+            source = add_missing_definitions(source, region.text, function_name)
+    return source
 
 
 def rename_function(source: str, old_name: str, new_name: str) -> str:
@@ -355,18 +361,22 @@ def _finish(module: _Module, function_name: str) -> str:
     target_name = module.target.name
     versioned = re.compile(rf"{re.escape(function_name)}_v\d+")
     kept_body = [s for s in module.tree.body if s is module.target or not _droppable(s, module, function_name)]
-    used = {node.id for s in kept_body for node in ast.walk(s) if isinstance(node, ast.Name)}
+    names_in = {id(s): {node.id for node in ast.walk(s) if isinstance(node, ast.Name)} for s in kept_body}
+
+    def called_by_others(statement: ast.stmt) -> bool:
+        return any(statement.name in names_in[id(other)] for other in kept_body if other is not statement)
+
     # Other versions of the evolved function (models often repeat the prompt's) stay only when called.
     kept_body = [
         s for s in kept_body
-        if s is module.target or not (isinstance(s, ast.FunctionDef) and versioned.fullmatch(s.name)
-                                      and s.name not in used)
+        if s is module.target
+        or not (isinstance(s, ast.FunctionDef) and versioned.fullmatch(s.name) and not called_by_others(s))
     ]
     lines = module.source.split("\n")
     kept_lines: list[str] = []
     previous_end = 0
     for statement in module.tree.body:
-        start, end = _first_line(statement), statement.end_lineno or statement.lineno
+        end = statement.end_lineno or statement.lineno
         if statement in kept_body:
             kept_lines.extend(lines[previous_end:end])
         previous_end = end

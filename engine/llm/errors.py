@@ -5,8 +5,9 @@
 reached), `LLMUnavailableError` (the server kept failing after every retry) and `LLMRequestError` (the server
 refused the request for a reason retrying cannot fix, e.g. an unknown model name).
 
-`LLMResponseError` (a malformed or empty answer) and `CompletionParseError` (no usable code in the answer) are
-about one sample only: the proposer turns them into a failed `Proposal` and the run goes on.
+`LLMResponseError` (the server answered without an answer, e.g. no choices) and `CompletionParseError` (no usable
+code in the answer) are about one sample only: the proposer turns them into a failed `Proposal` and the run goes
+on. A malformed body (not JSON) is retried like a 5xx.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class LLMRequestError(LLMError):
 
 
 class LLMResponseError(LLMError):
-    """The server answered, but the answer was malformed or empty."""
+    """The server answered, but without an answer to read (e.g. no choices)."""
 
 
 class CompletionParseError(LLMError, ValueError):

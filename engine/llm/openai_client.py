@@ -9,7 +9,7 @@ import openai
 
 from engine.llm.client import Completion
 from engine.llm.config import LLMConfig, ModelConfig
-from engine.llm.errors import TransientLLMError
+from engine.llm.errors import LLMResponseError, TransientLLMError
 from engine.llm.http_errors import error_detail, retry_after_s
 from engine.llm.resilience import RequestGate, error_for_status, redact
 
@@ -73,8 +73,8 @@ class OpenAIChatClient:
             raise TransientLLMError(f"connection error: {redact(str(error), [self.key_env])}") from None
         except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
             raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
-        if not response.choices:
-            raise TransientLLMError("the response has no choices")
+        if not response.choices:  # e.g. a content filter; asking again would cost the same and get the same
+            raise LLMResponseError(f"{self.where} answered without any choices")
         choice = response.choices[0]
         text = choice.message.content or ""
         usage = response.usage

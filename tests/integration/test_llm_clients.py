@@ -15,6 +15,7 @@ from engine.llm import (  # noqa: E402
     LLMAuthError,
     LLMBudgetExhausted,
     LLMConfig,
+    LLMResponseError,
     LLMUnavailableError,
     ModelConfig,
     ModelMix,
@@ -133,6 +134,13 @@ def test_malformed_json_is_retried_then_reported(provider, server):
     server.push(Reply.malformed(), Reply.malformed())
     with pytest.raises(LLMUnavailableError, match="malformed response body"):
         complete(make_mix(provider, server, max_retries=1))
+
+
+def test_no_choices_is_a_failed_sample(server):
+    server.push(Reply(body=b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}'))
+    with pytest.raises(LLMResponseError, match="without any choices"):
+        complete(make_mix("openai", server))
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

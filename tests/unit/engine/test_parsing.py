@@ -179,3 +179,14 @@ def test_every_truncation_gives_source_or_a_parse_error():
                 compile(extract_candidate(answer[:end], "agent", 2, HEADER), "<candidate>", "exec")
             except CompletionParseError:
                 pass
+
+
+def test_helpers_from_another_block_are_brought_in():
+    answer = (
+        "First a helper:\n```python\nimport math\n\n\ndef squash(x):\n    return math.tanh(x)\n```\n"
+        f"Then the model:\n```python\n{HEADER}\n    return squash(reward), state\n```"
+    )
+    assert extract_candidate(answer, "agent", 2, HEADER) == (
+        "import math\n\n\ndef squash(x):\n    return math.tanh(x)\n\n\n"
+        "def agent(params, state, choice, reward):\n    return squash(reward), state\n"
+    )
