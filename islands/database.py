@@ -9,13 +9,11 @@ rebuilds the islands exactly from the stored rows and island events.
 from __future__ import annotations
 
 import heapq
-import math
-import statistics
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +26,7 @@ from islands.meta import RunMeta, describe_mismatch, meta_from_strings, meta_to_
 from islands.pareto import pareto_front_ids
 from islands.population import Population
 from islands.program import Candidate, Program
+from islands.records import SEED_ISLAND_ID, member_of, program_from_candidate
 from islands.sampling import Member
 from islands.sqlite_store import SqliteStore
 from islands.store import MemoryStore, ProgramStore, ProgramSummary, summary_of
@@ -35,16 +34,6 @@ from islands.store import MemoryStore, ProgramStore, ProgramSummary, summary_of
 __all__ = ["ProgramDatabase", "PromptSample", "SEED_ISLAND_ID"]
 
 _PROGRAM_CACHE_SIZE = 8192  # programs kept in memory for prompts (about 2 kB each)
-SEED_ISLAND_ID = -1  # the island_id stored for the seed, which is registered on every island
-
-_REDUCTIONS = {
-    "mean": statistics.fmean,
-    "median": statistics.median,
-    "min": min,
-    "max": max,
-    "last": lambda values: values[-1],
-}
-
 
 @dataclass(frozen=True, slots=True)
 class PromptSample:
@@ -84,7 +73,6 @@ class ProgramDatabase:
         self._closed = False
         self._broken = ""
         self._analyse = SourceAnalyser(meta.function_name)
-        self._reduce = _REDUCTIONS[config.cluster_score]
         self._population = Population(config)
         self._next_id = 1
         self._num_evaluations = 0
@@ -372,43 +360,10 @@ class ProgramDatabase:
 
     def _make_program(self, candidate: Candidate, island_id: int) -> Program:
         facts = self._analyse(candidate.source)
-        score = None if candidate.score is None or math.isnan(candidate.score) else float(candidate.score)
-        return Program(
-            id=self._next_id,
-            island_id=island_id,
-            source=candidate.source,
-            parent_ids=tuple(int(i) for i in candidate.parent_ids),
-            outcome=str(candidate.outcome),
-            score=score,
-            scores_per_test={str(k): float(v) for k, v in candidate.scores_per_test.items()},
-            error=candidate.error,
-            fitted_params=_plain(candidate.fitted_params),
-            timings={str(k): float(v) for k, v in candidate.timings.items()},
-            extra_scores=_plain(candidate.extra_scores),
-            behaviour=None if candidate.behaviour is None else tuple(float(x) for x in candidate.behaviour),
-            proposer=candidate.proposer,
-            tokens=int(candidate.tokens),
-            cost_usd=float(candidate.cost_usd),
-            canonical_hash=facts.canonical_hash,
-            num_params=facts.num_params,
-            ast_size=facts.ast_size,
-            created_at=time.time(),
-        )
+        return program_from_candidate(candidate, self._next_id, island_id, facts, created_at=time.time())
 
     def _member(self, summary: ProgramSummary) -> Member | None:
-        """The island member for a stored program, or None when it failed (never a prompt example)."""
-        if summary.outcome != "OK" or summary.score is None or not math.isfinite(summary.score):
-            return None
-        scores = summary.scores_per_test or {"score": summary.score}
-        cluster_score = float(self._reduce(list(scores.values())))
-        if not math.isfinite(cluster_score):
-            return None
-        if self._config.cluster_by == "behaviour" and summary.behaviour is not None:
-            key: tuple = ("behaviour", tuple(summary.behaviour))
-        else:
-            digits = self._config.signature_decimals
-            key = ("scores", tuple(round(scores[name], digits) for name in sorted(scores)))
-        return Member(summary.id, key, cluster_score, summary.source_length)
+        return member_of(summary, self._config)
 
     def _consume(self, summary: ProgramSummary) -> None:
         """Accounts for one stored program: counters, clocks and islands (used live and when replaying)."""
@@ -517,16 +472,3 @@ class ProgramDatabase:
         self._program_cache[program.id] = program
         if len(self._program_cache) > _PROGRAM_CACHE_SIZE:
             self._program_cache.popitem(last=False)
-
-
-def _plain(value: Any) -> Any:
-    """Converts numpy values, tuples and mappings into JSON-ready Python values (lists, dicts, floats)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
