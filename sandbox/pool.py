@@ -102,7 +102,7 @@ def worker_env(num_gpus: float, gpu_ids: list[str] | None = None) -> dict[str, s
     """
     if num_gpus <= 0:
         return {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
-    env: dict[str, str] = {}
+    env = {"JAX_PLATFORMS": "cuda,cpu"}  # the sandbox's default is "cpu"; CUDA first makes it JAX's default
     if gpu_ids is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     if num_gpus < 1:

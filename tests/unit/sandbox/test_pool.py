@@ -116,8 +116,11 @@ def test_local_runner_pins_jax_to_cpu_without_gpus() -> None:
 
 def test_worker_env_for_cpu_fractional_and_whole_gpus() -> None:
     assert worker_env(0.0) == {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
-    assert worker_env(0.25, ["1"]) == {"CUDA_VISIBLE_DEVICES": "1", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"}
-    assert worker_env(2, ["0", "3"]) == {"CUDA_VISIBLE_DEVICES": "0,3"}
+    assert worker_env(0.25, ["1"]) == {
+        "JAX_PLATFORMS": "cuda,cpu", "CUDA_VISIBLE_DEVICES": "1", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.225"
+    }
+    assert worker_env(2, ["0", "3"]) == {"JAX_PLATFORMS": "cuda,cpu", "CUDA_VISIBLE_DEVICES": "0,3"}
+    assert worker_env(1) == {"JAX_PLATFORMS": "cuda,cpu"}
 
 
 def test_sandbox_config_defaults_and_parsing() -> None:
