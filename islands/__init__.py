@@ -1,4 +1,20 @@
-"""The program database: evaluated programs in islands and clusters, persisted in SQLite (FunSearch-style)."""
+"""The program database: evaluated programs in islands and clusters, persisted in SQLite (FunSearch-style).
+
+How the engine uses it:
+
+    db = ProgramDatabase.open(Path("runs/bandit/run.db"), IslandsConfig(), RunMeta("bandit", 1, data_hash))
+    db.register_seed(Candidate(seed_source, score=-0.71, scores_per_test={...}))   # a no-op on resume
+    while searching:
+        prompt = db.sample()                       # island_id, programs by ascending score (best last)
+        source = propose(prompt)
+        if db.find_duplicate(source) is not None:  # same canonical form as a stored program
+            db.count_duplicate(prompt.island_id)
+            continue
+        db.register(Candidate(source, island_id=prompt.island_id, ...evaluation...))  # one commit
+    db.close()
+
+Other processes read a live run with `ProgramDatabase.open_readonly(path)` (best, get, stats, pareto_front).
+"""
 
 from islands.canonical import canonical_hash
 from islands.complexity import Complexity, complexity

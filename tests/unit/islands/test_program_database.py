@@ -341,3 +341,26 @@ def test_pareto_front_of_the_database() -> None:
     database.register(candidate(0.4))  # worse and no simpler than the seed
     database.register(candidate(0.9, outcome="CRASHED", score=None))
     assert [p.id for p in database.pareto_front()] == [richer.id, 1]
+
+
+def test_non_numeric_scores_are_refused_with_their_field() -> None:
+    database = open_database(None)
+    with pytest.raises(IslandsError, match=r"candidate.scores_per_test must map names to numbers; found \{'a': None\}"):
+        database.register(candidate(0.5, scores_per_test={"a": None}))
+
+
+def test_a_failed_write_stops_the_database_until_reopened(tmp_path: Path) -> None:
+    database = open_database(tmp_path / "run.db")
+    database.register_seed(candidate(0.5))
+    database._store.close()  # stands in for a disk that stopped accepting writes
+    with pytest.raises(IslandsError, match="could not store a program in .*open it again"):
+        database.register(candidate(0.6))
+    with pytest.raises(IslandsError, match=r"could not store a write \(.*\); the islands in memory may be ahead"):
+        database.register(candidate(0.7))
+    with open_database(tmp_path / "run.db") as reopened:
+        assert [p.id for p in reopened.all_programs()] == [1]
+
+
+def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
+    with pytest.raises(IslandsError, match="is not a readable SQLite database"):
+        open_database(tmp_path)
