@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -272,27 +271,37 @@ class DockerSandbox:
         except docker.errors.ImageNotFound as error:
             raise SandboxError(f"docker image {self.image!r} not found; build it with "
                                f"`docker build -t {self.image} .` in the repository root") from error
-        # Attach and wait before starting: an auto-removed container may be gone by the time it is asked.
+        # Attach before starting: the output stream then holds everything, and it ends when the container exits,
+        # which is race-free even though the container removes itself (asking for its status afterwards is not).
         stream = container.attach(stdout=True, stderr=False, stream=True, logs=True)
         stdout = bytearray()
-        exit_status: Future[int | None] = Future()
         reader = threading.Thread(target=_read_stream, args=(stream, stdout), daemon=True)
-        waiter = threading.Thread(target=_wait_exit, args=(container, exit_status), daemon=True)
         reader.start()
-        waiter.start()
-        container.start()
-        deadline_s = self.startup_grace_s + self.context.limits.timeout_s
         try:
-            exit_code = exit_status.result(timeout=deadline_s)
-            timed_out = False
-        except TimeoutError:
+            container.start()
+        except docker.errors.APIError as error:
+            container.remove(force=True)
+            raise SandboxError(f"docker could not start a container of {self.image!r}: {error}") from error
+        reader.join(timeout=self.startup_grace_s + self.context.limits.timeout_s)
+        if reader.is_alive():
             try:
                 container.kill()
             except docker.errors.APIError:  # it exited (and was removed) meanwhile
                 pass
-            exit_code, timed_out = None, True
-        reader.join(timeout=10.0)
-        return bytes(stdout), exit_code, timed_out
+            reader.join(timeout=10.0)
+            return bytes(stdout), None, True
+        return bytes(stdout), _exit_code(container), False
+
+
+def _exit_code(container: Any) -> int | None:
+    """Returns the exit status of a container that has exited, or None once it has removed itself."""
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        return int(container.wait(timeout=10)["StatusCode"])
+    except (docker.errors.DockerException, requests.exceptions.RequestException, KeyError, ValueError):
+        return None
 
 
 def _read_stream(stream: Any, into: bytearray) -> None:
@@ -302,13 +311,6 @@ def _read_stream(stream: Any, into: bytearray) -> None:
                 into += chunk[: MAX_STDOUT_BYTES - len(into)]
     except Exception:  # the connection closes when the container is killed and removed
         pass
-
-
-def _wait_exit(container: Any, exit_status: Future[int | None]) -> None:
-    try:
-        exit_status.set_result(int(container.wait(condition="next-exit")["StatusCode"]))
-    except Exception:  # removed before the wait answered: the reply on stdout decides
-        exit_status.set_result(None)
 
 
 def _write_private(path: Path, data: bytes) -> None:
