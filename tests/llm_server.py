@@ -307,8 +307,8 @@ class LLMServer:
             else:
                 error = {"error": {"message": reply.error_message, "type": "error", "code": reply.status}}
             return reply.status, headers, json.dumps(error).encode()
-        words_in = len(" ".join(m.get("content", "") if isinstance(m.get("content"), str) else _text_of(m.get("content"))
-                                for m in request.body.get("messages", [])).split())
+        messages = request.body.get("messages", [])
+        words_in = len(" ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict)).split())
         prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else words_in
         completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(reply.text.split())
         number = next(self._ids)

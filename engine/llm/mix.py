@@ -80,7 +80,8 @@ class ModelMix:
                 usually take no key.
         """
         environ = os.environ if environ is None else environ
-        keys = {config.api_key_env(model): _api_key(config, config.api_key_env(model), environ) for model in config.models}
+        key_envs = {config.api_key_env(model) for model in config.models}
+        keys = {key_env: _api_key(config, key_env, environ) for key_env in key_envs}  # before the slow SDK import
         if config.provider == "openai":
             from engine.llm.openai_client import OpenAIChatClient as client_class
             from engine.llm.openai_client import make_sdk_client
