@@ -92,6 +92,7 @@ class ProgramDatabase:
         self._active_at_last_reset_s = 0.0
         self._evaluations_at_last_reset = 0
         self._evaluations_at_last_migration = 0
+        self._island_events: list[IslandEvent] = []  # resets and migrations, for reports
         self._program_cache: OrderedDict[int, Program] = OrderedDict()
         self._replay(*store.load())
         self._rng = np.random.default_rng([seed, self._num_evaluations])
@@ -292,6 +293,10 @@ class ProgramDatabase:
         self._check_open()
         return self._store.programs()
 
+    def island_events(self) -> list[IslandEvent]:
+        """Returns the resets and migrations so far, oldest first (time, evaluation count, islands, moves)."""
+        return list(self._island_events)
+
     def island_snapshot(self) -> list[dict[str, Any]]:
         """Returns each island's state as plain data: programs registered, temperature, best, clusters."""
         return self._population.snapshot()
@@ -393,11 +398,13 @@ class ProgramDatabase:
                 self._active_before_s += max(0.0, self._last_time - self._session_start)
             self._session_start = event.created_at
         elif event.kind == "reset":
+            self._island_events.append(event)
             self._population.apply(event)
             self._num_resets += 1
             self._active_at_last_reset_s = self._run_time_s(event.created_at)
             self._evaluations_at_last_reset = event.evaluation_count
         elif event.kind == "migration":
+            self._island_events.append(event)
             self._population.apply(event)
             self._num_migrations += 1
             self._evaluations_at_last_migration = event.evaluation_count

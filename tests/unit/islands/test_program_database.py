@@ -98,6 +98,9 @@ def test_reset_empties_the_weaker_half_and_reseeds_from_survivors() -> None:
             founders_seen.add(founder)
         assert island_ids(snapshot[0]) == {1, best[0].id} and island_ids(snapshot[1]) == {1, best[1].id}
         assert snapshot[2]["temperature"] == pytest.approx(0.1 * (1 - 1 / 30_000))
+        (event,) = database.island_events()
+        assert (event.kind, event.evaluation_count, event.after_program_id) == ("reset", 4, best[3].id)
+        assert sorted(event.island_ids) == [2, 3] and {i for _, i in event.moves} == {2, 3}
     assert founders_seen == {best[0].id, best[1].id}  # the surviving island is drawn at random
 
 
