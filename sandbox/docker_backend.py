@@ -146,6 +146,7 @@ def worker_init(context: TaskContext, *, root: str, scratch: str) -> dict[str, A
         "preload": ("numpy", "jax", "jax.numpy", "optax"),
         "limits": asdict(context.limits),
         "scratch": scratch,
+        "scratch_keep": [],  # nothing is bound into the container's scratch tmpfs
         "drop_uid": None,  # the container already runs as an unprivileged uid
         "isolated": True,  # its own pid namespace: processes left behind are killed (only when we are pid 1)
         "nproc_extra": RUNTIME_PIDS,
