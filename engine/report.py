@@ -74,6 +74,7 @@ def plot_best_by_island(programs: Sequence[Program]) -> bytes:
         ax.step(xs, ys, where="post", lw=2.2, color="black", label="whole run")
     if math.isfinite(start):
         ax.axhline(start, color="gray", ls="--", lw=1, label="seed")
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("best selection score")
     ax.set_title("Best held-out (selection) score over the run")
