@@ -1,0 +1,33 @@
+"""A task written from scratch by following docs/tasks.md runs with no change to engine/, islands/ or sandbox/."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def discover(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=900)
+
+
+def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
+    folder = tmp_path / "psychometric"
+    shutil.copytree(REPO / "docs" / "example_task", folder)
+    check = discover("task", "check", str(folder / "task.yaml"), "--json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    rows = {row["name"]: row for row in json.loads(check.stdout)["rows"]}
+    assert rows["seed"]["outcome"] == "OK" and rows["logistic_lapse"]["outcome"] == "OK"
+    assert rows["logistic_lapse"]["score"] > rows["seed"]["score"]
+
+    run = discover("run", str(folder / "task.yaml"), "--db", str(tmp_path / "run.db"), "--max-evals", "6",
+                   "--workers", "1", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert json.loads(run.stdout)["evaluations"] == 6
