@@ -12,9 +12,11 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import StaticPool
 
 from islands.errors import IslandsError
 from islands.events import IslandEvent
@@ -50,11 +52,9 @@ class SqliteStore:
         if readonly:
             if not self.path.is_file():
                 raise IslandsError(f"no program database at {self.path}; check the --db path")
-            url = f"sqlite:///file:{self.path.resolve()}?mode=ro&uri=true"
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            url = f"sqlite:///{self.path}"
-        self._engine = _make_engine(url, readonly)
+        self._engine = _make_engine(self.path, readonly)
         # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
         # the store be called from several threads of one process.
         self._lock = threading.Lock()
@@ -65,6 +65,10 @@ class SqliteStore:
         except DBAPIError as error:
             self._engine.dispose()
             raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
+        except IslandsError:
+            self._connection.close()
+            self._engine.dispose()
+            raise
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -172,8 +176,14 @@ class SqliteStore:
             self._engine.dispose()
 
 
-def _make_engine(url: str, readonly: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False})
+def _make_engine(path: Path, readonly: bool) -> Engine:
+    # The file is opened by sqlite3 directly, so that no character of its path is read as part of a URL.
+    target = f"file:{quote(str(path.resolve()))}" + ("?mode=ro" if readonly else "")
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(target, uri=True, timeout=30.0, check_same_thread=False)
+
+    engine = create_engine("sqlite://", creator=connect, poolclass=StaticPool)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -299,6 +299,13 @@ def test_readonly_database_refuses_writes_and_reads_meta(tmp_path: Path) -> None
         ProgramDatabase.open_readonly(tmp_path / "missing.db")
 
 
+def test_readonly_path_may_hold_odd_characters(tmp_path: Path) -> None:
+    path = tmp_path / "a run #1?" / "run 1.db"
+    open_database(path).close()
+    with ProgramDatabase.open_readonly(path) as reader:
+        assert reader.stats()["programs"] == 0
+
+
 def test_closed_database_says_so() -> None:
     database = open_database(None)
     database.close()
