@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit.errors import FitError
+from engine.fit.host_loops import run_host_loop
 from engine.fit.loops import OPTIMIZERS, BatchedModel, build_loop
 from engine.fit.params import ParamSpec
 
@@ -48,7 +49,9 @@ class FitResult:
         steps: optimizer steps run (the loop stops when all restarts converged).
         converged: whether the best restart met the relative-change rule before `max_steps`.
         at_bounds: names of parameters within 1e-3 * (high - low) of a bound.
-        timings: {"compile_s": ..., "fit_s": ...}; compile_s is 0.0 when a compiled program was reused.
+        timings: wall seconds {"compile_s", "fit_s"} (compile_s is 0.0 when a compiled program was reused),
+            and the process CPU seconds of each, {"compile_cpu_s", "fit_cpu_s"}, which are steadier on a
+            shared machine.
         held_out_neg_log_likelihood: total NLL (nats) of `held_out` data at `params`; None without held-out data.
     """
 
@@ -73,7 +76,7 @@ class GroupFitResult:
         steps: optimizer steps run.
         converged: (n_groups,) whether each group's best restart converged before `max_steps`.
         at_bounds: per group, the names of parameters within 1e-3 * (high - low) of a bound.
-        timings: {"compile_s": ..., "fit_s": ...}.
+        timings: as in FitResult.
         held_out_neg_log_likelihood: (n_groups,) held-out NLL per group, or None without held-out data.
     """
 
@@ -99,6 +102,7 @@ def fit_maximum_likelihood(
     learning_rate: float = 0.05,
     tol: float = 1e-6,
     seed: int = 0,
+    loop: str = "host",
 ) -> FitResult:
     """Fits one parameter set to all of `data` by minimizing `neg_log_likelihood` from random restarts.
 
@@ -125,10 +129,10 @@ def fit_maximum_likelihood(
         FitError (a ValueError) when every restart gives a non-finite likelihood or the arguments are invalid.
     """
     z0 = _initial_points(spec, 1, restarts, seed)
-    outcome, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=False,
-                            optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
-    loss, ok, converged, z, held = (np.asarray(x)[0] for x in outcome[:5])
-    steps = int(outcome[5])
+    outcome, steps, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=False,
+                                   optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
+                                   loop=loop)
+    loss, ok, converged, z, held = (x[0] for x in outcome)
     if not ok.any():
         raise FitError(
             f"all {restarts} restarts gave a non-finite likelihood; check the model for log(0), division by "
@@ -160,6 +164,7 @@ def fit_per_group(
     learning_rate: float = 0.05,
     tol: float = 1e-6,
     seed: int = 0,
+    loop: str = "host",
 ) -> GroupFitResult:
     """Fits each group (e.g. subject) its own parameters; groups and restarts run batched in one program.
 
@@ -180,9 +185,10 @@ def fit_per_group(
     if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
         raise FitError(f"held_out has {_leading_size(held_out, 'held_out')} groups but data has {n_groups}.")
     z0 = _initial_points(spec, n_groups, restarts, seed)
-    outcome, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=True,
-                            optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
-    loss, ok, converged, z, held = (np.asarray(x) for x in outcome[:5])
+    outcome, steps, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=True,
+                                   optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
+                                   loop=loop)
+    loss, ok, converged, z, held = outcome
     failed = np.flatnonzero(~ok.any(axis=1))
     if failed.size:
         raise FitError(
@@ -197,7 +203,7 @@ def fit_per_group(
         params=params,
         neg_log_likelihood=loss[rows, best].astype(float),
         restarts_ok=ok.sum(axis=1),
-        steps=int(outcome[5]),
+        steps=steps,
         converged=converged[rows, best],
         at_bounds=tuple(spec.at_bounds({n: params[n][g] for n in spec.names}) for g in range(n_groups)),
         timings=timings,
@@ -227,65 +233,130 @@ def _leading_size(tree: Any, what: str) -> int:
 _COMPILED: OrderedDict[tuple, Any] = OrderedDict()
 _COMPILED_MAX = 16
 
+FORWARD_MODE_MAX_PARAMS = 8
 
-def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, max_steps, learning_rate, tol):
+# XLA CPU options for the programs compiled here. Candidates are compiled once and run for well under a second,
+# so compile time matters as much as run time; measured on the bandit benchmark (bench/fit.py), these options
+# cut compile time by about half at a similar run time.
+CPU_COMPILER_OPTIONS: dict[str, object] = {}
+
+
+def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, max_steps, learning_rate, tol,
+         loop):
+    """Runs the fit; returns numpy (loss, ok, converged, z, held_loss) per (G, R), the step count and timings."""
     if max_steps < 1:
         raise FitError(f"max_steps = {max_steps}; need at least 1.")
+    if optimizer not in OPTIMIZERS:
+        raise FitError(f"optimizer = {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}.")
+    if loop not in ("host", "device"):
+        raise FitError(f"loop = {loop!r}; expected 'host' (optimizer in numpy around one compiled evaluation) "
+                       "or 'device' (the whole fit in one compiled while loop).")
+    if optimizer == "lbfgs-zoom":
+        loop = "device"
     data = jax.tree.map(jnp.asarray, data)
     held_out = None if held_out is None else jax.tree.map(jnp.asarray, held_out)
     z0 = jnp.asarray(z0)
-    arguments = (z0, data, held_out)
-    signature = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), arguments)
-    key = (neg_log_likelihood, spec, grouped, optimizer, int(max_steps), float(learning_rate), float(tol),
-           jax.tree.structure(arguments), tuple(jax.tree.leaves(signature)))
-    compile_s = 0.0
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        program = _build_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol)
-        start = time.perf_counter()
-        compiled = jax.jit(program).lower(*arguments).compile()
-        compile_s = time.perf_counter() - start
-        _COMPILED[key] = compiled
-        if len(_COMPILED) > _COMPILED_MAX:
-            _COMPILED.popitem(last=False)
+    if loop == "device":
+        arguments = (z0, data, held_out)
+        settings = (optimizer, int(max_steps), float(learning_rate), float(tol))
     else:
+        arguments = (z0, data, held_out, jnp.asarray(False))
+        settings = ()
+    compiled, compile_s, compile_cpu_s = _compiled_program(neg_log_likelihood, spec, grouped, loop, settings, arguments)
+
+    start, start_cpu = time.perf_counter(), time.process_time()
+    if loop == "device":
+        loss, ok, converged, z, held, steps = jax.block_until_ready(compiled(*arguments))
+        outcome = tuple(np.asarray(x) for x in (loss, ok, converged, z, held))
+        steps = int(steps)
+    else:
+        def evaluate(z):
+            loss, grad = compiled(z.astype(np.float32), data, held_out, False)
+            return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+
+        result = run_host_loop(optimizer, evaluate, np.asarray(z0), max_steps=max_steps,
+                               learning_rate=learning_rate, tol=tol)
+        held = np.zeros_like(result.loss)
+        if held_out is not None:
+            held = np.asarray(compiled(result.z.astype(np.float32), data, held_out, True)[0], dtype=np.float64)
+        outcome = (result.loss, result.ok, result.converged, result.z, held)
+        steps = result.steps
+    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+    return outcome, steps, {"compile_s": compile_s, "fit_s": fit_s, "compile_cpu_s": compile_cpu_s,
+                            "fit_cpu_s": fit_cpu_s}
+
+
+def _compiled_program(neg_log_likelihood, spec, grouped, loop, settings, arguments):
+    signature = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), arguments)
+    key = (neg_log_likelihood, spec, grouped, loop, settings, jax.tree.structure(arguments),
+           tuple(jax.tree.leaves(signature)))
+    compiled = _COMPILED.get(key)
+    if compiled is not None:
         _COMPILED.move_to_end(key)
-    start = time.perf_counter()
-    outcome = jax.block_until_ready(compiled(*arguments))
-    fit_s = time.perf_counter() - start
-    return outcome, {"compile_s": compile_s, "fit_s": fit_s}
+        return compiled, 0.0, 0.0
+    if loop == "device":
+        program = _device_program(neg_log_likelihood, spec, grouped, *settings)
+    else:
+        program = _evaluation_program(neg_log_likelihood, spec, grouped)
+    start, start_cpu = time.perf_counter(), time.process_time()
+    lowered = jax.jit(program).lower(*arguments)
+    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
+    compiled = lowered.compile(compiler_options=dict(options))
+    compile_s, compile_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+    _COMPILED[key] = compiled
+    if len(_COMPILED) > _COMPILED_MAX:
+        _COMPILED.popitem(last=False)
+    return compiled, compile_s, compile_cpu_s
 
 
-FORWARD_MODE_MAX_PARAMS = 8
-
-
-def _use_forward_mode(spec: ParamSpec) -> bool:
-    return spec.size <= FORWARD_MODE_MAX_PARAMS
-
-
-def _build_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol):
-    """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, held_loss, steps)."""
-    loop = build_loop(optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
-    data_axis = 0 if grouped else None
-
+def _batched_model(neg_log_likelihood, spec, grouped, data):
     def objective(z, data):
         return neg_log_likelihood(spec.constrain(z), data)
 
-    if _use_forward_mode(spec):
-        # few parameters: forward mode carries the tangents through the model's scans in one pass, which
-        # compiles and runs faster on CPU than reverse mode's forward scan plus backward scan
+    if spec.size <= FORWARD_MODE_MAX_PARAMS:
+        # few parameters: forward mode carries the tangents through the model's scans in one pass instead of
+        # a forward scan that stores every step plus a backward scan
         def value_and_grad(z, data):
             grad, value = jax.jacfwd(lambda x: (objective(x, data),) * 2, has_aux=True)(z)
             return value, grad
     else:
         value_and_grad = jax.value_and_grad(objective)
+    return BatchedModel(objective, value_and_grad, data, 0 if grouped else None)
+
+
+def _evaluation_program(neg_log_likelihood, spec, grouped):
+    """Returns program(z (G, R, n), data, held_out, score_held_out) -> (loss (G, R), grad (G, R, n)).
+
+    With score_held_out true it returns the held-out loss and a zero gradient instead; one program serves both
+    so that the candidate is compiled once.
+    """
+
+    def program(z, data, held_out, score_held_out):
+        def train(_):
+            return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate(z)
+
+        if held_out is None:
+            return train(None)
+
+        def held(_):
+            loss = _batched_model(neg_log_likelihood, spec, grouped, held_out).evaluate_value(z)
+            return loss, jnp.zeros_like(z)
+
+        return jax.lax.cond(score_held_out, held, train, None)
+
+    return program
+
+
+def _device_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol):
+    """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, held_loss, steps)."""
+    loop = build_loop(optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
 
     def program(z0, data, held_out):
-        outcome = loop(z0, BatchedModel(objective, value_and_grad, data, data_axis))
+        outcome = loop(z0, _batched_model(neg_log_likelihood, spec, grouped, data))
         if held_out is None:
             held = jnp.zeros_like(outcome.loss)
         else:
-            held = BatchedModel(objective, value_and_grad, held_out, data_axis).evaluate_value(outcome.z)
+            held = _batched_model(neg_log_likelihood, spec, grouped, held_out).evaluate_value(outcome.z)
         return outcome.loss, outcome.ok, outcome.converged, outcome.z, held, outcome.steps
 
     return program

@@ -177,7 +177,7 @@ def _lbfgs_backtracking_loop(max_steps, tol):
         t_quadratic = -slope * c["t"] ** 2 / (2.0 * jnp.where(curvature > 0, curvature, 1.0))
         t_shrunk = jnp.where(finite & (curvature > 0), jnp.clip(t_quadratic, 0.1 * c["t"], 0.5 * c["t"]),
                              0.1 * c["t"])
-        backtracks = jnp.where(accept, 0, c["backtracks"] + c["active"])
+        backtracks = jnp.where(accept, 0, c["backtracks"] + c["active"].astype(jnp.int32))
         stuck = backtracks > MAX_BACKTRACKS
         ok = c["ok"] & (started | finite | ~c["active"])
 

@@ -77,8 +77,9 @@ class ParamSpec:
         Returns:
             dict name -> constrained value, each of shape z.shape[:-1] (a scalar for a (size,) vector).
         """
-        lows = jnp.asarray(self.lows, dtype=z.dtype)
-        highs = jnp.asarray(self.highs, dtype=z.dtype)
+        batch_shape = (1,) * (z.ndim - 1) + (self.size,)
+        lows = jnp.asarray(self.lows, dtype=z.dtype).reshape(batch_shape)
+        highs = jnp.asarray(self.highs, dtype=z.dtype).reshape(batch_shape)
         values = lows + (highs - lows) * jax.nn.sigmoid(z)
         return {name: values[..., i] for i, name in enumerate(self.names)}
 

@@ -1,0 +1,112 @@
+"""Maximum-likelihood fits on a Gaussian model whose MLE is known in closed form."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine.fit import FitError, FitResult, GroupFitResult, ParamSpec, fit_maximum_likelihood, fit_per_group
+
+SPEC = ParamSpec.from_bounds({"mu": (-5.0, 5.0), "sigma": (0.1, 10.0)})
+
+
+def gaussian_nll(params, data):
+    z = (data["x"] - params["mu"]) / params["sigma"]
+    return jnp.sum(0.5 * z**2 + jnp.log(params["sigma"]))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    x = np.random.default_rng(0).normal(1.5, 2.0, size=400).astype(np.float32)
+    return {"x": x}
+
+
+# L-BFGS reaches the float32 optimum; first-order steps stop on the relative-change rule a little before it
+@pytest.mark.parametrize(("optimizer", "tolerance"), [("lbfgs", 2e-3), ("adam", 1e-2), ("adabelief", 1e-2)])
+def test_finds_the_closed_form_maximum(sample, optimizer, tolerance):
+    result = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer=optimizer, restarts=8, max_steps=400,
+                                    learning_rate=0.1)
+    assert isinstance(result, FitResult)
+    x = sample["x"].astype(np.float64)
+    assert result.params["mu"] == pytest.approx(x.mean(), abs=tolerance)
+    assert result.params["sigma"] == pytest.approx(x.std(), rel=tolerance)
+    best = float(gaussian_nll({"mu": x.mean(), "sigma": x.std()}, {"x": x}))
+    assert result.neg_log_likelihood == pytest.approx(best, abs=0.05)
+    assert result.restarts_ok == 8
+    assert result.converged
+    assert result.at_bounds == ()
+    assert set(result.timings) == {"compile_s", "fit_s", "compile_cpu_s", "fit_cpu_s"}
+    assert 1 <= result.steps <= 400
+
+
+def test_device_loop_matches_host_loop(sample):
+    host = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="host")
+    device = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="device")
+    assert device.params["mu"] == pytest.approx(host.params["mu"], abs=1e-3)
+    assert device.params["sigma"] == pytest.approx(host.params["sigma"], rel=1e-3)
+    assert device.converged
+
+
+def test_same_seed_same_result_and_the_compiled_program_is_reused(sample):
+    first = fit_maximum_likelihood(gaussian_nll, SPEC, sample, restarts=4, max_steps=20, seed=3)
+    second = fit_maximum_likelihood(gaussian_nll, SPEC, sample, restarts=4, max_steps=20, seed=3)
+    assert first.params == second.params
+    assert second.timings["compile_s"] == 0.0
+
+
+def test_held_out_score_is_computed_at_the_fitted_parameters(sample):
+    held_out = {"x": np.linspace(-1.0, 4.0, 50, dtype=np.float32)}
+    result = fit_maximum_likelihood(gaussian_nll, SPEC, sample, held_out=held_out, optimizer="lbfgs", restarts=4)
+    expected = float(gaussian_nll({k: jnp.float32(v) for k, v in result.params.items()}, held_out))
+    assert result.held_out_neg_log_likelihood == pytest.approx(expected, rel=1e-4)
+
+
+def test_restarts_that_go_non_finite_are_dropped(sample):
+    def nan_above_two_and_a_half(params, data):
+        return jnp.where(params["mu"] > 2.5, jnp.nan, gaussian_nll(params, data))
+
+    result = fit_maximum_likelihood(nan_above_two_and_a_half, SPEC, sample, optimizer="adam", restarts=16, learning_rate=0.1)
+    assert 0 < result.restarts_ok < 16
+    assert np.isfinite(result.neg_log_likelihood)
+    assert result.params["mu"] == pytest.approx(sample["x"].mean(), abs=1e-2)
+
+
+def test_all_restarts_non_finite_raises(sample):
+    def always_nan(params, data):
+        return jnp.sum(data["x"]) * jnp.nan * params["mu"]
+
+    with pytest.raises(ValueError, match="all 16 restarts gave a non-finite likelihood"):
+        fit_maximum_likelihood(always_nan, SPEC, sample, restarts=16, max_steps=5)
+
+
+def test_reports_parameters_at_their_bounds(sample):
+    spec = ParamSpec.from_bounds({"mu": (-5.0, 0.0), "sigma": (0.1, 10.0)})
+    result = fit_maximum_likelihood(gaussian_nll, spec, sample, optimizer="lbfgs", restarts=4)
+    assert result.at_bounds == ("mu",)
+
+
+def test_bad_arguments_raise_clear_errors(sample):
+    with pytest.raises(FitError, match="optimizer = 'sgd'; expected one of adam, adabelief, lbfgs, lbfgs-zoom"):
+        fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="sgd")
+    with pytest.raises(FitError, match="restarts = 0"):
+        fit_maximum_likelihood(gaussian_nll, SPEC, sample, restarts=0)
+    with pytest.raises(FitError, match="loop = 'gpu'"):
+        fit_maximum_likelihood(gaussian_nll, SPEC, sample, loop="gpu")
+
+
+def test_per_group_fits_each_group_on_its_own():
+    rng = np.random.default_rng(1)
+    means = np.array([-2.0, 0.0, 3.0])
+    x = (means[:, None] + rng.normal(0.0, 1.0, size=(3, 300))).astype(np.float32)
+    result = fit_per_group(gaussian_nll, SPEC, {"x": x}, optimizer="lbfgs", restarts=4)
+    assert isinstance(result, GroupFitResult)
+    np.testing.assert_allclose(result.params["mu"], x.mean(axis=1), atol=2e-3)
+    np.testing.assert_allclose(result.params["sigma"], x.std(axis=1), rtol=2e-3)
+    assert result.neg_log_likelihood.shape == (3,)
+    assert result.restarts_ok.tolist() == [4, 4, 4]
+    assert result.converged.all()
+
+
+def test_per_group_rejects_ragged_groups():
+    with pytest.raises(FitError, match="same group axis"):
+        fit_per_group(gaussian_nll, SPEC, {"x": np.zeros((3, 5)), "y": np.zeros((4, 5))})
