@@ -255,6 +255,9 @@ class RayRunner:
                 raise SandboxError(
                     f"a sandbox raised instead of returning a RunResult: {_last_line(error)}"
                 ) from error
+            except ray.exceptions.RayError as error:  # its node, worker process or result object was lost
+                self._replace(worker, reason=_last_line(error), outcome=Outcome.WORKER_LOST)
+                continue
             self._remove_call(worker, ref)
             self._node_by_job[result.job_id] = node_id
             self._finished.append(result)
@@ -271,13 +274,13 @@ class RayRunner:
         for worker in list(self._workers):
             since = worker.silent_since()
             if since is not None and now - since > self._watchdog_s:
-                ray.kill(worker.actor, no_restart=True)
                 reason = f"the worker did not answer within {self._watchdog_s:.0f} s; it was killed and replaced"
                 self._replace(worker, reason=reason, outcome=Outcome.TIMEOUT)
 
     def _replace(self, worker: _Worker, *, reason: str, outcome: Outcome) -> None:
         """Starts a new actor in place of `worker`; retries or fails the job it was running."""
         self.replacements += 1
+        ray.kill(worker.actor, no_restart=True)  # it may only be unreachable, and must not come back
         index = self._workers.index(worker)
         self._workers[index] = self._start_actor()
         calls = list(worker.calls)
@@ -315,7 +318,7 @@ def _init_ray(ray_address: str | None, *, num_cpus: int) -> None:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
         else:
             ray.init(address=ray_address, **quiet)
-    except (ConnectionError, ValueError, RuntimeError) as error:
+    except (ConnectionError, ValueError, RuntimeError, ImportError, ray.exceptions.RayError) as error:
         where = "a local Ray instance" if ray_address is None else f"the Ray cluster at {ray_address!r}"
         raise SandboxError(
             f"could not start or reach {where}: {error}. Check sandbox.ray_address "
