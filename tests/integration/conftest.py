@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-RAY = str(Path("/work/venv/bin/ray")) if Path("/work/venv/bin/ray").exists() else "ray"
+# The `ray` command of the interpreter running the tests (e.g. /work/venv/bin/ray), else the one on PATH.
+_NEXT_TO_PYTHON = Path(sys.executable).parent / "ray"
+RAY = str(_NEXT_TO_PYTHON) if _NEXT_TO_PYTHON.exists() else (shutil.which("ray") or "ray")
 
 
 def _free_port() -> int:
