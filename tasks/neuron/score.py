@@ -1,0 +1,194 @@
+"""Scoring for the neuron task: simulate the candidate membrane model under the recorded current steps, fit its
+parameters on training sweeps, and compare spike times and subthreshold voltage on held-out sweeps.
+
+Per sweep, over the step (STEP_ONSET_MS to STEP_OFFSET_MS + 100 ms):
+- gamma: the coincidence factor of Kistler et al. (1997) / Jolivet et al. (2008) with a +/- 4 ms window,
+      gamma = (n_coinc - 2 nu Delta n_data) / (0.5 (n_data + n_model)) / (1 - 2 nu Delta),
+  where nu is the model's firing rate; 1 = every spike matched, 0 = chance. A sweep where neither the data nor
+  the model spikes counts as 1.
+- subthreshold_rmse_mV: root-mean-square difference between model and recorded voltage over the whole window
+  (100 ms before to 100 ms after the step), leaving out 2 ms before to 8 ms after each recorded spike (spike
+  shapes are not modelled).
+
+score = mean over held-out sweeps of (gamma - subthreshold_rmse_mV / RMSE_SCALE_MV), RMSE_SCALE_MV = 10 mV:
+1 mV of subthreshold error costs as much as 0.1 of gamma. Higher is better; a perfect model scores 1.
+
+Fitting: the threshold-and-reset dynamics make the voltage a discontinuous function of the parameters, so the
+parameters are fitted with a cross-entropy-method search (fit_cross_entropy.py) that simulates a population of
+parameter sets per generation and maximises the same quantity on the training sweeps, per cell.
+"""
+
+from __future__ import annotations
+
+import time
+import types
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit import read_params
+
+try:  # imported as the package module tasks.neuron.score, or with the task folder on the path
+    from tasks.neuron.fit_cross_entropy import fit_cross_entropy
+except ImportError:
+    from fit_cross_entropy import fit_cross_entropy
+
+DT_MS = 0.5
+N_STATE = 4
+WINDOW_START_MS = 600.0
+STEP_ONSET_MS = 700.0
+STEP_OFFSET_MS = 2700.0
+COINCIDENCE_WINDOW_MS = 4.0
+EXCLUDE_BEFORE_SPIKE_MS = 2.0
+EXCLUDE_AFTER_SPIKE_MS = 8.0
+RMSE_SCALE_MV = 10.0
+V_LIMITS_MV = (-150.0, 100.0)  # the simulated voltage is kept inside these so a diverging model stays finite
+CELLS = ("B6", "B8")
+Split = Mapping[str, np.ndarray]
+
+
+def check_membrane(membrane: Callable, names: tuple[str, ...]) -> None:
+    """Raises ValueError with one sentence when the membrane function's outputs have the wrong shapes."""
+    params = {name: jnp.float32(0.5) for name in names}
+    outputs = jax.eval_shape(lambda s, i: membrane(params, s, i), jax.ShapeDtypeStruct((N_STATE,), jnp.float32),
+                             jax.ShapeDtypeStruct((), jnp.float32))
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != 3:
+        raise ValueError(f"membrane returned {type(outputs).__name__}; expected (dstate_dt, v_peak_mV, reset).")
+    expected = ((N_STATE,), (), (N_STATE,))
+    for name, value, shape in zip(("dstate_dt", "v_peak_mV", "reset"), outputs, expected):
+        if getattr(value, "shape", None) != shape:
+            raise ValueError(f"membrane returned {name} of shape {getattr(value, 'shape', None)}; expected {shape}.")
+
+
+def simulate(membrane: Callable, params: Mapping[str, jax.Array], current_pA: jax.Array,
+             v_start_mV: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Euler-integrates the membrane model over one sweep.
+
+    Args:
+        current_pA: (n_steps,) injected current during each DT_MS step.
+        v_start_mV: scalar initial voltage; the other state variables start at 0.
+
+    Returns:
+        voltage_mV: (n_steps,) voltage at the end of each step (after any reset).
+        spikes: (n_steps,) 1.0 in the steps where the voltage reached v_peak_mV.
+    """
+    start = jnp.zeros(N_STATE, jnp.float32).at[0].set(v_start_mV)
+
+    def step(state, current):
+        dstate_dt, v_peak, reset = membrane(params, state, current)
+        proposed = state + DT_MS * dstate_dt.astype(jnp.float32)
+        spike = (proposed[0] >= v_peak) | ~jnp.isfinite(proposed[0])
+        new = jnp.where(spike, reset.astype(jnp.float32), proposed)
+        new = jnp.where(jnp.isfinite(new), new, 0.0)
+        new = new.at[0].set(jnp.clip(new[0], *V_LIMITS_MV))
+        return new, (new[0], spike.astype(jnp.float32))
+
+    _, (voltage, spikes) = jax.lax.scan(step, start, current_pA)
+    return voltage, spikes
+
+
+def _window_sum(x: jax.Array, back: int, ahead: int) -> jax.Array:
+    """Returns y (n,) with y[t] = sum of x[t - back .. t + ahead] (x zero outside 0 .. n - 1)."""
+    kernel = jnp.ones(back + ahead + 1, x.dtype)
+    full = jnp.convolve(x, kernel, mode="full")  # full[m] = sum of x[m - back - ahead .. m]
+    return full[ahead : ahead + x.shape[0]]
+
+
+def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltage: jax.Array,
+                  data_spikes: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns (gamma, subthreshold_rmse_mV) of one sweep; all inputs (n_steps,) at DT_MS from WINDOW_START_MS."""
+    n_steps = data_voltage.shape[0]
+    time_ms = WINDOW_START_MS + DT_MS * (jnp.arange(n_steps, dtype=jnp.float32) + 1.0)
+    stimulus = ((time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS + 100.0)).astype(jnp.float32)
+    data_train, model_train = data_spikes * stimulus, model_spikes * stimulus
+    half = int(round(COINCIDENCE_WINDOW_MS / DT_MS))
+    model_near = _window_sum(model_train, half, half)
+    n_coincident = jnp.sum(data_train * jnp.minimum(model_near, 1.0))
+    n_data, n_model = jnp.sum(data_train), jnp.sum(model_train)
+    duration_ms = jnp.sum(stimulus) * DT_MS
+    rate_per_ms = n_model / duration_ms
+    expected = 2.0 * rate_per_ms * COINCIDENCE_WINDOW_MS * n_data
+    normalizer = jnp.maximum(1.0 - 2.0 * rate_per_ms * COINCIDENCE_WINDOW_MS, 1e-3)
+    total = 0.5 * (n_data + n_model)
+    gamma = jnp.where(total > 0, (n_coincident - expected) / jnp.maximum(total, 1e-6) / normalizer, 1.0)
+    before = int(round(EXCLUDE_BEFORE_SPIKE_MS / DT_MS))
+    after = int(round(EXCLUDE_AFTER_SPIKE_MS / DT_MS))
+    # step t is left out when a recorded spike s has s - before <= t <= s + after, i.e. s in [t - after, t + before]
+    near_spike = _window_sum(data_spikes, after, before) > 0
+    keep = (~near_spike).astype(jnp.float32)
+    squared = jnp.sum(keep * (model_voltage - data_voltage) ** 2) / jnp.maximum(jnp.sum(keep), 1.0)
+    return gamma, jnp.sqrt(squared)
+
+
+def cell_metrics(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, jax.Array]:
+    """Returns gamma (n_sweeps,) and subthreshold_rmse_mV (n_sweeps,) of one cell's sweeps."""
+
+    def one(current, v_start, voltage, spikes):
+        model_voltage, model_spikes = simulate(membrane, params, current, v_start)
+        return sweep_metrics(model_voltage, model_spikes, voltage, spikes)
+
+    return jax.vmap(one)(cell["current_pA"], cell["v_start_mV"], cell["voltage_mV"], cell["spikes"])
+
+
+def combined(gamma: jax.Array, rmse_mV: jax.Array) -> jax.Array:
+    """The score of each sweep: gamma - rmse_mV / RMSE_SCALE_MV."""
+    return gamma - rmse_mV / RMSE_SCALE_MV
+
+
+def score(
+    candidate: types.ModuleType,
+    train: Split,
+    heldout: Split,
+    seed: int = 0,
+    population: int = 96,
+    generations: int = 25,
+) -> dict[str, Any]:
+    """Fits the candidate's PARAMS per cell on the training sweeps and scores the held-out sweeps.
+
+    Returns:
+        score: mean over held-out sweeps of gamma - subthreshold_rmse_mV / 10.
+        train_score: the same on the training sweeps.
+        gamma, subthreshold_rmse_mV: the two parts, averaged over held-out sweeps (extra scores).
+        scores_per_test: "<cell>_<step pA>pA" -> that held-out sweep's score.
+        fitted_params: "<name>_<cell>" -> value; at_bounds: the same names for parameters at a bound.
+        timings: "compile_s", "fit_s", "score_s".
+    """
+    membrane = candidate.membrane
+    spec = read_params(candidate.__source__, "membrane")
+    check_membrane(membrane, spec.names)
+    train = {k: jnp.asarray(v) for k, v in train.items() if k != "step_pA"}
+
+    def objective(params, cell):
+        gamma, rmse = cell_metrics(membrane, params, cell)
+        return jnp.mean(combined(gamma, rmse))
+
+    result = fit_cross_entropy(objective, spec, train, population=population, generations=generations, seed=seed)
+    started = time.perf_counter()
+    n_cells = result.params[spec.names[0]].shape[0]
+    metrics = jax.jit(lambda p, c: cell_metrics(membrane, p, c))
+    gammas, rmses, per_test = [], [], {}
+    for c in range(n_cells):
+        params = {name: jnp.float32(result.params[name][c]) for name in spec.names}
+        cell = {k: jnp.asarray(v[c]) for k, v in heldout.items() if k != "step_pA"}
+        gamma, rmse = (np.asarray(x, dtype=float) for x in metrics(params, cell))
+        gammas.extend(gamma)
+        rmses.extend(rmse)
+        for s, step in enumerate(np.asarray(heldout["step_pA"][c])):
+            per_test[f"{CELLS[c]}_{float(step):.0f}pA"] = float(combined(gamma[s], rmse[s]))
+    gamma_mean, rmse_mean = float(np.mean(gammas)), float(np.mean(rmses))
+    heldout_score = float(np.mean([combined(g, r) for g, r in zip(gammas, rmses)]))
+    if not np.isfinite(heldout_score):
+        raise ValueError("the fitted membrane model gives a non-finite held-out score.")
+    return {
+        "score": heldout_score,
+        "train_score": float(np.mean(result.objective)),
+        "gamma": gamma_mean,
+        "subthreshold_rmse_mV": rmse_mean,
+        "scores_per_test": per_test,
+        "fitted_params": {f"{name}_{CELLS[c]}": float(result.params[name][c])
+                          for c in range(n_cells) for name in spec.names},
+        "at_bounds": [f"{name}_{CELLS[c]}" for c, names in enumerate(result.at_bounds) for name in names],
+        "timings": {**result.timings, "score_s": time.perf_counter() - started},
+    }

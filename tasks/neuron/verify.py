@@ -1,0 +1,122 @@
+"""Checks of a fitted membrane model: parameter recovery and posterior-predictive figures.
+
+Recovery: RECOVERY_SETS parameter sets are drawn around each cell's fitted parameters (normal steps of
+RECOVERY_SPREAD in the unconstrained space); training-like sweeps are simulated from each (the model's voltage
+plus 0.5 mV white noise, and its spikes), the model is refitted to them, and generating and recovered values are
+correlated over all sets and cells.
+Figures per cell: the f-I curve (spikes during the step vs step amplitude, every sweep, model vs data) and the
+voltage of the first held-out sweep, model vs data.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit import read_params
+
+try:
+    from tasks.neuron.fit_cross_entropy import fit_cross_entropy
+    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, cell_metrics,
+                                    combined, score, simulate)
+except ImportError:
+    from fit_cross_entropy import fit_cross_entropy
+    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, cell_metrics, combined, score,
+                       simulate)
+
+RECOVERY_SETS = 3
+RECOVERY_SPREAD = 0.4
+NOISE_MV = 0.5
+TRACE_STRIDE = 4  # plot every 4th step (2 ms)
+Split = Mapping[str, np.ndarray]
+
+
+def _simulate_cell(membrane, params, cell: Split) -> tuple[np.ndarray, np.ndarray]:
+    run = jax.jit(jax.vmap(lambda i, v0: simulate(membrane, params, i, v0)))
+    voltage, spikes = run(jnp.asarray(cell["current_pA"]), jnp.asarray(cell["v_start_mV"]))
+    return np.asarray(voltage), np.asarray(spikes)
+
+
+def _in_step(n_steps: int) -> np.ndarray:
+    time_ms = WINDOW_START_MS + DT_MS * (np.arange(n_steps) + 1.0)
+    return (time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS)
+
+
+def _figures(membrane, fitted, train: Split, heldout: Split) -> list[dict[str, Any]]:
+    figures = []
+    for c, params in enumerate(fitted):
+        params = {k: jnp.float32(v) for k, v in params.items()}
+        steps, data_counts, model_counts = [], [], []
+        for split in (train, heldout):
+            cell = {k: np.asarray(v[c]) for k, v in split.items()}
+            _, spikes = _simulate_cell(membrane, params, cell)
+            inside = _in_step(spikes.shape[1])
+            steps.extend(cell["step_pA"].tolist())
+            data_counts.extend(cell["spikes"][:, inside].sum(axis=1).tolist())
+            model_counts.extend(spikes[:, inside].sum(axis=1).tolist())
+        order = np.argsort(steps)
+        x = [float(steps[i]) for i in order]
+        figures.append({
+            "title": f"f-I curve, cell {CELLS[c]}", "xlabel": "step current (pA)",
+            "ylabel": "spikes during the 2 s step",
+            "series": [
+                {"label": "data", "x": x, "y": [float(data_counts[i]) for i in order], "kind": "scatter", "role": "data"},
+                {"label": "model", "x": x, "y": [float(model_counts[i]) for i in order], "kind": "line", "role": "model"},
+            ],
+        })
+        cell = {k: np.asarray(v[c]) for k, v in heldout.items()}
+        voltage, _ = _simulate_cell(membrane, params, cell)
+        time_ms = WINDOW_START_MS + DT_MS * (np.arange(voltage.shape[1]) + 1.0)
+        sl = slice(None, None, TRACE_STRIDE)
+        figures.append({
+            "title": f"Held-out sweep, cell {CELLS[c]}, {float(cell['step_pA'][0]):.0f} pA step",
+            "xlabel": "time (ms)", "ylabel": "membrane voltage (mV)",
+            "series": [
+                {"label": "data", "x": time_ms[sl].tolist(), "y": cell["voltage_mV"][0][sl].astype(float).tolist(),
+                 "kind": "line", "role": "data"},
+                {"label": "model", "x": time_ms[sl].tolist(), "y": voltage[0][sl].astype(float).tolist(),
+                 "kind": "line", "role": "model"},
+            ],
+        })
+    return figures
+
+
+def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
+    membrane = candidate.membrane
+    spec = read_params(candidate.__source__, "membrane")
+    result = score(candidate, train, heldout, seed=seed)
+    n_cells = np.asarray(train["voltage_mV"]).shape[0]
+    fitted = [{name: result["fitted_params"][f"{name}_{CELLS[c]}"] for name in spec.names} for c in range(n_cells)]
+
+    rng = np.random.default_rng(seed)
+    generating, cells = [], []
+    for _ in range(RECOVERY_SETS):
+        for c in range(n_cells):
+            z = spec.unconstrain(fitted[c]) + RECOVERY_SPREAD * rng.standard_normal(spec.size)
+            params = {n: jnp.float32(v) for n, v in spec.constrain(jnp.asarray(z, jnp.float32)).items()}
+            cell = {k: np.asarray(v[c]) for k, v in train.items() if k != "step_pA"}
+            voltage, spikes = _simulate_cell(membrane, params, cell)
+            cells.append({**cell, "voltage_mV": (voltage + NOISE_MV * rng.standard_normal(voltage.shape)).astype(np.float32),
+                          "spikes": spikes.astype(np.float32)})
+            generating.append({n: float(v) for n, v in params.items()})
+    stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
+
+    def objective(params, cell):
+        gamma, rmse = cell_metrics(membrane, params, cell)
+        return jnp.mean(combined(gamma, rmse))
+
+    refit = fit_cross_entropy(objective, spec, stacked, population=64, generations=20, seed=seed)
+    recovery, pairs = {}, {}
+    for name in spec.names:
+        truth = np.array([p[name] for p in generating])
+        recovered = np.asarray(refit.params[name], dtype=float)
+        pairs[name] = [[float(a), float(b)] for a, b in zip(truth, recovered)]
+        recovery[name] = float(np.corrcoef(truth, recovered)[0, 1]) if np.std(truth) > 0 and np.std(recovered) > 0 \
+            else float("nan")
+    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
+            "figures": _figures(membrane, fitted, train, heldout)}
