@@ -44,14 +44,15 @@ def _standard_lower_density(u: jax.Array, w: jax.Array) -> jax.Array:
 
     # small-time series: (2 pi u^3)^(-1/2) sum_k (w + 2k) exp(-(w + 2k)^2 / (2u)), k = -K..K
     half = SERIES_TERMS // 2
-    k_small = jnp.arange(-half, half + 1, dtype=u.dtype)
+    term_axis = (1,) * u.ndim + (-1,)  # the series terms run along a new last axis
+    k_small = jnp.arange(-half, half + 1, dtype=u.dtype).reshape(term_axis)
     offsets = w[..., None] + 2.0 * k_small
     u_small = jnp.where(use_small, u, 1.0)[..., None]
     small = jnp.sum(offsets * jnp.exp(-(offsets**2) / (2.0 * u_small)), axis=-1)
     small = small / jnp.sqrt(2.0 * math.pi * u_small[..., 0] ** 3)
 
     # large-time series: pi sum_k k exp(-k^2 pi^2 u / 2) sin(k pi w), k = 1..K
-    k_large = jnp.arange(1, SERIES_TERMS + 1, dtype=u.dtype)
+    k_large = jnp.arange(1, SERIES_TERMS + 1, dtype=u.dtype).reshape(term_axis)
     u_large = jnp.where(use_small, 1.0, u)[..., None]
     large = math.pi * jnp.sum(
         k_large * jnp.exp(-(k_large**2) * math.pi**2 * u_large / 2.0) * jnp.sin(k_large * math.pi * w[..., None]),

@@ -39,6 +39,7 @@ def test_finds_the_closed_form_maximum(sample, optimizer, tolerance):
     assert 1 <= result.steps <= 400
 
 
+@pytest.mark.slow  # the device loop compiles the optimizer too
 def test_device_loop_matches_host_loop(sample):
     host = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="host")
     device = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="device")
