@@ -12,7 +12,8 @@ Under bubblewrap (`bwrap`) a worker gets:
   clean environment, so even its own /proc/1/environ is clean;
 - `--die-with-parent`, so killing the worker's bwrap kills everything inside it.
 
-As root, bwrap keeps only the capabilities the worker needs to drop privileges (setuid, setgid, chown, kill);
+As root, bwrap keeps only the capabilities the worker needs to drop privileges and clean up after a candidate
+(setuid, setgid, chown, kill, dac_override, fowner);
 each candidate child then drops to an unprivileged uid of its own (`allocate_uid`), where RLIMIT_NPROC is enforced
 (it is not for root) and where it cannot signal or trace the worker. As a normal user, bwrap puts the worker in a
 new user namespace, so RLIMIT_NPROC counts only that sandbox's processes.
@@ -92,6 +93,12 @@ def default_hidden_paths() -> list[str]:
     return [p for p in {str(Path.home()), "/root", "/home"} if os.path.isdir(p)]
 
 
+def scratch_entries_to_keep(task_root: str) -> list[str]:
+    """Returns the top-level names in the scratch that lead to needed paths bound back read-only."""
+    prefix = SANDBOX_SCRATCH.rstrip("/") + "/"
+    return sorted({p[len(prefix):].split("/")[0] for p in needed_paths(task_root) if p.startswith(prefix)})
+
+
 def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str], *, task_root: str,
                   hidden_paths: Sequence[str] = (), scratch_mb: int = 256, as_root: bool | None = None) -> list[str]:
     """Returns the bwrap command line that runs `worker_argv` isolated as described in this module's docstring.
@@ -109,7 +116,7 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
                "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if as_root:
         command += ["--cap-drop", "ALL"]
-        for capability in ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL"):
+        for capability in ("CAP_SETUID", "CAP_SETGID", "CAP_CHOWN", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER"):
             command += ["--cap-add", capability]
     else:
         command += ["--unshare-user"]

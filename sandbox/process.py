@@ -111,8 +111,9 @@ class ProcessSandbox:
         started = time.perf_counter()
         rejection = check_source(job.source, self.context.allowed_imports)
         if rejection is not None:
-            return RunResult(job.job_id, rejection.outcome, error=rejection.message,
-                             wall_time_s=time.perf_counter() - started)
+            wall_s = time.perf_counter() - started
+            return RunResult(job.job_id, rejection.outcome, error=rejection.message, timings={"wall": wall_s},
+                             wall_time_s=wall_s)
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
@@ -168,6 +169,7 @@ class ProcessSandbox:
             "entry": self.context.entry, "root": self.root, "function_name": self.context.function_name,
             "payload": self._payload, "preload": self.preload, "limits": asdict(limits), "scratch": scratch,
             "drop_uid": self.drop_uid, "isolated": self.bwrap is not None,
+            "scratch_keep": isolation.scratch_entries_to_keep(self.root) if self.bwrap else [],
             # RLIMIT_NPROC counts threads: leave room for XLA's thread pools (about one per core, a few pools).
             "nproc_extra": 4 * (os.cpu_count() or 1) + 8,
         }

@@ -150,6 +150,7 @@ class Worker:
             pass
         if self.init["drop_uid"] is not None or self.init["isolated"]:
             reply["anomaly"] = stray_processes(self.init["drop_uid"])
+        clear_scratch(self.init["scratch"], keep=self.init["scratch_keep"])
         return reply
 
 
@@ -243,6 +244,27 @@ def stray_processes(uid: int | None) -> str:
         except (OSError, KeyError, ValueError):
             pass
     return f"{strays} background process(es) survived the candidate and were killed" if strays else ""
+
+
+def clear_scratch(scratch: str, keep: list[str]) -> None:
+    """Empties the scratch directory, so that nothing a candidate wrote reaches the next one or fills the tmpfs.
+
+    `keep` names the top-level entries that lead to read-only paths bound into the scratch (e.g. a task root
+    under /tmp); candidates cannot write into those, since bwrap creates them owned by root with mode 0755.
+    """
+    import shutil
+
+    for name in os.listdir(scratch):
+        if name in keep:
+            continue
+        path = os.path.join(scratch, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def fork_hazard() -> str:
