@@ -36,12 +36,36 @@ from engine.loop import Budget, SearchLoop  # noqa: E402
 from engine.mutation.declarations import find_function, params_statement_index  # noqa: E402
 from engine.mutation.sites import FLOAT, analyse, expression_sites  # noqa: E402
 from engine.mutation.workspace import number_node  # noqa: E402
-from engine.proposers.base import PromptContext, Proposal  # noqa: E402
+from engine.proposers.base import PromptContext, Proposal, Shot  # noqa: E402
 from engine.proposers.mutator import MutationProposer  # noqa: E402
 from engine.session import build_runner, prepare  # noqa: E402
 from islands import ProgramDatabase  # noqa: E402
 
 CHECKPOINTS = (50, 100, 200, 500, 1000)
+
+
+def time_proposals(task_yaml: Path, count: int) -> None:
+    """Prints the CPU time per mutator proposal for a seed-only prompt and a prompt of the task's baselines."""
+    task_folder = task_yaml.resolve().parent
+    seed = (task_folder / "seed.py").read_text()
+    baselines = [p.read_text() for p in sorted((task_folder / "baselines").glob("*.py"))]
+    proposer = MutationProposer()
+    started = time.process_time()
+    for _ in range(200):
+        ast.parse(seed)
+    parse_us = (time.process_time() - started) / 200 * 1e6
+    print(f"reference: ast.parse of the seed takes {parse_us:.0f} us of CPU on this machine")
+    for label, sources in (("seed only", [seed]), (f"seed + {len(baselines)} baselines", [seed, *baselines])):
+        shots = tuple(Shot(program_id=i, source=s, score=float(i)) for i, s in enumerate(sources))
+        times = []
+        for k in range(count):
+            context = PromptContext(0, "agent", shots, "", len(shots), seed=k)
+            started = time.process_time()
+            proposer.mutate(context)
+            times.append(time.process_time() - started)
+        times.sort()
+        print(f"{label}: median {times[count // 2] * 1e3:.2f} ms, mean {sum(times) / count * 1e3:.2f} ms, "
+              f"p90 {times[9 * count // 10] * 1e3:.2f} ms per proposal (CPU time, {count} proposals)")
 
 
 class ConstantResampler:
@@ -160,7 +184,11 @@ def main() -> None:
     parser.add_argument("--proposers", default="mutator,constants")
     parser.add_argument("--max-minutes", type=float, help="stop each proposer's search after this long")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument("--time-proposals", type=int, metavar="N", help="only time N mutator proposals and exit")
     args = parser.parse_args()
+    if args.time_proposals:
+        time_proposals(args.task_yaml, args.time_proposals)
+        return
 
     with tempfile.TemporaryDirectory(prefix="discover-bench-") as scratch:
         task_yaml = fast_task_copy(args.task_yaml.resolve(), Path(scratch)) if args.fast else args.task_yaml

@@ -12,7 +12,7 @@ import ast
 import copy
 
 from engine.mutation.declarations import params_read, params_statement_index, read_declaration
-from engine.mutation.sites import BUILTIN_NAMES, analyse, expression_sites, float_sites, module_names, undefined_reads
+from engine.mutation.sites import BUILTIN_NAMES, expression_sites, float_sites, module_names, undefined_reads
 from engine.mutation.shapes import shape_of
 from engine.mutation.workspace import Workspace, import_position
 from engine.mutation.syntax import walk
@@ -140,7 +140,7 @@ def crossover_expression(workspace: Workspace, statement: int | None = None) -> 
         return None
     rng = workspace.rng
     donor, donor_function = rng.choice(workspace.donors)
-    donor_facts = analyse(donor_function, donor)
+    donor_facts = workspace.facts_of_donor(donor, donor_function)
     donor_sites = float_sites(expression_sites(donor_function, donor_facts))
     facts, sites = workspace.sites()
     targets = [s for s in float_sites(sites) if statement is None or s.statement == statement]

@@ -158,20 +158,17 @@ def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iter
                     slots.update(range(low, high))
         if isinstance(node, ast.Attribute) and node.attr == "at" and isinstance(node.value, ast.Name):
             indexed.setdefault(node.value.id, set())
+    array_sizes: dict[str, Shape] = {}
     for name in arguments:
         if name == PARAMS_ARGUMENT or name in int_names:
             continue
         if name not in indexed:
             facts.scalar_arguments.append(name)
             continue
-        # "state: (8,) float array" in the docstring declares every slot of a 1-d array argument.
-        match = re.search(rf"\b{re.escape(name)}\b\s*:\s*\((\d+),\)", docstring)
-        slots = set(indexed[name]) | (set(range(int(match.group(1)))) if match else set())
-        facts.array_slots[name] = sorted(slots)
-    array_sizes = {}
-    for name in facts.array_slots:
+        # "state: (8,) float array" in the docstring declares the length of a 1-d array argument.
         match = re.search(rf"\b{re.escape(name)}\b\s*:\s*\((\d+),\)", docstring)
         array_sizes[name] = (int(match.group(1)),) if match else None
+        facts.array_slots[name] = sorted(set(indexed[name]) | (set(range(array_sizes[name][0])) if match else set()))
     facts.name_shapes = infer_name_shapes(function, facts.scalar_arguments, array_sizes, int_names)
     for node in nodes:  # `q[choice]` with q of shape (2,): choice indexes vectors of length 2
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name) and node.slice.id in int_names:

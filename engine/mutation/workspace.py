@@ -32,6 +32,7 @@ class Workspace:
         donors: other programs' parsed modules and their evolved functions, for crossover.
         known_bounds: bounds for parameters that operators add or borrow, used when syncing PARAMS.
         int_names: names seen holding integers so far in this proposal.
+        donor_facts: the donors' name facts by id() of their module (donors are never mutated).
         rng: the proposal's random stream.
     """
 
@@ -42,6 +43,7 @@ class Workspace:
     rng: random.Random
     known_bounds: dict[str, Bounds] = field(default_factory=dict)
     int_names: set[str] = field(default_factory=set)
+    donor_facts: dict[int, FunctionFacts] = field(default_factory=dict)
 
     def facts(self) -> FunctionFacts:
         """Returns fresh name facts (the tree changes between operators).
@@ -57,6 +59,13 @@ class Workspace:
         """Returns fresh facts and every expression site of the evolved function."""
         facts = self.facts()
         return facts, expression_sites(self.function, facts)
+
+    def facts_of_donor(self, module: ast.Module, function: ast.FunctionDef) -> FunctionFacts:
+        """Returns a donor's name facts, computed once per donor module."""
+        facts = self.donor_facts.get(id(module))
+        if facts is None:
+            facts = self.donor_facts[id(module)] = analyse(function, module)
+        return facts
 
     def declared(self) -> dict[str, Bounds]:
         """Returns the parent's current PARAMS declaration (empty when unreadable)."""

@@ -31,7 +31,8 @@ from engine.mutation import (
     unwrap,
     wrap,
 )
-from engine.mutation.shapes import result_shapes, shape_changes
+from engine.mutation.shapes import Shape, result_shapes, shape_changes
+from engine.mutation.sites import FunctionFacts, analyse
 from engine.proposers.base import PromptContext, Proposal
 
 PROPOSER_NAME = "mutator"
@@ -64,7 +65,7 @@ DEFAULT_OPERATOR_WEIGHTS: dict[str, float] = {
 OPERATOR_COUNTS = (1, 2, 3)
 OPERATOR_COUNT_WEIGHTS = (0.5, 0.3, 0.2)
 DEFAULT_PRIMITIVES = ("jnp.exp", "jnp.tanh", "jax.nn.sigmoid", "jnp.log1p")
-CANONICAL_CACHE_SIZE = 4096
+PARSED_CACHE_SIZE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +86,20 @@ class Mutation:
 
 
 @dataclass(frozen=True, slots=True)
-class _Parent:
-    program_id: int
+class _Parsed:
+    """A valid parent program, parsed once and cached by source; never mutated (operators work on a fresh parse)."""
+
     source: str
     canonical: str  # ast.unparse of the parsed source, to tell whether a mutant differs
+    module: ast.Module
+    function: ast.FunctionDef
+    shapes: dict[str, Shape]  # of its names and returned values, which a mutant must keep
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    program_id: int
+    parsed: _Parsed
 
 
 class MutationProposer:
@@ -133,8 +144,9 @@ class MutationProposer:
         self.best_parent_probability = best_parent_probability
         self.max_attempts = max_attempts
         self.default_primitives = tuple(default_primitives)
-        # Valid parents' sources, rendered by ast.unparse, keyed by (function name, source).
-        self._canonical: dict[tuple[str, str], str] = {}
+        # Parsed parents keyed by (function name, source); a string says why a source cannot be a parent.
+        self._parsed: dict[tuple[str, str], _Parsed | str] = {}
+        self._donor_facts: dict[int, FunctionFacts] = {}  # keyed by id() of a cached module
 
     async def propose(self, context: PromptContext) -> Proposal:
         """Returns a mutant of one of `context.shots`, or a Proposal with `error` set when none could be made."""
@@ -154,26 +166,25 @@ class MutationProposer:
             parent = parents[-1]
             if len(parents) > 1 and rng.random() >= self.best_parent_probability:
                 parent = rng.choice(parents[:-1])
-            module = ast.parse(parent.source)
+            module = ast.parse(parent.parsed.source)
             function = find_function(module, context.function_name)
             assert function is not None  # checked in _parents
-            donors = []
-            for other in parents:
-                if other.canonical != parent.canonical:
-                    donor_module = ast.parse(other.source)
-                    donors.append((donor_module, find_function(donor_module, context.function_name)))
-            workspace = Workspace(module, function, primitives, donors, rng)  # type: ignore[arg-type]
-            shapes_before = result_shapes(function, workspace.facts().name_shapes)
+            donors = [
+                (other.parsed.module, other.parsed.function)
+                for other in parents
+                if other.parsed.canonical != parent.parsed.canonical
+            ]
+            workspace = Workspace(module, function, primitives, donors, rng, donor_facts=self._donor_facts)
             notes = self._apply_operators(workspace, rng)
             if not notes:
                 continue
-            changed = shape_changes(shapes_before, result_shapes(function, workspace.facts().name_shapes))
+            changed = shape_changes(parent.parsed.shapes, result_shapes(function, workspace.facts().name_shapes))
             if changed:
                 last_problem = f"shapes changed ({'; '.join(changed)}) after {', '.join(notes)}"
                 continue
             sync_declaration(function, workspace.known_bounds)
-            source = ast.unparse(ast.fix_missing_locations(module)) + "\n"
-            if source == parent.canonical:
+            source = ast.unparse(module) + "\n"
+            if source == parent.parsed.canonical:
                 continue
             problems = candidate_problems(source, context.function_name, signature(function))
             if problems:
@@ -204,29 +215,32 @@ class MutationProposer:
         skipped: list[str] = []
         for shot in context.shots:
             key = (context.function_name, shot.source)
-            if key in self._canonical:
-                parents.append(_Parent(shot.program_id, shot.source, self._canonical[key]))
-                continue
-            try:
-                module = ast.parse(shot.source)
-            except SyntaxError as error:
-                skipped.append(f"program {shot.program_id} does not parse ({error.msg})")
-                continue
-            function = find_function(module, context.function_name)
-            if function is None:
-                skipped.append(f"program {shot.program_id} defines no function {context.function_name!r}")
-                continue
-            if read_declaration(function) is None:
-                skipped.append(
-                    f"program {shot.program_id}'s {context.function_name} does not start with a literal "
-                    'PARAMS = {"name": (low, high)} dict'
-                )
-                continue
-            if len(self._canonical) >= CANONICAL_CACHE_SIZE:
-                self._canonical.clear()
-            self._canonical[key] = ast.unparse(module) + "\n"
-            parents.append(_Parent(shot.program_id, shot.source, self._canonical[key]))
+            if key not in self._parsed:
+                if len(self._parsed) >= PARSED_CACHE_SIZE:
+                    self._parsed.clear()
+                    self._donor_facts.clear()
+                self._parsed[key] = _parse_parent(shot.source, context.function_name)
+            parsed = self._parsed[key]
+            if isinstance(parsed, str):
+                skipped.append(f"program {shot.program_id} {parsed}")
+            else:
+                parents.append(_Parent(shot.program_id, parsed))
         return parents, skipped
+
+
+def _parse_parent(source: str, function_name: str) -> _Parsed | str:
+    """Returns the parsed parent, or why it cannot be one."""
+    try:
+        module = ast.parse(source)
+    except SyntaxError as error:
+        return f"does not parse ({error.msg})"
+    function = find_function(module, function_name)
+    if function is None:
+        return f"defines no function {function_name!r}"
+    if read_declaration(function) is None:
+        return f'has a function {function_name!r} that does not start with a literal PARAMS = {{"name": (low, high)}} dict'
+    shapes = result_shapes(function, analyse(function, module).name_shapes)
+    return _Parsed(source, ast.unparse(module) + "\n", module, function, shapes)
 
 
 __all__ = ["DEFAULT_OPERATOR_WEIGHTS", "DEFAULT_PRIMITIVES", "OPERATORS", "MutationProposer", "Mutation"]
