@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from engine.evaluation import at_bounds, to_candidate
+from engine.llm.errors import LLMBudgetExhausted
 from engine.errors import EngineError
 from engine.prompts import diagnostics_text, render_prompt
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
@@ -121,6 +122,7 @@ class SearchLoop:
         self._next_job_id = 1
         self._duplicates = 0
         self._proposal_count = 0
+        self._budget_message: str | None = None
 
     # -- seeding ---------------------------------------------------------------------------------------------
     def ensure_seed(self) -> Program:
@@ -176,7 +178,9 @@ class SearchLoop:
 
     def _stop_reason(self, budget: Budget, started: float, evaluations_at_start: int) -> str | None:
         if self.stop_requested:
-            return "interrupted"
+            if self._budget_message and (self._pending or self._proposals):
+                return None  # let the evaluations already paid for finish
+            return self._budget_message or "interrupted"
         done = self.database.num_evaluations
         if done >= budget.max_evals:
             return f"reached --max-evals {budget.max_evals}"
@@ -250,7 +254,7 @@ class SearchLoop:
                 reason = self._stop_reason(budget, started, evaluations_at_start)
                 if reason is not None:
                     break
-                remaining = budget.max_evals - self.database.num_evaluations
+                remaining = 0 if self.stop_requested else budget.max_evals - self.database.num_evaluations
                 while self._in_flight() < min(self.max_in_flight, max(remaining, 0)):
                     context = self._next_prompt()
                     if context is None:
@@ -262,7 +266,14 @@ class SearchLoop:
                     done, _ = await asyncio.wait(list(self._proposals), timeout=0.001, return_when=asyncio.FIRST_COMPLETED)
                     for task in done:
                         island_id, parent_ids, _ = self._proposals.pop(task)
-                        proposal, propose_s = task.result()  # LLMError (auth, budget) propagates and stops the run
+                        try:
+                            proposal, propose_s = task.result()
+                        except LLMBudgetExhausted as exhausted:
+                            # A spending cap is a budget like --max-evals: finish what is in flight, then stop.
+                            self.stop_requested = True
+                            self._budget_message = f"LLM budget reached: {exhausted}"
+                            continue
+                        # Other LLMErrors (an invalid key, a server that stays down) propagate and stop the run.
                         self._handle_proposal(proposal, island_id, parent_ids, propose_s, started)
                 if self._pending:
                     results = await asyncio.to_thread(self.runner.results, 0.02)

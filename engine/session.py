@@ -85,7 +85,11 @@ def build_proposer(config: ExperimentConfig) -> tuple[Proposer, str]:
             raise ConfigError("run.proposer is 'llm' but there is no llm section; use --config configs/openai.yaml or --proposer openai.")
         from engine.proposers.llm import build_llm_proposer
 
-        proposer = build_llm_proposer(config.llm)
+        llm = config.llm
+        if config.run.max_cost_usd is not None:  # --max-cost-usd caps the LLM's own budget too
+            cap = min(x for x in (config.run.max_cost_usd, llm.max_cost_usd) if x is not None)
+            llm = llm.model_copy(update={"max_cost_usd": cap})
+        proposer = build_llm_proposer(llm)
         return proposer, f"{config.llm.provider}"
     from engine.proposers.mutator import MutationProposer
 
@@ -172,6 +176,9 @@ async def _run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummar
     try:
         return await loop.run(budget)
     finally:
+        aclose = getattr(loop.proposer, "aclose", None)
+        if aclose is not None:  # SDK connections belong to this event loop: close them before it ends
+            await aclose()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 event_loop.remove_signal_handler(sig)

@@ -1,0 +1,184 @@
+"""The whole loop's throughput: candidates per second with every candidate isolated, and where the time goes.
+
+Setup: a trivial task (the candidate is called once, no fit), an instant LLM on a loopback server speaking the
+Chat Completions wire format (the real `openai` SDK), the real island database in SQLite pre-filled with 1,000
+or 10,000 programs, and the real worker pool (Ray actors owning bubblewrap sandboxes). Also the same with the
+LLM-free mutator instead of the LLM, and with the local thread pool instead of Ray.
+
+    python bench/engine.py                 # 1,000 and 10,000 stored programs, 300 candidates each
+    python bench/engine.py --candidates 100 --stored 1000
+
+Prints a table: candidates/s sustained, and the mean seconds per candidate spent in each part of the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SEED = '''def model(params, x):
+    """Returns a number; the score is that number."""
+    PARAMS = {"a": (0.0, 1.0), "b": (0.0, 2.0)}
+    return 0.5 * x + 0.001
+'''
+SCORE = '''def score(candidate, train, heldout, seed=0):
+    value = float(candidate.model({"a": 0.5, "b": 1.0}, 1.0))
+    return {"score": value, "scores_per_test": {"x": value}}
+'''
+DATA = '''def load():
+    return {"train": {"x": [1.0]}, "selection": {"x": [1.0]}, "test": {"x": [1.0]}}
+'''
+TASK = '''name: trivial
+version: 1
+summary: A task whose score is the candidate's return value, for measuring the loop itself.
+evolve: seed.py:model
+score: score.py:score
+data: data.py:load
+limits: {timeout_s: 10, memory_mb: 2048}
+allowed_imports: [math]
+primitives: [abs]
+'''
+
+
+def make_task(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in (("seed.py", SEED), ("score.py", SCORE), ("data.py", DATA), ("task.yaml", TASK)):
+        (folder / name).write_text(text)
+    return folder / "task.yaml"
+
+
+def prefill(database, n: int) -> float:
+    """Registers n distinct successful programs; returns seconds taken."""
+    from islands import Candidate
+
+    started = time.perf_counter()
+    for i in range(n):
+        source = SEED.replace("0.001", repr(0.001 + i * 1e-7)).replace("(0.0, 2.0)", f"(0.0, {2.0 + i * 1e-6!r})")
+        database.register(
+            Candidate(source=source, parent_ids=(1,), island_id=i % database.config.num_islands, outcome="OK",
+                      score=0.5 + i * 1e-7, scores_per_test={"x": 0.5 + i * 1e-7}, proposer="prefill")
+        )
+    return time.perf_counter() - started
+
+
+class Timed:
+    """Wraps a runner or a proposer and adds up the seconds spent in it (as the loop sees them)."""
+
+    def __init__(self, inner, totals: dict, name: str) -> None:
+        self.inner, self.totals, self.name = inner, totals, name
+
+    def submit(self, job):
+        started = time.perf_counter()
+        self.inner.submit(job)
+        self.totals["submit"] = self.totals.get("submit", 0.0) + time.perf_counter() - started
+
+    def results(self, timeout_s):
+        return self.inner.results(timeout_s)
+
+    async def propose(self, context):
+        started = time.perf_counter()
+        proposal = await self.inner.propose(context)
+        self.totals["propose"] = self.totals.get("propose", 0.0) + time.perf_counter() - started
+        return proposal
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, workers: int) -> dict:
+    from engine.config import ExperimentConfig
+    from engine.evaluation import build_context
+    from engine.loop import Budget, SearchLoop
+    from engine.session import build_runner, prepare
+    from islands import ProgramDatabase
+
+    with tempfile.TemporaryDirectory() as scratch:
+        task_yaml = make_task(Path(scratch) / "trivial")
+        prepared = prepare(task_yaml, None, {"sandbox": {"runner": runner_kind, "num_workers": workers,
+                                                         "max_in_flight_per_island": 4}})
+        database = ProgramDatabase.open(Path(scratch) / "run.db", prepared.config.islands, prepared.meta)
+        context = build_context(prepared.task, prepared.splits)
+        runner = build_runner(context, prepared.config)
+        server = None
+        try:
+            if proposer_kind == "llm":
+                from engine.llm.config import LLMConfig
+                from engine.proposers.llm import build_llm_proposer
+                from tests.llm_server import LLMServer, vary_best_shot
+
+                server = LLMServer(answer=vary_best_shot).__enter__()
+                proposer = build_llm_proposer(LLMConfig(provider="openai", base_url=server.openai_base_url,
+                                                        models=[{"name": "instant"}], max_in_flight=16), environ={})
+            else:
+                from engine.proposers.mutator import MutationProposer
+
+                proposer = MutationProposer(seed=0)
+            totals: dict[str, float] = {}
+            loop = SearchLoop(prepared.task, database, Timed(runner, totals, "runner"), Timed(proposer, totals, "proposer"),
+                              proposer_name=proposer_kind, max_in_flight=4 * workers, max_in_flight_per_island=4)
+            loop.ensure_seed()
+            prefill_s = prefill(database, stored)
+            register_s = [0.0]
+            original_register = database.register
+
+            def timed_register(candidate):
+                started = time.perf_counter()
+                program = original_register(candidate)
+                register_s[0] += time.perf_counter() - started
+                return program
+
+            database.register = timed_register  # type: ignore[method-assign]
+            # Warm-up: let every worker start (Ray actors, bwrap, imports) before the clock runs.
+            asyncio.run(loop.run(Budget(max_evals=database.num_evaluations + 2 * workers)))
+            before = database.num_evaluations
+            register_s[0], totals.clear()
+            started = time.perf_counter()
+            asyncio.run(loop.run(Budget(max_evals=before + candidates, max_proposals=10 ** 9)))
+            elapsed = time.perf_counter() - started
+            done = database.num_evaluations - before
+        finally:
+            runner.close()
+            database.close()
+            if server is not None:
+                server.__exit__(None, None, None)
+    return {
+        "stored": stored, "proposer": proposer_kind, "runner": runner_kind, "workers": workers,
+        "candidates": done, "per_s": done / elapsed, "prefill_s": prefill_s,
+        "register_ms": 1000 * register_s[0] / max(done, 1),
+        "propose_ms": 1000 * totals.get("propose", 0.0) / max(done, 1),
+        "submit_ms": 1000 * totals.get("submit", 0.0) / max(done, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stored", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--candidates", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--configs", nargs="+", default=["llm:ray", "mutator:ray", "mutator:local"],
+                        help="proposer:runner pairs")
+    arguments = parser.parse_args()
+    rows = []
+    for stored in arguments.stored:
+        for config in arguments.configs:
+            proposer_kind, runner_kind = config.split(":")
+            row = measure(stored, arguments.candidates, proposer_kind, runner_kind, arguments.workers)
+            rows.append(row)
+            print(f"  done: {row}", file=sys.stderr, flush=True)
+    print(f"\nwhole loop, trivial task, every candidate isolated, {arguments.workers} workers")
+    print(f"{'stored':>7} {'proposer':>9} {'runner':>7} {'cand':>5} {'cand/s':>7} {'register ms':>12} "
+          f"{'propose ms':>11} {'submit ms':>10}")
+    for r in rows:
+        print(f"{r['stored']:>7} {r['proposer']:>9} {r['runner']:>7} {r['candidates']:>5} {r['per_s']:>7.1f} "
+              f"{r['register_ms']:>12.2f} {r['propose_ms']:>11.2f} {r['submit_ms']:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
