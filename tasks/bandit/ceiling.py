@@ -96,7 +96,9 @@ def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int =
 
     started = time.perf_counter()
     held = {key: jnp.asarray(heldout[key]) for key in ("choices", "rewards", "mask")}
-    per_session = np.asarray(session_log_likelihoods(candidate.gru_step, best_weights, hidden_units, held))
+    per_session = np.asarray(
+        jax.jit(lambda w, d: session_log_likelihoods(candidate.gru_step, w, hidden_units, d))(best_weights, held)
+    )
     trials_per_session = np.asarray(heldout["mask"])[:, 1:].sum(axis=1)
     heldout_score = float(np.exp(per_session.sum() / trials_per_session.sum()))
     if not np.isfinite(heldout_score):
