@@ -7,11 +7,12 @@ at any moment; only a power failure or OS crash can lose the last few commits, n
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, inspect, select
@@ -52,8 +53,10 @@ class SqliteStore:
         if readonly:
             if not self.path.is_file():
                 raise IslandsError(f"no program database at {self.path}; check the --db path")
+            self._lock_file = None
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock_for_writing(self.path)
         self._engine = _make_engine(self.path, readonly)
         # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
         # the store be called from several threads of one process.
@@ -63,11 +66,10 @@ class SqliteStore:
             self._connection.commit()
             self._prepare()
         except DBAPIError as error:
-            self._engine.dispose()
+            self._release()
             raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
         except IslandsError:
-            self._connection.close()
-            self._engine.dispose()
+            self._release()
             raise
 
     @contextmanager
@@ -172,8 +174,29 @@ class SqliteStore:
 
     def close(self) -> None:
         with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        if hasattr(self, "_connection"):
             self._connection.close()
-            self._engine.dispose()
+        self._engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the writer's lock
+            self._lock_file = None
+
+
+def _lock_for_writing(path: Path) -> IO[bytes]:
+    """Takes the one writer's lock of a database file (released when the process ends, even by kill -9)."""
+    lock_file = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock_file.close()
+        raise IslandsError(
+            f"another process is writing to {path} (a run is using it). Wait for it to end, read it with "
+            "a read-only command, or use another --db path."
+        ) from None
+    return lock_file
 
 
 def _make_engine(path: Path, readonly: bool) -> Engine:

@@ -306,6 +306,17 @@ def test_readonly_path_may_hold_odd_characters(tmp_path: Path) -> None:
         assert reader.stats()["programs"] == 0
 
 
+def test_only_one_writer_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "run.db"
+    with open_database(path) as database:
+        database.register_seed(candidate(0.5))
+        with pytest.raises(IslandsError, match="another process is writing to .*run.db"):
+            open_database(path)
+        with ProgramDatabase.open_readonly(path) as reader:  # readers are welcome
+            assert reader.stats()["programs"] == 1
+    open_database(path).close()  # free again once the writer has closed
+
+
 def test_closed_database_says_so() -> None:
     database = open_database(None)
     database.close()
