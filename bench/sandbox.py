@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sandbox import Job, Limits, Outcome, ProcessSandbox, TaskContext  # noqa: E402
+from sandbox import Job, Limits, Outcome, ProcessSandbox, TaskContext, isolation  # noqa: E402
 
 TRIVIAL_ENTRY = '''
 def score(candidate, **payload):
@@ -201,8 +201,9 @@ def main() -> None:
             for n_parallel in (1, 2):
                 row = measure(context, source, design, n_parallel, n_jobs)
                 rows.append((workload, design, n_parallel, row))
-                print(f"  measured {workload} / {design} / {n_parallel} sandbox(es)", file=sys.stderr, flush=True)
-    isolated = ProcessSandbox(context).isolated
+                print(f"  measured {workload} / {design} / {n_parallel} sandbox(es): {row}", file=sys.stderr,
+                      flush=True)
+        isolated = isolation.find_bwrap() is not None
     print(f"\nProcessSandbox benchmark ({'bubblewrap' if isolated else 'plain subprocess'}, "
           f"{__import__('os').cpu_count()} CPUs)")
     header = (f"{'workload':<9} {'design':<7} {'sandboxes':>9} {'jobs':>5} {'per cand. s':>11} {'cand./s':>8} "
