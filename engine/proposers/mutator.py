@@ -175,6 +175,10 @@ class MutationProposer:
                 if other.parsed.canonical != parent.parsed.canonical
             ]
             workspace = Workspace(module, function, primitives, donors, rng, donor_facts=self._donor_facts)
+            # An argument that any shot uses as an index (e.g. `choice`) is an integer in every shot.
+            arguments = {a.arg for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs}
+            for donor_module, donor_function in donors:
+                workspace.int_names |= workspace.facts_of_donor(donor_module, donor_function).int_names & arguments
             notes = self._apply_operators(workspace, rng)
             if not notes:
                 continue
