@@ -31,10 +31,10 @@ SYNTHETIC_NOISE_MV = 0.5
 
 # The synthetic twin's generating model: AdEx (baselines/adex.py), one parameter set per simulated cell.
 GROUND_TRUTH: dict[str, dict[str, float]] = {
-    "B6": {"c_pF": 180.0, "g_l_nS": 6.0, "e_l_mV": -70.0, "v_t_mV": -50.0, "delta_t_mV": 2.0,
-           "tau_w_ms": 120.0, "a_nS": 2.0, "b_pA": 40.0, "v_reset_mV": -52.0},
-    "B8": {"c_pF": 150.0, "g_l_nS": 5.0, "e_l_mV": -68.0, "v_t_mV": -48.0, "delta_t_mV": 1.5,
-           "tau_w_ms": 200.0, "a_nS": 1.0, "b_pA": 60.0, "v_reset_mV": -55.0},
+    "B6": {"c_pF": 180.0, "g_l_nS": 3.5, "e_l_mV": -70.0, "v_t_mV": -53.0, "delta_t_mV": 2.0,
+           "tau_w_ms": 120.0, "a_nS": 1.0, "b_pA": 40.0, "v_reset_mV": -52.0},
+    "B8": {"c_pF": 120.0, "g_l_nS": 2.5, "e_l_mV": -70.0, "v_t_mV": -58.0, "delta_t_mV": 1.5,
+           "tau_w_ms": 200.0, "a_nS": 0.5, "b_pA": 30.0, "v_reset_mV": -55.0},
 }
 SYNTHETIC_PEAK_MV = 20.0  # the synthetic voltage shows this value at the sample where a spike is declared
 

@@ -21,12 +21,12 @@ from engine.fit import read_params
 
 try:
     from tasks.neuron.fit_cross_entropy import fit_cross_entropy
-    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, cell_metrics,
-                                    combined, score, simulate)
+    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, score, simulate,
+                                    training_objective)
 except ImportError:
     from fit_cross_entropy import fit_cross_entropy
-    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, cell_metrics, combined, score,
-                       simulate)
+    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, score, simulate,
+                       training_objective)
 
 RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
@@ -107,8 +107,7 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
 
     def objective(params, cell):
-        gamma, rmse = cell_metrics(membrane, params, cell)
-        return jnp.mean(combined(gamma, rmse))
+        return training_objective(membrane, params, cell)
 
     refit = fit_cross_entropy(objective, spec, stacked, population=64, generations=20, seed=seed)
     recovery, pairs = {}, {}

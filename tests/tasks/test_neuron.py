@@ -1,0 +1,122 @@
+"""The neuron task: data windows and spike detection, the coincidence factor, the simulator's reset rule, and a
+real fit on the synthetic twin (the generating AdEx beats the leaky integrate-and-fire seed)."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tasks.spec import load_task
+
+REPO = Path(__file__).resolve().parents[2]
+TASK = REPO / "tasks/neuron"
+
+
+def module_from_source(source: str) -> types.ModuleType:
+    module = types.ModuleType("candidate")
+    module.__source__ = source
+    exec(compile(source, "candidate.py", "exec"), module.__dict__)
+    return module
+
+
+def module_from(path: Path) -> types.ModuleType:
+    return module_from_source(path.read_text())
+
+
+def test_split_holds_out_other_step_amplitudes_of_the_same_cell():
+    from tasks.neuron.data import load
+
+    splits = load(source="bbp", subset=1)
+    assert splits["train"]["voltage_mV"].shape == (1, 3, 4400)
+    assert splits["selection"]["voltage_mV"].shape == (1, 1, 4400)
+    steps = {name: np.round(split["step_pA"][0]).tolist() for name, split in splits.items()}
+    assert steps == {"train": [119.0, 237.0, 353.0], "selection": [175.0], "test": [297.0]}
+    # every recorded spike of B6's 175 pA sweep (50 upward 0 mV crossings) lies in the window
+    assert splits["selection"]["spikes"].sum() == 50
+
+
+def test_synthetic_twin_is_deterministic_and_spikes():
+    from tasks.neuron.data import load
+
+    first, second = load(source="synthetic", subset=1), load(source="synthetic", subset=1)
+    np.testing.assert_array_equal(first["train"]["voltage_mV"], second["train"]["voltage_mV"])
+    counts = first["train"]["spikes"].sum(axis=-1)[0]
+    assert np.all(counts > 5) and np.all(np.diff(counts) > 0)
+
+
+def test_gamma_is_one_for_identical_trains_and_near_zero_for_shifted_ones():
+    from tasks.neuron.score import sweep_metrics
+
+    n = 4400
+    data = np.zeros(n, np.float32)
+    data[np.arange(400, 4000, 80)] = 1.0  # 20 ms apart, inside the step
+    voltage = jnp.full(n, -60.0, jnp.float32)
+    gamma, rmse = sweep_metrics(voltage, jnp.asarray(data), voltage, jnp.asarray(data))
+    assert float(gamma) == pytest.approx(1.0, abs=1e-5) and float(rmse) == pytest.approx(0.0, abs=1e-5)
+    shifted = np.roll(data, 40)  # 20 ms later: every spike half-way between two data spikes
+    gamma, _ = sweep_metrics(voltage, jnp.asarray(shifted), voltage, jnp.asarray(data))
+    assert float(gamma) < 0.0
+    gamma, rmse = sweep_metrics(voltage + 3.0, jnp.zeros(n, jnp.float32), voltage, jnp.asarray(data))
+    assert float(gamma) == pytest.approx(0.0, abs=1e-6) and float(rmse) == pytest.approx(3.0, abs=1e-4)
+
+
+def test_simulator_resets_at_the_declared_peak():
+    from tasks.neuron.score import simulate
+
+    lif = module_from(TASK / "seed.py")
+    params = {"tau_m_ms": jnp.float32(10.0), "r_mohm": jnp.float32(100.0), "v_rest_mV": jnp.float32(-70.0),
+              "v_threshold_mV": jnp.float32(-50.0), "v_reset_mV": jnp.float32(-65.0), "refractory_ms": jnp.float32(2.0)}
+    current = jnp.full(2000, 300.0, jnp.float32)  # 1 s at 0.5 ms: v_inf = -40 mV > threshold
+    voltage, spikes = simulate(lif.membrane, params, current, jnp.float32(-70.0))
+    n_spikes = int(spikes.sum())
+    # analytic LIF rate: 1 / (refractory + tau ln((v_inf - v_reset) / (v_inf - v_th))) = 1 / (2 + 10 ln 2.5) ms
+    expected = 1000.0 / (2.0 + 10.0 * np.log(25.0 / 10.0))
+    assert abs(n_spikes - expected) <= 0.08 * expected
+    assert float(voltage.max()) < -50.0
+
+
+def test_wrong_output_shape_is_a_one_sentence_value_error():
+    from tasks.neuron.score import check_membrane
+
+    source = (TASK / "seed.py").read_text().replace("return dstate_dt, params", "return dstate_dt[:2], params")
+    candidate = module_from_source(source)
+    with pytest.raises(ValueError, match=r"membrane returned dstate_dt of shape \(2,\); expected \(4,\)"):
+        check_membrane(candidate.membrane, tuple(
+            ["tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV", "refractory_ms"]))
+
+
+@pytest.mark.slow
+def test_synthetic_ground_truth_beats_the_seed():
+    task = load_task(TASK / "synthetic.yaml")
+    splits = task.load_splits(subset=1)
+    score = task.score.load()
+    seed = score(module_from(TASK / "seed.py"), splits["train"], splits["selection"], population=48, generations=12)
+    truth = score(module_from(TASK / "baselines/adex.py"), splits["train"], splits["selection"],
+                  population=48, generations=12)
+    assert np.isfinite(seed["score"]) and truth["score"] > seed["score"]
+    assert set(seed["scores_per_test"]) == {"B6_175pA"}
+
+
+@pytest.mark.slow
+def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
+    import tasks.neuron.verify as verify_module
+    from tasks.neuron import score as score_module
+
+    task = load_task(TASK / "task.yaml")
+    splits = task.load_splits(subset=1)
+    monkeypatch.setattr(verify_module, "RECOVERY_SETS", 2)
+    fast_score = lambda *args, **kwargs: score_module.score(*args, **kwargs, population=32, generations=6)
+    monkeypatch.setattr(verify_module, "score", fast_score)
+    result = verify_module.verify(module_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
+    assert np.isfinite(result["score"])
+    assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",
+                                       "refractory_ms"}
+    assert len(result["figures"]) == 2
+    for figure in result["figures"]:
+        assert {"title", "xlabel", "ylabel", "series"} <= set(figure)
+        for series in figure["series"]:
+            assert len(series["x"]) == len(series["y"]) and series["role"] in ("data", "model")
