@@ -114,7 +114,8 @@ def fast_task_copy(task_yaml: Path, folder: Path) -> Path:
     text = text.replace("n_sessions: 40, n_trials: 200", "n_sessions: 15, n_trials: 100")
     (copy / "task.yaml").write_text(text)
     score = (copy / "score.py").read_text()
-    score = score.replace("max_steps: int = 300", "max_steps: int = 60").replace("restarts: int = 16", "restarts: int = 4")
+    score = score.replace("max_steps: int = 300", "max_steps: int = 60")
+    score = score.replace("restarts: int = 16", "restarts: int = 4")
     (copy / "score.py").write_text(score)
     return copy / "task.yaml"
 

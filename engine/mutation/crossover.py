@@ -118,7 +118,7 @@ def crossover_statement(workspace: Workspace, statement: int | None = None) -> s
         names = [t.id for t in getattr(block[0], "targets", []) if isinstance(t, ast.Name)]
         same = [
             i for i in range(start, end)
-            if names and any(isinstance(t, ast.Name) and t.id in names for t in getattr(function.body[i], "targets", []))
+            if any(isinstance(t, ast.Name) and t.id in names for t in getattr(function.body[i], "targets", []))
         ]
         if same and rng.random() < 0.6:
             index = rng.choice(same)

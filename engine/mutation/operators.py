@@ -13,7 +13,16 @@ import math
 from collections.abc import Callable
 
 from engine.mutation.declarations import is_params_read, params_statement_index
-from engine.mutation.sites import BOOL, ELEMENTWISE, FLOAT, FunctionFacts, Site, dotted_name, float_sites, undefined_reads
+from engine.mutation.sites import (
+    BOOL,
+    ELEMENTWISE,
+    FLOAT,
+    FunctionFacts,
+    Site,
+    dotted_name,
+    float_sites,
+    undefined_reads,
+)
 from engine.mutation.shapes import fits, shape_of
 from engine.mutation.workspace import Workspace, expression_node, number_node, params_read_node
 from engine.mutation.syntax import walk
@@ -197,7 +206,8 @@ def _term_sources(facts: FunctionFacts, target: Site, sites: list[Site]) -> list
     if into is not None and len(into) == 1:
         for name, sizes in sorted(facts.index_sizes.items()):
             if into[0] in sizes:
-                sources.append(ast.Call(expression_node(ONE_HOT), [ast.Name(name, ast.Load()), ast.Constant(into[0])], []))
+                arguments = [ast.Name(name, ast.Load()), ast.Constant(into[0])]
+                sources.append(ast.Call(expression_node(ONE_HOT), arguments, []))
     return sources
 
 

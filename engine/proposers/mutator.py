@@ -242,7 +242,10 @@ def _parse_parent(source: str, function_name: str) -> _Parsed | str:
     if function is None:
         return f"defines no function {function_name!r}"
     if read_declaration(function) is None:
-        return f'has a function {function_name!r} that does not start with a literal PARAMS = {{"name": (low, high)}} dict'
+        return (
+            f"has a function {function_name!r} that does not start with a literal "
+            'PARAMS = {"name": (low, high)} dict'
+        )
     shapes = result_shapes(function, analyse(function, module).name_shapes)
     return _Parsed(source, ast.unparse(module) + "\n", module, function, shapes)
 
