@@ -27,11 +27,8 @@ def _free_port() -> int:
 
 
 def _ray(*arguments: str, temp_dir: str) -> str:
-    # Token authentication off, explicitly: a head that finds ~/.ray/auth_token turns it on by itself, while a
-    # joining node and a driver (ray.init(address=...)) only use it when RAY_AUTH_MODE=token is set for them.
-    # This test cluster lives for one test session on this machine.
-    env = {key: value for key, value in os.environ.items() if key not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
-    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     completed = subprocess.run([RAY, *arguments], env=env, capture_output=True, text=True, timeout=120, cwd=temp_dir)
     if completed.returncode != 0:
         raise RuntimeError(f"ray {' '.join(arguments)} failed:\n{completed.stdout}\n{completed.stderr}")
@@ -85,6 +82,20 @@ def stop_ray_cluster(temp_dir: str) -> None:
     shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _set_ray_auth_mode(mode: str | None) -> None:
+    """Sets RAY_AUTH_MODE for this process and its children; None removes it."""
+    if mode is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = mode
+    try:  # Ray reads the mode into its C++ config when imported; re-read it (as ray.init does for a local start)
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except ImportError:
+        pass
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[str]:
     """Starts a two-node Ray cluster on this machine and yields its address ("ip:port").
@@ -93,7 +104,14 @@ def ray_cluster() -> Iterator[str]:
     private temp dir, so the cluster neither collides with nor is found by other Ray instances here.
     """
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    # Token authentication, as Ray (2.60 here) uses for a local ray.init(): every node and every driver must
+    # agree, and a driver process that once started a local Ray has switched itself to token mode for good.
+    # Nodes and drivers read the token from ~/.ray/auth_token; drivers need RAY_AUTH_MODE=token, which is set
+    # here for this process and the commands it starts (e.g. `discover run --ray-address ...`).
+    previous_mode = os.environ.get("RAY_AUTH_MODE")
+    _set_ray_auth_mode("token")
     try:
+        _ray("get-auth-token", "--generate", temp_dir=temp_dir)  # creates ~/.ray/auth_token only if missing
         _ray_start(
             "--head", f"--port={_free_port()}", "--num-cpus=1", "--include-dashboard=false",
             f"--temp-dir={temp_dir}", temp_dir=temp_dir,
@@ -103,3 +121,4 @@ def ray_cluster() -> Iterator[str]:
         yield address
     finally:
         stop_ray_cluster(temp_dir)
+        _set_ray_auth_mode(previous_mode)
