@@ -322,7 +322,9 @@ def _init_ray(ray_address: str | None, *, num_cpus: int) -> None:
         where = "a local Ray instance" if ray_address is None else f"the Ray cluster at {ray_address!r}"
         raise SandboxError(
             f"could not start or reach {where}: {error}. Check sandbox.ray_address "
-            "(null for a private local Ray, 'auto', 'ray://host:10001' or 'host:6379') and that the cluster runs."
+            "(null for a private local Ray, 'auto', 'ray://host:10001' or 'host:6379') and that the cluster runs. "
+            "A cluster with token authentication also needs RAY_AUTH_MODE=token here and its token in "
+            "~/.ray/auth_token or RAY_AUTH_TOKEN; 'ray://' addresses need the ray[client] package."
         ) from error
 
 
