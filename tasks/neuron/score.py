@@ -125,16 +125,20 @@ def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltag
 
 
 def cell_metrics(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, ...]:
-    """Returns gamma, subthreshold_rmse_mV and the spike-count mismatch of one cell's sweeps, each (n_sweeps,).
+    """Returns gamma, subthreshold_rmse_mV and the firing mismatch of one cell's sweeps, each (n_sweeps,).
 
-    The mismatch is |log((n_model + 1) / (n_data + 1))| of the spikes during the step.
+    The firing mismatch (used only to guide the fit) is |log((n_model + 1) / (n_data + 1))| of the spikes in the
+    window plus the mean absolute difference of the cumulative spike counts over time divided by (n_data + 1):
+    both change gradually as spikes appear, vanish or shift, unlike gamma.
     """
 
     def one(current, v_start, voltage, spikes):
         model_voltage, model_spikes = simulate(membrane, params, current, v_start)
         gamma, rmse = sweep_metrics(model_voltage, model_spikes, voltage, spikes)
-        mismatch = jnp.abs(jnp.log((jnp.sum(model_spikes) + 1.0) / (jnp.sum(spikes) + 1.0)))
-        return gamma, rmse, mismatch
+        n_model, n_data = jnp.sum(model_spikes), jnp.sum(spikes)
+        count = jnp.abs(jnp.log((n_model + 1.0) / (n_data + 1.0)))
+        course = jnp.mean(jnp.abs(jnp.cumsum(model_spikes) - jnp.cumsum(spikes))) / (n_data + 1.0)
+        return gamma, rmse, count + course
 
     return jax.vmap(one)(cell["current_pA"], cell["v_start_mV"], cell["voltage_mV"], cell["spikes"])
 
@@ -146,8 +150,8 @@ def combined(gamma: jax.Array, rmse_mV: jax.Array) -> jax.Array:
 
 def training_objective(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> jax.Array:
     """What the fit maximises on one cell's training sweeps: the mean sweep score minus COUNT_WEIGHT times the
-    spike-count mismatch. Gamma is flat (near 0) wherever the firing rate is far off; the count term gives the
-    search a slope toward the right rate from anywhere."""
+    firing mismatch. Gamma is flat (near 0) wherever the firing is far off; the mismatch gives the search a slope
+    toward the right spike counts and their time course from anywhere."""
     gamma, rmse, mismatch = cell_metrics(membrane, params, cell)
     return jnp.mean(combined(gamma, rmse) - COUNT_WEIGHT * mismatch)
 
