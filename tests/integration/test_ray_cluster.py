@@ -61,3 +61,19 @@ def test_jobs_spread_over_both_nodes_and_a_killed_actor_is_replaced(ray_cluster:
         assert runner.replacements == 1
         assert pids[0] not in runner.actor_pids()
     assert not ray.is_initialized()  # the runner connected, so it also disconnected
+
+
+def test_discover_run_against_an_existing_cluster(ray_cluster: str, small_bandit_task: Path, tmp_path: Path):
+    """`discover run --ray-address` uses the running cluster instead of starting its own Ray."""
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(small_bandit_task), "--db", str(tmp_path / "run.db"),
+         "--ray-address", ray_cluster, "--workers", "2", "--max-evals", "6", "--json"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["evaluations"] == 6 and summary["best_score"] >= summary["seed_score"]
