@@ -18,7 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
+
+# run as a script, bench/ comes first on sys.path, where bench/engine.py would shadow the engine package
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp
@@ -187,16 +193,18 @@ def table(repeats: int, restarts: int, max_steps: int) -> None:
             print(f"{n_params:>6} {name:<24} {compile_s:>9.2f} {run_s:>7.2f} {total_s:>8.2f} {nll:>11.3f}", flush=True)
 
 
-def large_batch(restarts: int, n_sessions: int, n_trials: int, max_steps: int) -> None:
+def large_batch(restarts: int, n_sessions: int, n_trials: int, *, max_steps: int) -> None:
     agent, spec = load_agent(AGENT_2)
     train = simulate(TRUE_PARAMS[2], n_sessions, n_trials, seed=1)
     print(f"backend {jax.default_backend()}: {restarts} restarts x {n_sessions} sessions x {n_trials} trials")
-    for optimizer in ("lbfgs", "adam"):
+    print(jax.devices())
+    for optimizer, loop in (("lbfgs", "host"), ("lbfgs", "device"), ("adam", "host"), ("adam", "device")):
         result = fit_maximum_likelihood(jax_neg_log_likelihood(agent), spec, train, restarts=restarts,
-                                        max_steps=max_steps, optimizer=optimizer)
+                                        max_steps=max_steps, optimizer=optimizer, loop=loop)
         fit_s = result.timings["fit_s"]
-        print(f"{optimizer:<6} compile {result.timings['compile_s']:.2f} s, fit {fit_s:.2f} s, {result.steps} steps, "
-              f"{restarts / fit_s:.0f} restart-fits/s, NLL {result.neg_log_likelihood:.2f}", flush=True)
+        print(f"{optimizer:<6} {loop:<6} compile {result.timings['compile_s']:.2f} s, fit {fit_s:.2f} s, "
+              f"{result.steps} steps, {restarts / fit_s:.0f} restart-fits/s, NLL {result.neg_log_likelihood:.2f}, "
+              f"{result.restarts_ok} finite restarts", flush=True)
 
 
 def main() -> None:
@@ -205,9 +213,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="JAX timings are medians over this many fits")
     parser.add_argument("--restarts", type=int, default=16)
     parser.add_argument("--max-steps", type=int, default=300)
+    parser.add_argument("--gpu-shape", type=int, nargs=3, default=(4096, 100, 1000),
+                        metavar=("RESTARTS", "SESSIONS", "TRIALS"), help="the --gpu batch")
     args = parser.parse_args()
     if args.gpu:
-        large_batch(restarts=4096, n_sessions=100, n_trials=1000, max_steps=args.max_steps)
+        large_batch(*args.gpu_shape, max_steps=args.max_steps)
     else:
         table(args.repeats, args.restarts, args.max_steps)
 

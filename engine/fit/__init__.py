@@ -1,11 +1,25 @@
 """The engine's inner loops: fitting a candidate's free parameters to data.
 
-Tasks import only the names below. Parameters are declared by the candidate (`read_params`), optimizers work in
-unconstrained space (`ParamSpec.constrain`), and every fitter batches its random restarts in one compiled program.
+Tasks import only the names below. A candidate declares its parameters in the first statement of its evolved
+function, `PARAMS = {"alpha": (0.0, 1.0), ...}`; `read_params` reads them into a `ParamSpec`. Every fitter
+works in the unconstrained space of `ParamSpec.constrain` (`low + (high - low) * sigmoid(z)`), and batches its
+random restarts (and groups, and chains, and simulations) so that each candidate is compiled once.
+
+    spec = read_params(candidate_source, "agent")
+    result = fit_maximum_likelihood(neg_log_likelihood, spec, train, held_out=test, optimizer="lbfgs")
+    score = -result.held_out_neg_log_likelihood / n_test_trials
+
+Inner loops:
+    fit_maximum_likelihood   pooled maximum likelihood; adam, adabelief, lbfgs (default adam), random restarts
+    fit_per_group            the same, one parameter set per group (e.g. subject), all groups in one program
+    fit_bayesian             posterior samples (numpyro NUTS or SVI) and the held-out log pointwise predictive density
+    fit_simulation_based     SMC-ABC on summary statistics for simulators without a tractable likelihood
+    ddm.wiener_log_density   the drift-diffusion first-passage-time density (Navarro & Fuss 2009), for likelihoods
 """
 
 from engine.fit.abc import SimulationFitResult, fit_simulation_based
 from engine.fit.bayes import BayesianFitResult, fit_bayesian
+from engine.fit.ddm import wiener_log_density, wiener_upper_probability
 from engine.fit.errors import FitError
 from engine.fit.gradient import (
     FitResult,
@@ -24,11 +38,13 @@ __all__ = [
     "FitResult",
     "GroupFitResult",
     "NegLogLikelihood",
-    "fit_bayesian",
     "ParamSpec",
     "SimulationFitResult",
+    "fit_bayesian",
     "fit_maximum_likelihood",
     "fit_per_group",
     "fit_simulation_based",
     "read_params",
+    "wiener_log_density",
+    "wiener_upper_probability",
 ]

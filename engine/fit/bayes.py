@@ -98,26 +98,10 @@ def fit_bayesian(
         numpyro.factor("log_likelihood", -jnp.sum(neg_log_likelihood(spec.constrain(z), data)))
 
     start = time.perf_counter()
-    diagnostics: dict[str, float] = {}
-    if method == "nuts":
-        mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
-                    chain_method="vectorized", progress_bar=False)
-        mcmc.run(key_fit, data, extra_fields=("diverging",))
-        z_by_chain = mcmc.get_samples(group_by_chain=True)["z"]  # (chains, draws, n)
-        z_draws = z_by_chain.reshape(-1, spec.size)
-        diagnostics["divergences"] = float(jnp.sum(mcmc.get_extra_fields()["diverging"]))
-        constrained_by_chain = spec.constrain(z_by_chain)
-        for name in spec.names:
-            chains = np.asarray(constrained_by_chain[name])
-            if num_chains >= 2:
-                diagnostics[f"r_hat_{name}"] = float(split_gelman_rubin(chains))
-            diagnostics[f"ess_{name}"] = float(effective_sample_size(chains))
-    else:
-        guide = AutoMultivariateNormal(model)
-        svi = SVI(model, guide, numpyro.optim.Adam(svi_learning_rate), Trace_ELBO())
-        svi_result = svi.run(key_fit, svi_steps, data, progress_bar=False)
-        z_draws = guide.sample_posterior(key_draw, svi_result.params, sample_shape=(num_samples,), data=data)["z"]
-        diagnostics["final_elbo_loss"] = float(svi_result.losses[-1])
+    with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+        # numpyro's internals rely on implicit promotion; keep them working when a caller sets it strict
+        z_draws, diagnostics = _sample(model, spec, data, method, num_warmup, num_samples, num_chains, svi_steps,
+                                       svi_learning_rate, key_fit, key_draw)
     if not bool(jnp.all(jnp.isfinite(z_draws))):
         raise FitError(f"{method} gave non-finite posterior draws; check the likelihood for NaN or overflow.")
 
@@ -129,8 +113,34 @@ def fit_bayesian(
             return -jnp.atleast_1d(neg_log_likelihood(spec.constrain(z), held_out))
 
         per_draw = jax.jit(jax.vmap(log_likelihood))(z_draws)  # (n_draws, n_observations)
-        held_out_lppd = float(jnp.sum(logsumexp(per_draw, axis=0)) - per_draw.shape[1] * math.log(per_draw.shape[0]))
+        n_draws, n_observations = per_draw.shape
+        held_out_lppd = float(jnp.sum(logsumexp(per_draw, axis=0))) - n_observations * math.log(n_draws)
     fit_s = time.perf_counter() - start
     samples = {name: np.asarray(value, dtype=float) for name, value in spec.constrain(z_draws).items()}
     return BayesianFitResult(samples=samples, held_out_lppd=held_out_lppd, diagnostics=diagnostics,
                              timings={"fit_s": fit_s})
+
+
+def _sample(model, spec, data, method, num_warmup, num_samples, num_chains, svi_steps, svi_learning_rate,
+            key_fit, key_draw):
+    """Returns unconstrained posterior draws (n_draws, n) and diagnostics."""
+    diagnostics: dict[str, float] = {}
+    if method == "nuts":
+        mcmc = MCMC(NUTS(model), num_warmup=num_warmup, num_samples=num_samples, num_chains=num_chains,
+                    chain_method="vectorized", progress_bar=False)
+        mcmc.run(key_fit, data, extra_fields=("diverging",))
+        z_by_chain = mcmc.get_samples(group_by_chain=True)["z"]  # (chains, draws, n)
+        diagnostics["divergences"] = float(jnp.sum(mcmc.get_extra_fields()["diverging"]))
+        constrained_by_chain = spec.constrain(z_by_chain)
+        for name in spec.names:
+            chains = np.asarray(constrained_by_chain[name])
+            if num_chains >= 2:
+                diagnostics[f"r_hat_{name}"] = float(split_gelman_rubin(chains))
+            diagnostics[f"ess_{name}"] = float(effective_sample_size(chains))
+        return z_by_chain.reshape(-1, spec.size), diagnostics
+    guide = AutoMultivariateNormal(model)
+    svi = SVI(model, guide, numpyro.optim.Adam(svi_learning_rate), Trace_ELBO())
+    svi_result = svi.run(key_fit, svi_steps, data, progress_bar=False)
+    z_draws = guide.sample_posterior(key_draw, svi_result.params, sample_shape=(num_samples,), data=data)["z"]
+    diagnostics["final_elbo_loss"] = float(svi_result.losses[-1])
+    return z_draws, diagnostics

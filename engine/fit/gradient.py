@@ -1,9 +1,17 @@
 """Maximum-likelihood fitting by gradient descent, with random restarts batched in one compiled program.
 
-All restarts (and, for `fit_per_group`, all groups) run in a single `jax.jit` program: a `lax.while_loop`
-over optimizer steps whose state carries a (groups, restarts) batch. A restart stops when its relative loss
-change falls below `tol`; the loop ends when every restart has stopped or after `max_steps`. A restart whose
-loss or gradient becomes NaN/inf is dropped and cannot affect the result.
+All restarts (and, for `fit_per_group`, all groups) are evaluated together by one `jax.jit` program: the
+candidate's likelihood and its gradient, vmapped over a (groups, restarts) batch. Two loops drive it:
+
+- loop="host" (default): the optimizer's arithmetic runs in numpy around the compiled evaluation
+  (`engine.fit.host_loops`). Only the candidate is compiled, which on CPU roughly halves the compile time
+  that dominates a candidate's fit.
+- loop="device": the whole fit is one compiled `lax.while_loop` (`engine.fit.loops`, optax optimizers),
+  with no host round trip per step; for accelerators and very large batches.
+
+Both stop a restart when its relative loss change falls below `tol` and end when every restart has stopped
+or after `max_steps`. A restart whose loss or gradient becomes NaN/inf is dropped (for L-BFGS: when its
+starting point is non-finite; a non-finite trial step is shrunk instead) and cannot affect the result.
 """
 
 from __future__ import annotations
@@ -111,16 +119,18 @@ def fit_maximum_likelihood(
             scalar jax array (constrained value). Must be traceable by JAX (no Python branching on values).
         spec: the free parameters and their bounds, usually `read_params(source, function_name)`.
         data: pytree of arrays (dict, tuple, NamedTuple) passed to `neg_log_likelihood` unchanged.
-        held_out: optional pytree like `data`; its NLL at the fitted params is computed in the same program.
+        held_out: optional pytree like `data`; its NLL is computed once, at the best restart's params.
         restarts: number of random starts, drawn uniformly in [-2, 2] in unconstrained space.
         max_steps: upper limit on optimizer steps.
         optimizer: "adam", "adabelief" (first-order steps of size learning_rate; a restart whose loss or
-            gradient turns non-finite is dropped), "lbfgs" (L-BFGS directions from optax.scale_by_lbfgs with a
-            backtracking Armijo linesearch; non-finite trial steps are shrunk, not dropped; ignores learning_rate)
-            or "lbfgs-zoom" (optax.lbfgs with its zoom linesearch, vmapped; slower, kept for comparison).
+            gradient turns non-finite is dropped), "lbfgs" (L-BFGS, memory 10, with a backtracking Armijo
+            linesearch that evaluates each restart once per step; non-finite trial steps are shrunk, not dropped;
+            ignores learning_rate) or "lbfgs-zoom" (optax.lbfgs with its zoom linesearch, vmapped; on CPU
+            much slower, kept for comparison).
         learning_rate: step size of adam / adabelief.
         tol: a restart stops when |loss change| <= tol * max(|loss|, 1).
         seed: seeds the restart inits; the fit is deterministic given it.
+        loop: "host" or "device", see the module docstring; "lbfgs-zoom" always runs on the device.
 
     Returns:
         the best finite restart.
@@ -173,7 +183,7 @@ def fit_per_group(
         spec: the free parameters and their bounds.
         data: pytree of arrays whose every leaf has a leading group axis (n_groups, ...).
         held_out: optional pytree like `data` (same n_groups), scored per group at that group's params.
-        restarts, max_steps, optimizer, learning_rate, tol, seed: as in `fit_maximum_likelihood`, per group.
+        restarts, max_steps, optimizer, learning_rate, tol, seed, loop: as in `fit_maximum_likelihood`.
 
     Returns:
         per-group best restarts.
@@ -235,10 +245,13 @@ _COMPILED_MAX = 16
 
 FORWARD_MODE_MAX_PARAMS = 8
 
-# XLA CPU options for the programs compiled here. Candidates are compiled once and run for well under a second,
-# so compile time matters as much as run time; measured on the bandit benchmark (bench/fit.py), these options
-# cut compile time by about half at a similar run time.
-CPU_COMPILER_OPTIONS: dict[str, object] = {}
+# XLA CPU options for the programs compiled here. A candidate is compiled once and then fitted in well under a
+# second, so compile time counts as much as run time. On the bandit benchmark (bench/fit.py, 2 parameters,
+# L-BFGS), turning off the fusion emitters cut compile CPU time from 1.32 s to 0.97 s at a similar fit time.
+CPU_COMPILER_OPTIONS: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
+# The held-out score is one evaluation at the best parameters, so it is compiled with the cheapest settings.
+HELD_OUT_COMPILER_OPTIONS: dict[str, object] = {"xla_backend_optimization_level": 0,
+                                                "xla_cpu_use_fusion_emitters": False}
 
 
 def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, max_steps, learning_rate, tol,
@@ -256,57 +269,70 @@ def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, ma
     data = jax.tree.map(jnp.asarray, data)
     held_out = None if held_out is None else jax.tree.map(jnp.asarray, held_out)
     z0 = jnp.asarray(z0)
+    timings = {"compile_s": 0.0, "fit_s": 0.0, "compile_cpu_s": 0.0, "fit_cpu_s": 0.0}
+
     if loop == "device":
-        arguments = (z0, data, held_out)
         settings = (optimizer, int(max_steps), float(learning_rate), float(tol))
-    else:
-        arguments = (z0, data, held_out, jnp.asarray(False))
-        settings = ()
-    compiled, compile_s, compile_cpu_s = _compiled_program(neg_log_likelihood, spec, grouped, loop, settings, arguments)
+        compiled = _compiled(("device", neg_log_likelihood, spec, grouped, settings), (z0, data, held_out),
+                             lambda: _device_program(neg_log_likelihood, spec, grouped, *settings),
+                             CPU_COMPILER_OPTIONS, timings)
+        with _timed(timings, "fit"):
+            loss, ok, converged, z, held, steps = jax.block_until_ready(compiled(z0, data, held_out))
+        return tuple(np.asarray(x) for x in (loss, ok, converged, z, held)), int(steps), timings
 
-    start, start_cpu = time.perf_counter(), time.process_time()
-    if loop == "device":
-        loss, ok, converged, z, held, steps = jax.block_until_ready(compiled(*arguments))
-        outcome = tuple(np.asarray(x) for x in (loss, ok, converged, z, held))
-        steps = int(steps)
-    else:
-        def evaluate(z):
-            loss, grad = compiled(z.astype(np.float32), data, held_out, False)
-            return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+    compiled = _compiled(("gradient", neg_log_likelihood, spec, grouped), (z0, data),
+                         lambda: _gradient_program(neg_log_likelihood, spec, grouped), CPU_COMPILER_OPTIONS, timings)
 
+    def evaluate(z):
+        loss, grad = compiled(z.astype(np.float32), data)
+        return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+
+    with _timed(timings, "fit"):
         result = run_host_loop(optimizer, evaluate, np.asarray(z0), max_steps=max_steps,
                                learning_rate=learning_rate, tol=tol)
-        held = np.zeros_like(result.loss)
-        if held_out is not None:
-            held = np.asarray(compiled(result.z.astype(np.float32), data, held_out, True)[0], dtype=np.float64)
-        outcome = (result.loss, result.ok, result.converged, result.z, held)
-        steps = result.steps
-    fit_s, fit_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
-    return outcome, steps, {"compile_s": compile_s, "fit_s": fit_s, "compile_cpu_s": compile_cpu_s,
-                            "fit_cpu_s": fit_cpu_s}
+    held = np.zeros_like(result.loss)
+    if held_out is not None:
+        # scored once, at each group's best restart only
+        best = np.argmin(np.where(result.ok, result.loss, np.inf), axis=1)
+        z_best = result.z[np.arange(len(best)), best][:, None, :].astype(np.float32)
+        scorer = _compiled(("held_out", neg_log_likelihood, spec, grouped), (z_best, held_out),
+                           lambda: _value_program(neg_log_likelihood, spec, grouped), HELD_OUT_COMPILER_OPTIONS,
+                           timings)
+        with _timed(timings, "fit"):
+            held_best = np.asarray(scorer(z_best, held_out), dtype=np.float64)[:, 0]
+        held = np.repeat(held_best[:, None], result.loss.shape[1], axis=1)
+    return (result.loss, result.ok, result.converged, result.z, held), result.steps, timings
 
 
-def _compiled_program(neg_log_likelihood, spec, grouped, loop, settings, arguments):
+class _timed:
+    """Adds the wall and CPU seconds of a block to timings[f"{name}_s"] and timings[f"{name}_cpu_s"]."""
+
+    def __init__(self, timings: dict[str, float], name: str) -> None:
+        self.timings, self.name = timings, name
+
+    def __enter__(self) -> None:
+        self.start, self.start_cpu = time.perf_counter(), time.process_time()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.timings[f"{self.name}_s"] += time.perf_counter() - self.start
+        self.timings[f"{self.name}_cpu_s"] += time.process_time() - self.start_cpu
+
+
+def _compiled(key, arguments, build_program, options, timings):
+    """Returns the compiled program for key and the arguments' shapes, compiling (and timing) it if needed."""
     signature = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), arguments)
-    key = (neg_log_likelihood, spec, grouped, loop, settings, jax.tree.structure(arguments),
-           tuple(jax.tree.leaves(signature)))
+    key = key + (jax.tree.structure(arguments), tuple(jax.tree.leaves(signature)))
     compiled = _COMPILED.get(key)
     if compiled is not None:
         _COMPILED.move_to_end(key)
-        return compiled, 0.0, 0.0
-    if loop == "device":
-        program = _device_program(neg_log_likelihood, spec, grouped, *settings)
-    else:
-        program = _evaluation_program(neg_log_likelihood, spec, grouped)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    lowered = jax.jit(program).lower(*arguments)
-    options = CPU_COMPILER_OPTIONS if jax.default_backend() == "cpu" else {}
-    compiled = lowered.compile(compiler_options=dict(options))
-    compile_s, compile_cpu_s = time.perf_counter() - start, time.process_time() - start_cpu
+        return compiled
+    with _timed(timings, "compile"):
+        lowered = jax.jit(build_program()).lower(*arguments)
+        compiled = lowered.compile(compiler_options=dict(options) if jax.default_backend() == "cpu" else {})
     _COMPILED[key] = compiled
     if len(_COMPILED) > _COMPILED_MAX:
         _COMPILED.popitem(last=False)
-    return compiled, compile_s, compile_cpu_s
+    return compiled
 
 
 def _batched_model(neg_log_likelihood, spec, grouped, data):
@@ -324,25 +350,20 @@ def _batched_model(neg_log_likelihood, spec, grouped, data):
     return BatchedModel(objective, value_and_grad, data, 0 if grouped else None)
 
 
-def _evaluation_program(neg_log_likelihood, spec, grouped):
-    """Returns program(z (G, R, n), data, held_out, score_held_out) -> (loss (G, R), grad (G, R, n)).
+def _gradient_program(neg_log_likelihood, spec, grouped):
+    """Returns program(z (G, R, n), data) -> (loss (G, R), grad (G, R, n))."""
 
-    With score_held_out true it returns the held-out loss and a zero gradient instead; one program serves both
-    so that the candidate is compiled once.
-    """
+    def program(z, data):
+        return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate(z)
 
-    def program(z, data, held_out, score_held_out):
-        def train(_):
-            return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate(z)
+    return program
 
-        if held_out is None:
-            return train(None)
 
-        def held(_):
-            loss = _batched_model(neg_log_likelihood, spec, grouped, held_out).evaluate_value(z)
-            return loss, jnp.zeros_like(z)
+def _value_program(neg_log_likelihood, spec, grouped):
+    """Returns program(z (G, R, n), data) -> loss (G, R)."""
 
-        return jax.lax.cond(score_held_out, held, train, None)
+    def program(z, data):
+        return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate_value(z)
 
     return program
 

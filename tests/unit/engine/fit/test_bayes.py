@@ -34,7 +34,7 @@ def analytic(train, held_out):
 @pytest.mark.slow
 def test_nuts_recovers_the_closed_form_posterior(observations):
     train, held_out = observations
-    result = fit_bayesian(pointwise_nll, SPEC, train, held_out=held_out, num_warmup=300, num_samples=500,
+    result = fit_bayesian(pointwise_nll, SPEC, train, held_out=held_out, num_warmup=200, num_samples=500,
                           num_chains=2)
     assert isinstance(result, BayesianFitResult)
     mean, sd, lppd = analytic(train, held_out)
@@ -48,9 +48,10 @@ def test_nuts_recovers_the_closed_form_posterior(observations):
     assert result.diagnostics["divergences"] == 0
 
 
+@pytest.mark.slow
 def test_svi_recovers_the_closed_form_posterior(observations):
     train, held_out = observations
-    result = fit_bayesian(pointwise_nll, SPEC, train, held_out=held_out, method="svi", svi_steps=1500,
+    result = fit_bayesian(pointwise_nll, SPEC, train, held_out=held_out, method="svi", svi_steps=1000,
                           svi_learning_rate=0.05, num_samples=2000)
     mean, sd, lppd = analytic(train, held_out)
     assert result.samples["mu"].mean() == pytest.approx(mean, abs=0.04)
