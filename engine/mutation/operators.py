@@ -12,13 +12,14 @@ import copy
 import math
 from collections.abc import Callable
 
-from engine.mutation.declarations import is_params_read, params_statement_index
+from engine.mutation.declarations import PARAMS_ARGUMENT, PARAMS_NAME, is_params_read, params_statement_index
 from engine.mutation.sites import (
     BOOL,
     ELEMENTWISE,
     FLOAT,
     FunctionFacts,
     Site,
+    at_root,
     dotted_name,
     float_sites,
     undefined_reads,
@@ -186,7 +187,7 @@ def unwrap(workspace: Workspace, statement: int | None = None) -> str | None:
 
 
 def _term_sources(facts: FunctionFacts, target: Site, sites: list[Site]) -> list[ast.expr]:
-    """Returns expressions a new term may multiply: parts of the target, state slots, scalar arguments.
+    """Returns expressions a new term may multiply: parts of the target, written state slots, scalar arguments.
 
     Only expressions whose shape broadcasts into the target's shape without changing it qualify.
     """
@@ -195,9 +196,9 @@ def _term_sources(facts: FunctionFacts, target: Site, sites: list[Site]) -> list
         s.node for s in float_sites(sites)
         if id(s.node) in inside and s.node is not target.node and not is_params_read(s.node)
     ]
-    for name, slots in facts.array_slots.items():
+    for name, slots in facts.written_slots.items():  # a slot nothing writes would stay zero
         sources.extend(
-            ast.Subscript(value=ast.Name(name, ast.Load()), slice=ast.Constant(k), ctx=ast.Load()) for k in slots
+            ast.Subscript(value=ast.Name(name, ast.Load()), slice=ast.Constant(k), ctx=ast.Load()) for k in sorted(slots)
         )
     sources.extend(ast.Name(name, ast.Load()) for name in facts.scalar_arguments)
     into = shape_of(target.node, facts.name_shapes)
@@ -265,6 +266,85 @@ def insert_term(workspace: Workspace, statement: int | None = None) -> str | Non
     return f"{kind} with params[{name!r}]"
 
 
+def _memory_values(facts: FunctionFacts, function: ast.FunctionDef, before: int) -> list[ast.expr]:
+    """Returns values worth carrying to the next call: float names bound before statement `before` (scalars
+    and vectors of known length) and one-hot vectors of index arguments."""
+    bound = {a.arg for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs}
+    for statement in function.body[:before]:
+        if isinstance(statement, ast.Assign):
+            bound.update(t.id for t in statement.targets if isinstance(t, ast.Name))
+    values: list[ast.expr] = []
+    for name in sorted(bound):
+        shape = facts.name_shapes.get(name)
+        skip = name in facts.int_names or name in facts.array_slots or name in (PARAMS_ARGUMENT, PARAMS_NAME)
+        if not skip and shape is not None and len(shape) <= 1:
+            values.append(ast.Name(name, ast.Load()))
+    for name, sizes in sorted(facts.index_sizes.items()):
+        if name in bound:
+            values.extend(
+                ast.Call(expression_node(ONE_HOT), [ast.Name(name, ast.Load()), ast.Constant(size)], [])
+                for size in sorted(sizes)
+            )
+    return values
+
+
+def remember(workspace: Workspace, statement: int | None = None) -> str | None:
+    """Carries a value to the next call in a free slot of the returned state, and reads it back as a new term.
+
+    E.g. `return logits, state.at[:2].set(q)` becomes `return logits, state.at[:2].set(q).at[2].set(reward)`
+    and `logits = beta * q` becomes `logits = beta * q + params["w_memory"] * state[2]`: an effect of the
+    previous trial's reward. Vectors (a one-hot of the last choice, say) take several consecutive slots.
+    """
+    if statement is not None:
+        return None
+    facts, sites = workspace.sites()
+    function = workspace.function
+    returns = [i for i, s in enumerate(function.body) if isinstance(s, ast.Return) and isinstance(s.value, ast.Tuple)]
+    if not returns:
+        return None
+    return_index = returns[-1]
+    elements = function.body[return_index].value.elts  # type: ignore[union-attr]
+    carried = [
+        (i, at_root(e)) for i, e in enumerate(elements)
+        if at_root(e) in facts.array_slots and facts.name_shapes.get(at_root(e)) is not None  # type: ignore[arg-type]
+    ]
+    if not carried:
+        return None
+    rng = workspace.rng
+    position, name = rng.choice(carried)
+    assert name is not None
+    size = facts.name_shapes[name][0]  # type: ignore[index]
+    free = [k for k in range(size) if k not in facts.used_slots.get(name, set())]
+    values = _memory_values(facts, function, return_index)
+    if not free or not values:
+        return None
+    value = copy.deepcopy(rng.choice(values))
+    shape = shape_of(value, facts.name_shapes)
+    width = 1 if shape == () else shape[0]  # type: ignore[index]
+    starts = [k for k in free if all(k + j in free for j in range(width))]
+    if not starts:
+        return None
+    start = rng.choice(starts)
+    index = ast.Constant(start) if shape == () else ast.Slice(ast.Constant(start), ast.Constant(start + width))
+    memory = ast.Subscript(value=ast.Name(name, ast.Load()), slice=copy.deepcopy(index), ctx=ast.Load())
+    memory_shape = () if shape == () else (width,)
+    targets = [
+        s for s in float_sites(sites)
+        if s.statement < return_index and fits(memory_shape, shape_of(s.node, facts.name_shapes))
+        and not isinstance(s.parent, ast.Call)  # not inside `x.at[i].add(...)`: keep updates about this trial
+    ]
+    if not targets or (isinstance(value, ast.Call) and not workspace.ensure_import(ONE_HOT)):
+        return None
+    target = rng.choice(targets)
+    weight = workspace.new_parameter_name("w_memory")
+    workspace.known_bounds[weight] = BIAS_BOUNDS
+    term = ast.BinOp(left=params_read_node(weight), op=ast.Mult(), right=memory)
+    target.replace(ast.BinOp(left=target.node, op=ast.Add(), right=term))
+    at = ast.Subscript(value=ast.Attribute(elements[position], "at", ast.Load()), slice=index, ctx=ast.Load())
+    elements[position] = ast.Call(func=ast.Attribute(at, "set", ast.Load()), args=[value], keywords=[])
+    return f"remembered `{ast.unparse(value)}` in {ast.unparse(memory)} as params[{weight!r}]"
+
+
 def _removable_statements(workspace: Workspace) -> list[int]:
     function = workspace.function
     params_index = params_statement_index(function)
@@ -323,6 +403,7 @@ __all__ = [
     "insert_term",
     "negate",
     "perturb_constant",
+    "remember",
     "swap_operator",
     "unwrap",
     "wrap",

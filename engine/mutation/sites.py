@@ -65,6 +65,9 @@ class FunctionFacts:
         module_names: names bound at module level (imports, helpers, constants).
         name_shapes: the likely shape of each argument and local name (see `engine.mutation.shapes`).
         index_sizes: for each int name, the lengths of the vectors it indexes (`choice` -> {2}).
+        used_slots: for each array argument, the element indices the body reads or writes.
+        written_slots: for each array argument, the element indices the body writes (`state.at[:2].set(q)`),
+            i.e. the ones that carry information from one call to the next.
     """
 
     int_names: set[str] = field(default_factory=set)
@@ -73,6 +76,8 @@ class FunctionFacts:
     module_names: set[str] = field(default_factory=set)
     name_shapes: dict[str, Shape] = field(default_factory=dict)
     index_sizes: dict[str, set[int]] = field(default_factory=dict)
+    used_slots: dict[str, set[int]] = field(default_factory=dict)
+    written_slots: dict[str, set[int]] = field(default_factory=dict)
 
 
 def module_names(module: ast.Module) -> set[str]:
@@ -112,6 +117,25 @@ def is_int_like(node: ast.expr, int_names: set[str]) -> bool:
     return False
 
 
+def slot_indices(index: ast.expr) -> set[int]:
+    """Returns the element indices a constant index or slice selects: `3` -> {3}, `2:4` -> {2, 3}."""
+    if isinstance(index, ast.Constant) and isinstance(index.value, int) and not isinstance(index.value, bool):
+        return {index.value} if index.value >= 0 else set()
+    if isinstance(index, ast.Slice) and index.step is None:
+        low = index.lower.value if isinstance(index.lower, ast.Constant) else (0 if index.lower is None else None)
+        high = index.upper.value if isinstance(index.upper, ast.Constant) else None
+        if isinstance(low, int) and isinstance(high, int) and 0 <= low < high:
+            return set(range(low, high))
+    return set()
+
+
+def at_root(node: ast.expr) -> str | None:
+    """Returns `state` for `state`, `state.at[:2].set(q)` or `state.at[:2].set(q).at[2].set(r)`; else None."""
+    while isinstance(node, ast.Call) and is_at_update(node):
+        node = node.func.value.value.value  # type: ignore[attr-defined]  # the x in x.at[i].set(v)
+    return node.id if isinstance(node, ast.Name) else None
+
+
 def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iterable[str] = ()) -> FunctionFacts:
     """Returns the name facts the site heuristics need for `function`.
 
@@ -144,20 +168,17 @@ def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iter
                 int_names.update(t.id for t in node.targets if isinstance(t, ast.Name))
     facts.int_names = int_names
 
-    indexed: dict[str, set[int]] = {}
+    indexed: dict[str, set[int]] = {}  # argument -> element indices read (or written) with constant indices
+    written: dict[str, set[int]] = {}  # argument -> element indices set by `arg.at[k].set(...)` chains
     for node in nodes:
         if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id != PARAMS_ARGUMENT:
-            slots = indexed.setdefault(node.value.id, set())
-            index = node.slice
-            if isinstance(index, ast.Constant) and isinstance(index.value, int) and index.value >= 0:
-                slots.add(index.value)
-            elif isinstance(index, ast.Slice) and index.step is None:
-                low = index.lower.value if isinstance(index.lower, ast.Constant) else 0
-                high = index.upper.value if isinstance(index.upper, ast.Constant) else None
-                if isinstance(low, int) and isinstance(high, int) and 0 <= low < high:
-                    slots.update(range(low, high))
-        if isinstance(node, ast.Attribute) and node.attr == "at" and isinstance(node.value, ast.Name):
-            indexed.setdefault(node.value.id, set())
+            indexed.setdefault(node.value.id, set()).update(slot_indices(node.slice))
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "at":
+            root = at_root(node.value.value)
+            if root is not None:
+                slots = slot_indices(node.slice)
+                indexed.setdefault(root, set()).update(slots)
+                written.setdefault(root, set()).update(slots)
     array_sizes: dict[str, Shape] = {}
     for name in arguments:
         if name == PARAMS_ARGUMENT or name in int_names:
@@ -169,6 +190,8 @@ def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iter
         match = re.search(rf"\b{re.escape(name)}\b\s*:\s*\((\d+),\)", docstring)
         array_sizes[name] = (int(match.group(1)),) if match else None
         facts.array_slots[name] = sorted(set(indexed[name]) | (set(range(array_sizes[name][0])) if match else set()))
+        facts.used_slots[name] = set(indexed[name])
+        facts.written_slots[name] = written.get(name, set())
     facts.name_shapes = infer_name_shapes(function, facts.scalar_arguments, array_sizes, int_names)
     for node in nodes:  # `q[choice]` with q of shape (2,): choice indexes vectors of length 2
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Name) and node.slice.id in int_names:

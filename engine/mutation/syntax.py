@@ -6,18 +6,19 @@ import ast
 
 
 def walk(root: ast.AST) -> list[ast.AST]:
-    """Returns `root` and every node under it (depth first; same nodes as `ast.walk`, about 3x faster)."""
+    """Returns `root` and every node under it, in source order (depth first; the nodes `ast.walk` yields)."""
     nodes: list[ast.AST] = []
     stack = [root]
-    pop, push, extend, append = stack.pop, stack.append, stack.extend, nodes.append
     AST = ast.AST
     while stack:
-        node = pop()
-        append(node)
+        node = stack.pop()
+        nodes.append(node)
+        children: list[ast.AST] = []
         for name in node._fields:
             value = getattr(node, name, None)
             if isinstance(value, list):
-                extend([item for item in reversed(value) if isinstance(item, AST)])
+                children.extend(item for item in value if isinstance(item, AST))
             elif isinstance(value, AST):
-                push(value)
+                children.append(value)
+        stack.extend(reversed(children))
     return nodes

@@ -21,6 +21,7 @@ from engine.mutation import (
     insert_term,
     perturb_constant,
     read_declaration,
+    remember,
     signature,
     swap_operator,
     sync_declaration,
@@ -189,6 +190,30 @@ def test_insert_term_declares_a_new_parameter_with_bounds() -> None:
         for name in new:
             assert declared[name] in {(-5.0, 5.0), (0.0, 1.0), (0.0, 5.0)}
             assert f"params['{name}']" in function_source(space)
+
+
+def test_insert_term_reads_only_state_slots_that_something_writes() -> None:
+    for seed in range(60):
+        space = workspace(SEED, seed)
+        insert_term(space)
+        read = {n.slice.value for n in ast.walk(space.function) if isinstance(n, ast.Subscript)
+                and isinstance(n.value, ast.Name) and n.value.id == "state" and isinstance(n.slice, ast.Constant)}
+        assert read <= {0, 1}  # the seed writes only state[:2]
+
+
+def test_remember_writes_a_free_state_slot_and_reads_it_back() -> None:
+    notes = set()
+    for seed in range(40):
+        space = workspace(SEED, seed)
+        note = remember(space)
+        assert note is not None and note.startswith("remembered")
+        text = function_source(space)
+        returned = text.splitlines()[-1]
+        assert "state.at[:2].set(q).at[" in returned
+        assert "params['w_memory'] * state[" in text
+        notes.add(note.split("`")[1])
+    assert "jax.nn.one_hot(choice, 2)" in notes  # the last choice, for a perseveration-like term
+    assert "reward" in notes
 
 
 def test_delete_statement_keeps_params_return_and_defined_names() -> None:
