@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - the task folder is on the path instead
 
 Split = Mapping[str, np.ndarray]
 N_RECOVERY_SETS = 6
-RECOVERY_SD = 0.5
+RECOVERY_SD = 0.8
 ENV_SMOOTHING_TRIALS = 15.0
 N_PREDICTIVE_SIMULATIONS = 10
 LEARNING_CURVE_BIN = 10
@@ -125,7 +125,7 @@ def _as_jax(split: Split) -> dict[str, jax.Array]:
 
 
 def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
-           n_sets: int = N_RECOVERY_SETS, restarts: int = 8, max_steps: int = 300) -> dict[str, Any]:
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300) -> dict[str, Any]:
     """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures."""
     agent = candidate.agent
     spec = read_params(candidate.__source__, "agent")
@@ -141,12 +141,11 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     generating = {name: np.asarray(value) for name, value in spec.constrain(jnp.asarray(z_sets, jnp.float32)).items()}
     train_env = jnp.asarray(estimate_environment(train), jnp.float32)
     train_mask = jnp.asarray(train["mask"], jnp.float32)
-    simulated = []
-    for k in range(n_sets):
-        key, subkey = jax.random.split(key)
-        params = {name: jnp.float32(generating[name][k]) for name in spec.names}
-        simulated.append(simulate(agent, params, train_env, train_mask, subkey))
-    stacked = {name: jnp.stack([data[name] for data in simulated]) for name in ("choices", "rewards", "mask")}
+    key, subkey = jax.random.split(key)
+    batched = {name: jnp.asarray(generating[name], jnp.float32) for name in spec.names}
+    stacked = jax.jit(jax.vmap(lambda p, k: simulate(agent, p, train_env, train_mask, k)))(
+        batched, jax.random.split(subkey, n_sets)
+    )
 
     def neg_log_likelihood(params, data):
         return -jnp.sum(session_log_likelihoods(agent, params, data))
@@ -158,13 +157,14 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     # posterior predictive checks on the held-out sessions' environments
     held_env = estimate_environment(heldout)
     fitted_jax = {name: jnp.float32(value) for name, value in fitted.items() if name in spec.names}
-    predictive = []
-    for _ in range(N_PREDICTIVE_SIMULATIONS):
-        key, subkey = jax.random.split(key)
-        sim = simulate(agent, fitted_jax, jnp.asarray(held_env, jnp.float32), jnp.asarray(heldout["mask"]), subkey)
-        predictive.append({name: np.asarray(value) for name, value in sim.items()})
-    model_split = {name: np.concatenate([sim[name] for sim in predictive]) for name in ("choices", "rewards", "mask")}
+    # N_PREDICTIVE_SIMULATIONS copies of every held-out session, simulated in one call
     model_env = np.concatenate([held_env] * N_PREDICTIVE_SIMULATIONS)
+    model_mask = np.concatenate([np.asarray(heldout["mask"], np.float32)] * N_PREDICTIVE_SIMULATIONS)
+    key, subkey = jax.random.split(key)
+    sim = jax.jit(lambda p, e, m, k: simulate(agent, p, e, m, k))(
+        fitted_jax, jnp.asarray(model_env, jnp.float32), jnp.asarray(model_mask), subkey
+    )
+    model_split = {name: np.asarray(value) for name, value in sim.items()}
 
     data_win, data_loss, se_win, se_loss = stay_probabilities(heldout)
     model_win, model_loss, _, _ = stay_probabilities(model_split)
