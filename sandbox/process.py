@@ -1,17 +1,32 @@
 """`ProcessSandbox`: runs candidates one at a time in an isolated, warm worker process.
 
-Design (measured with `bench/sandbox.py`, see the numbers below): each sandbox owns one worker ("zygote",
-`sandbox/zygote.py`) started once under bubblewrap. The worker imports numpy/jax/optax and the task's entry module,
-receives the task payload once, and then forks one child per candidate. The alternative, a fresh
-bwrap + Python + JAX process per candidate, pays the interpreter and JAX import on every candidate.
+Design: each sandbox owns one worker ("zygote", `sandbox/zygote.py`) started once under bubblewrap
+(`sandbox/isolation.py`). The worker imports numpy/jax/optax and the task's entry module, receives the task
+payload once, and then forks one child per candidate; the child applies the rlimits, drops to an unprivileged
+uid, runs the candidate and dies. The alternative, a fresh bwrap + Python + JAX process per candidate, pays the
+interpreter, the imports and the payload on every candidate. `bench/sandbox.py` measured (bubblewrap, as root,
+2-core machine shared with other jobs at load average ~20, so absolute numbers are pessimistic):
 
-    per-candidate overhead, trivial candidate (2-core machine, bwrap, root)   fresh process   zygote
-    see the module-level constant DESIGN_NUMBERS for the table measured by bench/sandbox.py
+    workload  design  sandboxes  per candidate s  candidates/s  start-up s  compile s  fit s
+    trivial   fresh           1            5.99          0.16        5.88          -      -
+    trivial   fresh           2            5.35          0.35        5.22          -      -
+    trivial   zygote          1            0.046        21.3         0.001         -      -
+    trivial   zygote          2            0.055        34.7         0.001         -      -
+    jax fit   fresh           1           26.2           0.04        4.99       13.8    4.1
+    jax fit   fresh           2           22.4           0.09        4.18       10.9    3.8
+    jax fit   zygote          1           22.6           0.04        0.001      15.6    4.1
+    jax fit   zygote          2           16.9           0.11        0.001      11.4    3.4
+
+("jax fit": Q-learning likelihood, 10 sessions x 200 trials, optax Adam, 16 restarts x 300 steps, jit-compiled.)
+The zygote removes the per-candidate start-up entirely (~1.5 s on an idle machine, 4-6 s under load); what
+remains for a JAX candidate is XLA compilation in the child, which no design can share safely: a persistent
+compilation cache written by one candidate would be executed by the next.
 
 The worker is replaced (killed with its whole bwrap tree, started again on the next job) after a timeout, after
 the worker itself died, after a candidate left background processes behind, and after `max_jobs_per_worker` jobs.
 The child gets a fresh copy-on-write address space, so a candidate that monkeypatches numpy or jax affects
 nobody else; forking is safe because the worker checks it is single-threaded with no JAX backend initialised.
+`memory_mb` is what a candidate may allocate on top of that start (see `zygote.apply_limits`).
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
 the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;

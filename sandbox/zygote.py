@@ -16,6 +16,14 @@ Life of a worker:
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
 
 Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
+
+Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_backend.py`):
+- host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
+  limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra},
+  then one {job_id, source} per job;
+- worker -> host, JSON: {"type": "ready", "startup_s", "pid"} or {"type": "error", "message"}, then per job
+  {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
+  "anomaly", "child_s", "max_rss_mb"}.
 """
 
 from __future__ import annotations

@@ -116,14 +116,14 @@ def test_output_is_truncated_to_max_output_kb(sandbox) -> None:
 
 def test_candidate_module_has_its_source(sandbox) -> None:
     source = "import math\ndef agent(x):\n    return math.pi\n"
-    with ProcessSandbox(context(entry="entry_source.py:score")) as own:
+    with ProcessSandbox(context(entry="entry_source.py:score"), preload=()) as own:
         result = own.run(Job(1, source))
     assert result.outcome is Outcome.OK, result.error
     assert result.details["source"] == source
 
 
 def test_the_worker_is_replaced_after_max_jobs(sandbox) -> None:
-    with ProcessSandbox(context(), max_jobs_per_worker=2) as own:
+    with ProcessSandbox(context(), max_jobs_per_worker=2, preload=()) as own:
         for job_id in range(3):
             assert own.run(Job(job_id, "def agent(x):\n    return x\n")).outcome is Outcome.OK
         assert own.workers_started == 2
@@ -134,7 +134,7 @@ def test_bad_entries_raise_sandbox_errors() -> None:
         ProcessSandbox(context(entry="entry_call.py"))
     with pytest.raises(SandboxError, match="does not exist"):
         ProcessSandbox(context(entry="nope.py:score"))
-    with ProcessSandbox(context(entry="entry_call.py:nope")) as broken:
+    with ProcessSandbox(context(entry="entry_call.py:nope"), preload=()) as broken:
         with pytest.raises(SandboxError, match="has no function 'nope'. Found: score"):
             broken.run(Job(1, "def agent(x):\n    return 1.0\n"))
 
@@ -158,7 +158,7 @@ def test_without_bubblewrap_it_falls_back_and_warns_once(monkeypatch, caplog) ->
     monkeypatch.setattr(isolation, "find_bwrap", lambda: None)
     monkeypatch.setattr(process, "_warned_no_bwrap", False)
     with caplog.at_level(logging.WARNING, logger="sandbox.process"):
-        first, second = ProcessSandbox(context()), ProcessSandbox(context())
+        first, second = ProcessSandbox(context(), preload=()), ProcessSandbox(context(), preload=())
     try:
         assert not first.isolated
         assert sum("bubblewrap ('bwrap') not found" in r.message for r in caplog.records) == 1
