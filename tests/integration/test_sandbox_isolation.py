@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -275,3 +274,65 @@ def test_scratch_is_emptied_between_candidates(sandbox) -> None:
     second = run(sandbox, "import os\ndef agent(x):\n    return {'score': 1.0, 'seen': sorted(os.listdir('/tmp'))}\n")
     assert "left-behind" not in second.details["seen"]
     assert len([name for name in second.details["seen"] if name.startswith("job-")]) == 1  # only its own
+
+
+NON_ROOT_SCRIPT = '''
+import os, sys
+sys.path.insert(0, {repo!r})
+from sandbox import Job, Limits, ProcessSandbox, TaskContext
+os.environ["DISCOVER_TEST_SECRET"] = {secret!r}
+context = TaskContext(entry="entry_call.py:score", payload={{"x": 2.0}}, function_name="agent",
+                      allowed_imports=("*",), root={root!r}, limits=Limits(timeout_s=2, memory_mb=512, max_processes=16))
+with ProcessSandbox(context, use_bwrap=True) as sandbox:
+    assert sandbox.drop_uid is None
+    for source in {sources!r}:
+        result = sandbox.run(Job(1, source))
+        print(result.outcome.name, repr(result.details), repr(result.error[-200:]), flush=True)
+'''
+
+
+@needs_bwrap
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")),
+                    reason="needs root to switch to an unprivileged user (unshare, setpriv)")
+def test_as_a_normal_user_the_user_namespace_isolates_too() -> None:
+    """Runs a sandbox as uid 65534, where bwrap uses a user namespace and no uid can be dropped."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:  # pytest's tmp_path is private to root
+        os.chmod(folder, 0o755)
+        lines = _run_as_nobody(Path(folder))
+    assert lines[0].startswith("OK") and SECRET not in lines[0] and "DISCOVER_TEST_SECRET" not in lines[0]
+    assert lines[1].startswith("TIMEOUT")
+    assert lines[2].startswith("OUT_OF_MEMORY")
+    assert lines[3].startswith("OK")
+
+
+def _run_as_nobody(tmp_path: Path) -> list[str]:
+    import subprocess
+    import sys
+
+    sources = ["import os\ndef agent(x):\n    return {'score': 1.0, 'env': dict(os.environ), "
+               "'init': open('/proc/1/environ').read()}\n",
+               "import os\ndef agent(x):\n    while True:\n        try:\n            os.fork()\n"
+               "        except OSError:\n            pass\n",
+               "def agent(x):\n    return len(bytearray(50 * 2**30))\n",
+               HONEST]
+    script = tmp_path / "as_user.py"
+    script.write_text(NON_ROOT_SCRIPT.format(repo=str(Path(__file__).resolve().parents[2]), secret=SECRET,
+                                             root=str(HERE), sources=sources))
+    script.chmod(0o644)
+    # The interpreter may live in root's home (mode 0700): show the unprivileged user that folder alone.
+    home = os.path.realpath(Path.home())
+    base = os.path.realpath(sys.base_prefix)
+    keep = tmp_path / "home"
+    expose = (f"mkdir -p {keep} && mount --bind {home} {keep} && mount -t tmpfs -o mode=0755 tmpfs {home} && "
+              f"mkdir -p {base} && mount --bind {keep}/{os.path.relpath(base, home)} {base} && "
+              if base.startswith(home + "/") else "")
+    command = (f"mount --make-rprivate / && {expose}exec setpriv --reuid 65534 --regid 65534 --clear-groups "
+               f"env -i PATH=/usr/bin:/bin HOME=/tmp {sys.executable} {script}")
+    finished = subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, timeout=180,
+                              cwd="/tmp")
+    lines = finished.stdout.splitlines()
+    assert finished.returncode == 0 and len(lines) == 4, finished.stdout + finished.stderr
+    return lines
