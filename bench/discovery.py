@@ -45,27 +45,35 @@ CHECKPOINTS = (50, 100, 200, 500, 1000)
 
 
 def time_proposals(task_yaml: Path, count: int) -> None:
-    """Prints the CPU time per mutator proposal for a seed-only prompt and a prompt of the task's baselines."""
+    """Prints the CPU time per mutator proposal for a seed-only prompt and a prompt of the seed and baselines.
+
+    Each proposal is timed next to an `ast.parse` of the seed, so that the ratio between the two stays
+    meaningful on a machine whose speed varies with its load.
+    """
     task_folder = task_yaml.resolve().parent
     seed = (task_folder / "seed.py").read_text()
     baselines = [p.read_text() for p in sorted((task_folder / "baselines").glob("*.py"))]
     proposer = MutationProposer()
-    started = time.process_time()
-    for _ in range(200):
-        ast.parse(seed)
-    parse_us = (time.process_time() - started) / 200 * 1e6
-    print(f"reference: ast.parse of the seed takes {parse_us:.0f} us of CPU on this machine")
     for label, sources in (("seed only", [seed]), (f"seed + {len(baselines)} baselines", [seed, *baselines])):
         shots = tuple(Shot(program_id=i, source=s, score=float(i)) for i, s in enumerate(sources))
-        times = []
+        times, parse_times = [], []
         for k in range(count):
+            started = time.process_time()
+            ast.parse(seed)
+            parse_times.append(time.process_time() - started)
             context = PromptContext(0, "agent", shots, "", len(shots), seed=k)
             started = time.process_time()
             proposer.mutate(context)
             times.append(time.process_time() - started)
+        ratio = sum(times) / sum(parse_times)
         times.sort()
-        print(f"{label}: median {times[count // 2] * 1e3:.2f} ms, mean {sum(times) / count * 1e3:.2f} ms, "
-              f"p90 {times[9 * count // 10] * 1e3:.2f} ms per proposal (CPU time, {count} proposals)")
+        parse_times.sort()
+        print(
+            f"{label}: median {times[count // 2] * 1e3:.2f} ms, mean {sum(times) / count * 1e3:.2f} ms, "
+            f"p90 {times[9 * count // 10] * 1e3:.2f} ms per proposal (CPU time, {count} proposals); "
+            f"ast.parse of the seed: median {parse_times[count // 2] * 1e6:.0f} us; "
+            f"a proposal costs {ratio:.1f} parses of the seed"
+        )
 
 
 class ConstantResampler:

@@ -48,6 +48,7 @@ def _borrow_module_names(workspace: Workspace, donor: ast.Module, names: list[st
             else:
                 module.body.insert(module.body.index(workspace.function), borrowed)
             have |= module_names(ast.Module(body=[borrowed], type_ignores=[]))
+            workspace.touch()
         pending = sorted(_missing_module_names(module))
     return not pending
 
@@ -130,6 +131,7 @@ def crossover_statement(workspace: Workspace, statement: int | None = None) -> s
             how = f"inserted at {index}"
     if not _settle(workspace, donor, donor_function, block):
         function.body[:], workspace.module.body[:] = saved_body, saved_module
+        workspace.touch()
         return None
     return f"crossover: {how} donor statements {first}..{first + length - 1}"
 
@@ -161,5 +163,6 @@ def crossover_expression(workspace: Workspace, statement: int | None = None) -> 
     if not _settle(workspace, donor, donor_function, [borrowed]):
         target.replace(old)
         workspace.module.body[:] = saved_module
+        workspace.touch()
         return None
     return f"crossover: sub-expression `{ast.unparse(borrowed)[:40]}`"

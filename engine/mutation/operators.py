@@ -387,12 +387,16 @@ def duplicate_statement(workspace: Workspace, statement: int | None = None) -> s
     index = workspace.rng.choice(indices)
     before = ast.dump(function.body[index])
     function.body.insert(index + 1, copy.deepcopy(function.body[index]))
+    workspace.touch()
     for _ in range(4):
         operator = workspace.rng.choice([perturb_constant, swap_operator, wrap, insert_term, negate])
         note = operator(workspace, index + 1)
-        if note is not None and ast.dump(function.body[index + 1]) != before:
-            return f"duplicated statement {index} and {note}"
+        if note is not None:
+            workspace.touch()
+            if ast.dump(function.body[index + 1]) != before:
+                return f"duplicated statement {index} and {note}"
     del function.body[index + 1]
+    workspace.touch()
     return None
 
 

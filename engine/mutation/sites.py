@@ -152,7 +152,11 @@ def analyse(function: ast.FunctionDef, module: ast.Module, known_int_names: Iter
     int_names.update(re.findall(r"^\s*(\w+)\s*:\s*int\b", docstring, flags=re.MULTILINE))
     for node in nodes:  # names used inside an index, e.g. `choice` in `q[choice]`
         if isinstance(node, ast.Subscript) and not is_params_read(node):
-            int_names.update(n.id for n in walk(node.slice) if isinstance(n, ast.Name))
+            index = node.slice
+            if isinstance(index, ast.Name):
+                int_names.add(index.id)
+            elif not isinstance(index, ast.Constant):
+                int_names.update(n.id for n in walk(index) if isinstance(n, ast.Name))
     arguments = [a.arg for a in function.args.posonlyargs + function.args.args + function.args.kwonlyargs]
     for argument in function.args.posonlyargs + function.args.args + function.args.kwonlyargs:
         if isinstance(argument.annotation, ast.Name) and argument.annotation.id == "int":

@@ -34,6 +34,8 @@ class Workspace:
         int_names: names seen holding integers so far in this proposal.
         donor_facts: the donors' name facts by id() of their module (donors are never mutated).
         rng: the proposal's random stream.
+
+    Operators that change the tree call `touch()`, or leave that to their caller when they report a change.
     """
 
     module: ast.Module
@@ -44,16 +46,22 @@ class Workspace:
     known_bounds: dict[str, Bounds] = field(default_factory=dict)
     int_names: set[str] = field(default_factory=set)
     donor_facts: dict[int, FunctionFacts] = field(default_factory=dict)
+    _facts: FunctionFacts | None = field(default=None, repr=False)
 
     def facts(self) -> FunctionFacts:
-        """Returns fresh name facts (the tree changes between operators).
+        """Returns the name facts of the current tree, recomputed after each `touch()`.
 
         A name once seen holding an integer keeps counting as one, even after the statements that showed
         it (e.g. `q[choice]`) are mutated away.
         """
-        facts = analyse(self.function, self.module, self.int_names)
-        self.int_names |= facts.int_names
-        return facts
+        if self._facts is None:
+            self._facts = analyse(self.function, self.module, self.int_names)
+            self.int_names |= self._facts.int_names
+        return self._facts
+
+    def touch(self) -> None:
+        """Says that the tree changed, so that the next `facts()` looks at it again."""
+        self._facts = None
 
     def sites(self) -> tuple[FunctionFacts, list[Site]]:
         """Returns fresh facts and every expression site of the evolved function."""
@@ -97,6 +105,7 @@ class Workspace:
         if root not in KNOWN_IMPORTS:
             return False
         self.module.body.insert(import_position(self.module), ast.parse(KNOWN_IMPORTS[root]).body[0])
+        self.touch()
         return True
 
 

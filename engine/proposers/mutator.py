@@ -213,6 +213,7 @@ class MutationProposer:
             name = rng.choices(self._operator_names, self._operator_weights)[0]
             note = OPERATORS[name](workspace, None)
             if note is not None:
+                workspace.touch()
                 notes.append(note)
         return notes
 
