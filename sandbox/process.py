@@ -137,9 +137,15 @@ class ProcessSandbox:
         return _result_from_reply(job.job_id, reply, startup_s, wall_s)
 
     def close(self) -> None:
-        """Kills the worker and everything it started. Safe to call twice."""
+        """Kills the worker and everything it started, at once, even while a job runs. Safe to call twice.
+
+        A job running in another thread then returns WORKER_LOST.
+        """
+        self._closed = True
+        worker = self._worker
+        if worker is not None:
+            worker.kill()
         with self._lock:
-            self._closed = True
             self._stop_worker()
 
     def __enter__(self) -> ProcessSandbox:
@@ -158,6 +164,8 @@ class ProcessSandbox:
         """Runs `job` on a live worker; if the worker itself dies, starts a new one and tries once more."""
         startup_s = 0.0
         for attempt in range(2):
+            if self._closed:
+                return {"outcome": "WORKER_LOST", "error": "the sandbox was closed while the job ran"}, startup_s
             if self._worker is None:
                 startup_s += self._start_worker()
             worker = self._worker
@@ -167,6 +175,8 @@ class ProcessSandbox:
                 return reply, startup_s
             if reply.get("worker_lost"):
                 self._stop_worker()
+                if self._closed:
+                    return {"outcome": "WORKER_LOST", "error": "the sandbox was closed while the job ran"}, startup_s
                 if attempt == 0:
                     continue
                 reply = {"outcome": "WORKER_LOST", "error": reply["error"]}

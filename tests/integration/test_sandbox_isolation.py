@@ -84,6 +84,7 @@ def processes_of_uid(uid: int | None) -> list[int]:
 
 
 @needs_bwrap
+@pytest.mark.slow
 def test_infinite_loop_times_out_and_the_worker_is_replaced(sandbox) -> None:
     before = sandbox.workers_started
     result = run(sandbox, "def agent(x):\n    while True:\n        pass\n")
@@ -95,6 +96,7 @@ def test_infinite_loop_times_out_and_the_worker_is_replaced(sandbox) -> None:
 
 
 @needs_bwrap
+@pytest.mark.slow
 def test_fork_bomb_is_contained_and_killed(sandbox) -> None:
     result = run(sandbox, "import os\ndef agent(x):\n    while True:\n        try:\n            os.fork()\n"
                           "        except OSError:\n            pass\n")
@@ -232,6 +234,7 @@ def test_monkeypatching_numpy_and_jax_does_not_leak(sandbox) -> None:
 
 
 @needs_bwrap
+@pytest.mark.slow
 def test_background_processes_are_killed_and_the_worker_replaced(sandbox) -> None:
     before = sandbox.workers_started
     result = run(sandbox, "import os, time\ndef agent(x):\n    if os.fork() == 0:\n        os.setsid()\n"

@@ -169,3 +169,22 @@ def test_without_bubblewrap_it_falls_back_and_warns_once(monkeypatch, caplog) ->
     finally:
         first.close()
         second.close()
+
+
+def test_close_kills_a_running_job_at_once() -> None:
+    import threading
+    import time
+
+    own = ProcessSandbox(context(), preload=())
+    assert own.run(Job(1, "def agent(x):\n    return x\n")).outcome is Outcome.OK
+    results = []
+    runner = threading.Thread(target=lambda: results.append(own.run(Job(2, "def agent(x):\n    while True:\n"
+                                                                            "        pass\n"))))
+    runner.start()
+    time.sleep(0.5)
+    closed_at = time.monotonic()
+    own.close()
+    runner.join(timeout=10)
+    assert time.monotonic() - closed_at < 5
+    assert results[0].outcome is Outcome.WORKER_LOST
+    assert results[0].error == "the sandbox was closed while the job ran"
