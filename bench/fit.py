@@ -12,6 +12,7 @@ is warmed up first, as a worker is after its first candidate. Times are medians 
 
     /work/venv/bin/python bench/fit.py                  # the table
     /work/venv/bin/python bench/fit.py --gpu            # 4096 restarts x 100 sessions x 1000 trials; restart-fits/s
+    /work/venv/bin/python bench/fit.py --sweep          # L-BFGS compile and fit seconds under XLA CPU options
 """
 
 from __future__ import annotations
@@ -207,6 +208,41 @@ def large_batch(restarts: int, n_sessions: int, n_trials: int, *, max_steps: int
               f"{result.restarts_ok} finite restarts", flush=True)
 
 
+def sweep(repeats: int, restarts: int) -> None:
+    """Compile and fit seconds (wall and CPU) of L-BFGS under XLA CPU options and gradient modes."""
+    from engine.fit import gradient
+
+    option_sets = {
+        "defaults": {},
+        "no fusion emitters": {"xla_cpu_use_fusion_emitters": False},
+        "O1": {"xla_backend_optimization_level": 1},
+        "O0": {"xla_backend_optimization_level": 0},
+    }
+    print(f"{'params':>6} {'gradient':<8} {'XLA options':<20} {'compile s':>9} {'cpu':>6} {'fit s':>6} {'cpu':>6} "
+          f"{'final NLL':>10}")
+    for n_params, source in ((2, AGENT_2), (4, AGENT_4)):
+        agent, spec = load_agent(source)
+        train = simulate(TRUE_PARAMS[n_params], 10, 500, seed=1)
+        held_out = simulate(TRUE_PARAMS[n_params], 5, 500, seed=2)
+        fit_maximum_likelihood(jax_neg_log_likelihood(agent), spec, held_out, held_out=held_out, max_steps=3)
+        for mode, max_forward in (("forward", 8), ("reverse", 0)):
+            for label, options in option_sets.items():
+                gradient.FORWARD_MODE_MAX_PARAMS, gradient.CPU_COMPILER_OPTIONS = max_forward, options
+                gradient._UNSUPPORTED_OPTIONS.clear()
+                rows = []
+                for _ in range(repeats):
+                    result = fit_maximum_likelihood(jax_neg_log_likelihood(agent), spec, train, held_out=held_out,
+                                                    restarts=restarts, optimizer="lbfgs")
+                    t = result.timings
+                    rows.append((t["compile_s"], t["compile_cpu_s"], t["fit_s"], t["fit_cpu_s"],
+                                 result.neg_log_likelihood))
+                if gradient._UNSUPPORTED_OPTIONS:
+                    label += " (unsupported)"
+                values = [statistics.median(column) for column in zip(*rows)]
+                print(f"{n_params:>6} {mode:<8} {label:<20} {values[0]:>9.2f} {values[1]:>6.2f} {values[2]:>6.2f} "
+                      f"{values[3]:>6.2f} {values[4]:>10.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="large batch: 4096 restarts x 100 sessions x 1000 trials")
@@ -215,8 +251,11 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=300)
     parser.add_argument("--gpu-shape", type=int, nargs=3, default=(4096, 100, 1000),
                         metavar=("RESTARTS", "SESSIONS", "TRIALS"), help="the --gpu batch")
+    parser.add_argument("--sweep", action="store_true", help="compile/fit times under XLA options, gradient modes")
     args = parser.parse_args()
-    if args.gpu:
+    if args.sweep:
+        sweep(args.repeats, args.restarts)
+    elif args.gpu:
         large_batch(*args.gpu_shape, max_steps=args.max_steps)
     else:
         table(args.repeats, args.restarts, args.max_steps)
