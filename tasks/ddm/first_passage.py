@@ -10,9 +10,11 @@ turns any smooth bound into the fixed interval (-1, 1):
     dy = (drift / bound - y * bound' / bound) dt + (1 / bound) dW
 
 on a grid of N_SPACE cells with absorbing edges, by Crank-Nicolson steps of the central-difference operator
-(a tridiagonal solve per step; the first steps are backward Euler, which damps the start's point mass). The mass that leaves through each edge in a
-step is the probability of that choice in that step. Every coefficient varies smoothly with the drift and the
-bound, so the densities are differentiable in the candidate's parameters (forward and reverse mode).
+(a tridiagonal solve per step; the first steps are backward Euler, which damps the start's point mass). The mass
+that leaves through each edge in a step is the probability of that choice in that step. Every coefficient varies
+smoothly with the drift and the bound, so the densities are differentiable in the candidate's parameters (forward
+and reverse mode). With 40 cells and 5 ms steps, fixed-bound densities are within ~2-7 % of their peak of the
+analytic ones (largest for strong drift, whose decisions are fastest).
 """
 
 from __future__ import annotations

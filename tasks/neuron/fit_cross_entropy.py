@@ -4,7 +4,9 @@ group (cell), every generation's population simulated in one batched, compiled p
 
 Generation g: draw `population` points z ~ N(mean, sd^2) (the current mean is always one of them), evaluate the
 objective of each, and refit mean and sd to the best `elite_fraction` of them (sd smoothed with the previous sd
-and floored at SD_FLOOR). The best point ever evaluated is returned. Deterministic given `seed`.
+and floored at SD_FLOOR). The objective returns (value, penalty): selection ranks value - w_g * penalty with
+w_g = guide_weight * max(0, 1 - 2 g / generations), so the penalty guides the first half of the search only, and
+the point with the best value ever evaluated is returned. Deterministic given `seed`.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ class CrossEntropyResult:
 
 
 def fit_cross_entropy(
-    objective: Callable[[dict[str, jax.Array], Any], jax.Array],
+    objective: Callable[[dict[str, jax.Array], Any], tuple[jax.Array, jax.Array]],
     spec: ParamSpec,
     data: Any,
     *,
+    guide_weight: float = 0.0,
     population: int = 96,
     generations: int = 25,
     elite_fraction: float = 0.125,
@@ -56,8 +59,9 @@ def fit_cross_entropy(
     """Maximises objective(params, group_data) separately for each group of `data`.
 
     Args:
-        objective: (params dict of scalars, one group's data) -> scalar to maximise; traceable by JAX.
-            Non-finite values count as the worst possible.
+        objective: (params dict of scalars, one group's data) -> (value to maximise, guiding penalty), scalars;
+            traceable by JAX. Non-finite values count as the worst possible.
+        guide_weight: weight of the penalty at the first generation (it falls to 0 at half the generations).
         spec: the free parameters and their bounds.
         data: pytree whose leaves all have a leading group axis (n_groups, ...).
         population: parameter sets evaluated per generation and group.
@@ -68,30 +72,35 @@ def fit_cross_entropy(
     n_elite = max(2, int(round(elite_fraction * population)))
     n_groups = jax.tree.leaves(data)[0].shape[0]
 
-    def evaluate(z, group):  # z (population, n) for one group -> (population,)
-        values = jax.vmap(lambda zi: objective(spec.constrain(zi), group))(z)
-        return jnp.where(jnp.isfinite(values), values, -jnp.inf)
+    def evaluate(z, group):  # z (population, n) for one group -> values, penalties (population,)
+        values, penalties = jax.vmap(lambda zi: objective(spec.constrain(zi), group))(z)
+        finite = jnp.isfinite(values) & jnp.isfinite(penalties)
+        return jnp.where(finite, values, -jnp.inf), jnp.where(finite, penalties, 0.0)
 
     def search(key, group):
         mean = jnp.zeros(spec.size, jnp.float32)
         sd = jnp.full(spec.size, INITIAL_SD, jnp.float32)
         init = (mean, sd, mean, jnp.asarray(-jnp.inf, jnp.float32))
 
-        def generation(carry, key):
+        def generation(carry, inputs):
+            key, weight = inputs
             mean, sd, best_z, best_value = carry
             z = mean + sd * jax.random.normal(key, (population, spec.size), jnp.float32)
             z = z.at[0].set(mean)
-            values = evaluate(z, group)
-            top_values, top = jax.lax.top_k(values, n_elite)
+            values, penalties = evaluate(z, group)
+            _, top = jax.lax.top_k(values - weight * penalties, n_elite)
             elite = z[top]
             new_mean = jnp.mean(elite, axis=0)
             new_sd = jnp.maximum((1 - SD_SMOOTHING) * jnp.std(elite, axis=0) + SD_SMOOTHING * sd, SD_FLOOR)
-            improved = top_values[0] > best_value
-            best_z = jnp.where(improved, elite[0], best_z)
-            best_value = jnp.where(improved, top_values[0], best_value)
+            best = jnp.argmax(values)
+            improved = values[best] > best_value
+            best_z = jnp.where(improved, z[best], best_z)
+            best_value = jnp.where(improved, values[best], best_value)
             return (new_mean, new_sd, best_z, best_value), None
 
-        (_, _, best_z, best_value), _ = jax.lax.scan(generation, init, jax.random.split(key, generations))
+        fraction = jnp.arange(generations, dtype=jnp.float32) / generations
+        weights = guide_weight * jnp.maximum(0.0, 1.0 - 2.0 * fraction)
+        (_, _, best_z, best_value), _ = jax.lax.scan(generation, init, (jax.random.split(key, generations), weights))
         return best_z, best_value
 
     program = jax.vmap(search)

@@ -109,7 +109,7 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     def objective(params, cell):
         return training_objective(membrane, params, cell)
 
-    refit = fit_cross_entropy(objective, spec, stacked, population=64, generations=20, seed=seed)
+    refit = fit_cross_entropy(objective, spec, stacked, guide_weight=0.5, population=64, generations=20, seed=seed)
     recovery, pairs = {}, {}
     for name in spec.names:
         truth = np.array([p[name] for p in generating])
