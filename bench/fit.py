@@ -236,7 +236,7 @@ def sweep(repeats: int, restarts: int) -> None:
                     t = result.timings
                     rows.append((t["compile_s"], t["compile_cpu_s"], t["fit_s"], t["fit_cpu_s"],
                                  result.neg_log_likelihood))
-                if gradient._UNSUPPORTED_OPTIONS:
+                if set(options) & gradient._UNSUPPORTED_OPTIONS:
                     label += " (unsupported)"
                 values = [statistics.median(column) for column in zip(*rows)]
                 print(f"{n_params:>6} {mode:<8} {label:<20} {values[0]:>9.2f} {values[1]:>6.2f} {values[2]:>6.2f} "

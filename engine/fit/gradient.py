@@ -3,11 +3,12 @@
 All restarts (and, for `fit_per_group`, all groups) are evaluated together by one `jax.jit` program: the
 candidate's likelihood and its gradient, vmapped over a (groups, restarts) batch. Two loops drive it:
 
-- loop="host" (default): the optimizer's arithmetic runs in numpy around the compiled evaluation
-  (`engine.fit.host_loops`). Only the candidate is compiled, which on CPU roughly halves the compile time
-  that dominates a candidate's fit.
-- loop="device": the whole fit is one compiled `lax.while_loop` (`engine.fit.loops`, optax optimizers),
-  with no host round trip per step; for accelerators and very large batches.
+- loop="host" (the default on CPU): the optimizer's arithmetic runs in numpy around the compiled evaluation
+  (`engine.fit.host_loops`). Only the candidate is compiled, which on CPU cuts the compile time that
+  dominates a candidate's fit (bandit benchmark, L-BFGS: 0.8-1.1 s against 1.8-2.5 s).
+- loop="device" (the default on accelerators): the whole fit is one compiled `lax.while_loop`
+  (`engine.fit.loops`, optax optimizers), with no host round trip per step (H200, 4096 restarts: L-BFGS
+  814 restart-fits/s against 188 with the host loop).
 
 Both stop a restart when its relative loss change falls below `tol` and end when every restart has stopped
 or after `max_steps`. A restart whose loss or gradient becomes NaN/inf is dropped (for L-BFGS: when its
@@ -112,7 +113,7 @@ def fit_maximum_likelihood(
     learning_rate: float = 0.05,
     tol: float = 1e-6,
     seed: int = 0,
-    loop: str = "host",
+    loop: str = "auto",
 ) -> FitResult:
     """Fits one parameter set to all of `data` by minimizing `neg_log_likelihood` from random restarts.
 
@@ -132,7 +133,8 @@ def fit_maximum_likelihood(
         learning_rate: step size of adam / adabelief.
         tol: a restart stops when |loss change| <= tol * max(|loss|, 1).
         seed: seeds the restart inits; the fit is deterministic given it.
-        loop: "host" or "device", see the module docstring; "lbfgs-zoom" always runs on the device.
+        loop: "host", "device" or "auto" (host on CPU, device on accelerators), see the module docstring;
+            "lbfgs-zoom" always runs on the device.
 
     Returns:
         the best finite restart.
@@ -176,7 +178,7 @@ def fit_per_group(
     learning_rate: float = 0.05,
     tol: float = 1e-6,
     seed: int = 0,
-    loop: str = "host",
+    loop: str = "auto",
 ) -> GroupFitResult:
     """Fits each group (e.g. subject) its own parameters; groups and restarts run batched in one program.
 
@@ -265,9 +267,11 @@ def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, ma
         raise FitError(f"max_steps = {max_steps}; need at least 1.")
     if optimizer not in OPTIMIZERS:
         raise FitError(f"optimizer = {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}.")
-    if loop not in ("host", "device"):
-        raise FitError(f"loop = {loop!r}; expected 'host' (optimizer in numpy around one compiled evaluation) "
-                       "or 'device' (the whole fit in one compiled while loop).")
+    if loop not in ("auto", "host", "device"):
+        raise FitError(f"loop = {loop!r}; expected 'host' (optimizer in numpy around one compiled evaluation), "
+                       "'device' (the whole fit in one compiled while loop) or 'auto'.")
+    if loop == "auto":
+        loop = "host" if jax.default_backend() == "cpu" else "device"
     if optimizer == "lbfgs-zoom":
         loop = "device"
     data = jax.tree.map(jnp.asarray, data)
