@@ -83,7 +83,7 @@ def condition_means(split: Split, rate: np.ndarray, neuron: int) -> tuple[list[f
 
 
 def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
-           n_sets: int = N_RECOVERY_SETS, restarts: int = 8, max_steps: int = 200) -> dict[str, Any]:
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 200) -> dict[str, Any]:
     """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures."""
     tuning = candidate.tuning
     spec = read_params(candidate.__source__, "tuning")
