@@ -19,6 +19,7 @@ Throughput: 1 and 2 sandboxes in parallel, each driven by its own thread.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -179,6 +180,8 @@ def measure(context: TaskContext, source: str, design: str, n_parallel: int, n_j
         return statistics.median(r.timings.get(phase, 0.0) for r in results)
 
     return {"jobs": len(results), "per_candidate_s": statistics.median(r.wall_time_s for r in results),
+            "cpu_s": statistics.median(r.timings.get("startup_cpu", 0.0) + r.timings.get("child_cpu", 0.0)
+                                       for r in results),
             "throughput_per_s": len(results) / elapsed, "startup_s": median("startup"),
             "compile_s": median("compile"), "fit_s": median("fit"),
             "score": results[0].scores["score"]}
@@ -205,17 +208,19 @@ def main() -> None:
                       flush=True)
         isolated = isolation.find_bwrap() is not None
     print(f"\nProcessSandbox benchmark ({'bubblewrap' if isolated else 'plain subprocess'}, "
-          f"{__import__('os').cpu_count()} CPUs)")
-    header = (f"{'workload':<9} {'design':<7} {'sandboxes':>9} {'jobs':>5} {'per cand. s':>11} {'cand./s':>8} "
-              f"{'startup s':>9} {'compile s':>9} {'fit s':>6}")
+          f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())})")
+    header = (f"{'workload':<9} {'design':<7} {'sandboxes':>9} {'jobs':>5} {'per cand. s':>11} {'CPU s':>6} "
+              f"{'cand./s':>8} {'startup s':>9} {'compile s':>9} {'fit s':>6}")
     print(header)
     print("-" * len(header))
     for workload, design, n_parallel, row in rows:
         print(f"{workload:<9} {design:<7} {n_parallel:>9} {row['jobs']:>5} {row['per_candidate_s']:>11.3f} "
-              f"{row['throughput_per_s']:>8.2f} {row['startup_s']:>9.3f} {row['compile_s']:>9.3f} "
+              f"{row['cpu_s']:>6.2f} {row['throughput_per_s']:>8.2f} {row['startup_s']:>9.3f} {row['compile_s']:>9.3f} "
               f"{row['fit_s']:>6.3f}")
-    print("\nper cand. s: median wall time of one candidate (dispatch to result), start-up included;"
-          " cand./s: candidates finished per second over all sandboxes; phases are medians.")
+    print("\nper cand. s: median wall time of one candidate (dispatch to result), start-up included; CPU s: median"
+          " CPU seconds per candidate (worker start-up + child, all threads; independent of other load);"
+          " cand./s: candidates finished per second over all sandboxes; phases are medians (wall).")
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

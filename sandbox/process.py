@@ -36,6 +36,7 @@ this is logged once as a warning.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import select
@@ -110,6 +111,7 @@ class ProcessSandbox:
         self._lock = threading.Lock()
         self._worker: _WorkerProcess | None = None
         self._closed = False
+        self._startup_cpu_s = 0.0
         self.workers_started = 0
 
     @property
@@ -132,9 +134,10 @@ class ProcessSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
+            self._startup_cpu_s = 0.0
             reply, startup_s = self._run_with_one_retry(job)
         wall_s = time.perf_counter() - started
-        return _result_from_reply(job.job_id, reply, startup_s, wall_s)
+        return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=self._startup_cpu_s)
 
     def close(self) -> None:
         """Kills the worker and everything it started, at once, even while a job runs. Safe to call twice.
@@ -213,6 +216,7 @@ class ProcessSandbox:
         except SandboxError:
             self._stop_worker()
             raise
+        self._startup_cpu_s += float(self._worker.ready.get("startup_cpu_s", 0.0))
         return time.perf_counter() - started
 
     def _stop_worker(self) -> None:
@@ -361,20 +365,35 @@ def kill_processes_of_uid(uid: int) -> int:
     return alive
 
 
-def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float) -> RunResult:
-    timings = {str(k): float(v) for k, v in dict(reply.get("timings") or {}).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float, *,
+                       startup_cpu_s: float = 0.0) -> RunResult:
+    """Returns the RunResult for a worker's JSON reply.
+
+    The reply is untrusted (a candidate can write its own verdict to the result pipe), so every field is checked
+    and anything malformed is dropped; only a candidate's own score can be forged this way, never our process.
+    """
+    def mapping(value: Any) -> dict:
+        return value if isinstance(value, dict) else {}
+
+    def numbers(value: Any) -> dict[str, float]:
+        return {str(k): float(v) for k, v in mapping(value).items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+    timings = numbers(reply.get("timings"))
     timings["startup"] = startup_s + timings.get("startup", 0.0)
+    if startup_cpu_s:
+        timings["startup_cpu"] = startup_cpu_s
     timings["wall"] = wall_s
     try:
         outcome = Outcome[str(reply.get("outcome"))]
     except KeyError:
         outcome = Outcome.CRASHED
-    scores = {str(k): float(v) for k, v in dict(reply.get("scores") or {}).items()
-              if isinstance(v, (int, float)) and not isinstance(v, bool)} if outcome is Outcome.OK else {}
-    details = dict(reply.get("details") or {})
+    scores = numbers(reply.get("scores")) if outcome is Outcome.OK else {}
+    if outcome is Outcome.OK and "score" not in scores:
+        outcome = Outcome.INVALID_OUTPUT
+    details = mapping(reply.get("details"))
     if reply.get("anomaly"):
-        details["sandbox_anomaly"] = str(reply["anomaly"])
+        details["sandbox_anomaly"] = str(reply["anomaly"])[:1000]
     return RunResult(job_id=job_id, outcome=outcome, scores=scores, details=details,
                      error=str(reply.get("error", ""))[:8000], timings=timings, wall_time_s=wall_s,
                      output=str(reply.get("output", "")))

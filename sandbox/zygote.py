@@ -21,7 +21,7 @@ Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_
 - host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
   limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra},
   then one {job_id, source} per job;
-- worker -> host, JSON: {"type": "ready", "startup_s", "pid"} or {"type": "error", "message"}, then per job
+- worker -> host, JSON: {"type": "ready", "startup_s", "startup_cpu_s", "pid"} or {"type": "error", "message"}, then per job
   {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
   "anomaly", "child_s", "max_rss_mb"}.
 """
@@ -111,7 +111,9 @@ class Worker:
         problem = fork_hazard()
         if problem:
             return {"type": "error", "message": problem}
-        return {"type": "ready", "startup_s": time.perf_counter() - started, "pid": os.getpid()}
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"type": "ready", "startup_s": time.perf_counter() - started, "pid": os.getpid(),
+                "startup_cpu_s": usage.ru_utime + usage.ru_stime}
 
     def serve(self) -> None:
         while True:
@@ -152,6 +154,9 @@ class Worker:
             reply["output"] += f"\n[output truncated: {output_bytes} bytes printed, first {len(output)} kept]"
         reply["child_s"] = time.perf_counter() - forked
         reply["max_rss_mb"] = usage.ru_maxrss / 1024
+        if not isinstance(reply.get("timings"), dict):
+            reply["timings"] = {}
+        reply["timings"]["child_cpu"] = usage.ru_utime + usage.ru_stime  # CPU seconds, all threads
         try:  # leftovers of the candidate's session (background children) die now
             os.killpg(pid, signal.SIGKILL)
         except OSError:

@@ -188,3 +188,18 @@ def test_close_kills_a_running_job_at_once() -> None:
     assert time.monotonic() - closed_at < 5
     assert results[0].outcome is Outcome.WORKER_LOST
     assert results[0].error == "the sandbox was closed while the job ran"
+
+
+def test_a_forged_verdict_cannot_break_the_host(sandbox) -> None:
+    forged = ("import os, json\ndef agent(x):\n"
+              "    for fd in range(3, 64):\n"
+              "        try:\n"
+              "            os.write(fd, json.dumps({'outcome': 'OK', 'scores': [1], 'timings': 'x', 'details': 3}).encode())\n"
+              "        except OSError:\n"
+              "            pass\n"
+              "    os._exit(0)\n")
+    with ProcessSandbox(context(allowed_imports=("*",)), preload=()) as own:
+        result = own.run(Job(1, forged))
+        assert result.outcome in (Outcome.INVALID_OUTPUT, Outcome.CRASHED)
+        assert result.scores == {}
+        assert own.run(Job(2, "def agent(x):\n    return x\n")).scores == {"score": 2.0}
