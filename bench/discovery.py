@@ -38,7 +38,7 @@ from engine.mutation.sites import FLOAT, analyse, expression_sites  # noqa: E402
 from engine.mutation.workspace import number_node  # noqa: E402
 from engine.proposers.base import PromptContext, Proposal, Shot  # noqa: E402
 from engine.proposers.mutator import MutationProposer  # noqa: E402
-from engine.session import build_runner, prepare  # noqa: E402
+from engine.session import build_runner, evaluate_file, prepare  # noqa: E402
 from islands import ProgramDatabase  # noqa: E402
 
 CHECKPOINTS = (50, 100, 200, 500, 1000)
@@ -194,6 +194,10 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, help="stop each proposer's search after this long")
     parser.add_argument("--json", type=Path, help="also write the curves here")
     parser.add_argument("--time-proposals", type=int, metavar="N", help="only time N mutator proposals and exit")
+    parser.add_argument(
+        "--reference", type=Path, action="append", default=[],
+        help="also score this model file on the same task (e.g. tasks/bandit/baselines/forgetting_perseveration.py)",
+    )
     args = parser.parse_args()
     if args.time_proposals:
         time_proposals(args.task_yaml, args.time_proposals)
@@ -201,8 +205,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="discover-bench-") as scratch:
         task_yaml = fast_task_copy(args.task_yaml.resolve(), Path(scratch)) if args.fast else args.task_yaml
+        for reference in args.reference:
+            result, _ = evaluate_file(Path(task_yaml), reference.resolve())
+            print(f"reference {reference}: held-out score {result.scores.get('score', float('nan')):.4f} "
+                  f"({result.outcome.name})", flush=True)
         results = []
-        for name in args.proposers.split(","):
+        for name in [n for n in args.proposers.split(",") if n]:
             result = run_search(
                 task_yaml, name, Path(scratch) / f"{name}.db", args.max_evals, args.workers, args.seed, args.max_minutes
             )
@@ -212,7 +220,9 @@ def main() -> None:
                 f"{result['duplicates']} duplicates skipped; stopped: {result['stopped_because']}",
                 flush=True,
             )
-    seed_score = results[0]["curve"][0][1] if results and results[0]["curve"] else float("nan")
+    if not results:
+        return
+    seed_score = results[0]["curve"][0][1] if results[0]["curve"] else float("nan")
     print(f"\nbest held-out score (selection split) vs evaluations; seed {seed_score:.4f}"
           f"{' (--fast task copy)' if args.fast else ''}")
     print("evaluations " + "".join(f"{r['proposer']:>12}" for r in results))
