@@ -34,7 +34,7 @@ GROUND_TRUTH: dict[str, dict[str, float]] = {
     "B6": {"c_pF": 180.0, "g_l_nS": 3.5, "e_l_mV": -70.0, "v_t_mV": -53.0, "delta_t_mV": 2.0,
            "tau_w_ms": 120.0, "a_nS": 1.0, "b_pA": 40.0, "v_reset_mV": -52.0},
     "B8": {"c_pF": 120.0, "g_l_nS": 2.5, "e_l_mV": -70.0, "v_t_mV": -58.0, "delta_t_mV": 1.5,
-           "tau_w_ms": 200.0, "a_nS": 0.5, "b_pA": 30.0, "v_reset_mV": -55.0},
+           "tau_w_ms": 200.0, "a_nS": 0.0, "b_pA": 30.0, "v_reset_mV": -55.0},
 }
 SYNTHETIC_PEAK_MV = 20.0  # the synthetic voltage shows this value at the sample where a spike is declared
 
@@ -91,17 +91,25 @@ def _recorded_sweeps(n_cells: int) -> list[list[dict]]:
 
 
 def _synthetic_sweeps(n_cells: int, seed: int) -> list[list[dict]]:
-    """The ground-truth AdEx at the recorded sweeps' holding and step currents, plus white voltage noise."""
+    """The ground-truth AdEx at the recorded sweeps' holding and step currents, plus white voltage noise.
+
+    The model is simulated with the scoring's own Euler steps (DT_MS), so that the ground truth reproduces its
+    spike times exactly when scored; each step's voltage fills the two recording samples of that step.
+    """
     rng = np.random.default_rng(seed)
+    stride = int(round(DT_MS / RECORDING_DT_MS))
     cells = []
     for cell, recorded in zip(CELLS, _recorded_sweeps(n_cells)):
-        n_samples = recorded[0]["voltage_mV"].shape[0]
-        time_ms = np.arange(n_samples) * RECORDING_DT_MS
+        n_steps = recorded[0]["voltage_mV"].shape[0] // stride
+        time_ms = np.arange(n_steps) * DT_MS  # the start of each step
         current = np.stack([_step_current(s["holding_pA"], s["step_pA"], time_ms) for s in recorded])
         # start at the model's own rest under the holding current: run 1 s of holding current first
-        rest = simulate_adex_numpy(GROUND_TRUTH[cell], current[:, :1].repeat(4000, axis=1),
-                                   np.full(len(recorded), GROUND_TRUTH[cell]["e_l_mV"]), RECORDING_DT_MS)[:, -1]
-        voltage = simulate_adex_numpy(GROUND_TRUTH[cell], current, rest, RECORDING_DT_MS)
+        rest = simulate_adex_numpy(GROUND_TRUTH[cell], current[:, :1].repeat(int(1000 / DT_MS), axis=1),
+                                   np.full(len(recorded), GROUND_TRUTH[cell]["e_l_mV"]), DT_MS)[:, -1]
+        stepped = simulate_adex_numpy(GROUND_TRUTH[cell], current, rest, DT_MS)  # value at the end of each step
+        # recording sample i lies at i * RECORDING_DT_MS: samples 2k + 1 and 2k + 2 belong to step k
+        voltage = np.concatenate([stepped[:, :1], np.repeat(stepped, stride, axis=1)[:, :-1]], axis=1)
+        voltage[:, 0] = rest
         voltage = voltage + SYNTHETIC_NOISE_MV * rng.standard_normal(voltage.shape)
         cells.append([{**s, "voltage_mV": v} for s, v in zip(recorded, voltage)])
     return cells
