@@ -38,6 +38,7 @@ RECOVERY_SD = 0.8
 ENV_SMOOTHING_TRIALS = 15.0
 N_PREDICTIVE_SIMULATIONS = 10
 LEARNING_CURVE_BIN = 10
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def estimate_environment(split: Split) -> np.ndarray:
@@ -175,8 +176,8 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         "series": [
             {"label": "data", "x": ["win", "loss"], "y": [data_win, data_loss], "kind": "bar", "role": "data",
              "yerr": [se_win, se_loss]},
-            {"label": "fitted model (simulated)", "x": ["win", "loss"], "y": [model_win, model_loss], "kind": "bar",
-             "role": "model"},
+            {"label": "fitted model (simulated)", "x": ["win", "loss"], "y": [model_win, model_loss],
+             "kind": "scatter", "role": "model"},
         ],
     }
     data_x, data_y = better_arm_curve(heldout, held_env)
@@ -201,8 +202,9 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
                 "y": [(r - low) / (high - low) for _, r in pairs[name]],
                 "kind": "scatter",
                 "role": "model",
+                "color": COLORS[index % len(COLORS)],
             }
-            for name, low, high in zip(spec.names, spec.lows, spec.highs)
+            for index, (name, low, high) in enumerate(zip(spec.names, spec.lows, spec.highs))
         ],
     }
     return {

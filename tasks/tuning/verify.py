@@ -33,6 +33,7 @@ N_RECOVERY_SETS = 6
 RECOVERY_SD = 0.3
 MAX_CURVE_NEURONS = 3
 GRID_STEP_DEG = 5.0
+COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def _per_neuron_params(fitted: Mapping[str, float], names: tuple[str, ...], units: list[str]) -> dict[str, np.ndarray]:
@@ -136,11 +137,12 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     scatter = []
     for neuron, unit in enumerate(units):
         predicted, observed = condition_means(heldout, held_rate, neuron)
-        scatter.append({"label": unit, "x": predicted, "y": observed, "kind": "scatter", "role": "data"})
+        scatter.append({"label": unit, "x": predicted, "y": observed, "kind": "scatter", "role": "data",
+                        "color": COLORS[neuron % len(COLORS)]})
     top = max(max(series["x"] + series["y"]) for series in scatter)
-    scatter.append({"label": "identity", "x": [0.0, top], "y": [0.0, top], "kind": "line", "role": "model"})
+    scatter.append({"label": "observed = predicted", "x": [0.0, top], "y": [0.0, top], "kind": "line", "role": "model"})
     figures.append({
-        "title": "Mean count per stimulus condition, held-out repeats (all gratings and mixtures)",
+        "title": "Mean count per stimulus condition (held-out repeats)",
         "xlabel": "predicted spike count",
         "ylabel": "observed spike count",
         "series": scatter,
