@@ -4,21 +4,23 @@ Design: each sandbox owns one worker ("zygote", `sandbox/zygote.py`) started onc
 (`sandbox/isolation.py`). The worker imports numpy/jax/optax and the task's entry module, receives the task
 payload once, and then forks one child per candidate; the child applies the rlimits, drops to an unprivileged
 uid, runs the candidate and dies. The alternative, a fresh bwrap + Python + JAX process per candidate, pays the
-interpreter, the imports and the payload on every candidate. `bench/sandbox.py` measured (bubblewrap, as root,
-2-core machine shared with other jobs at load average ~20, so absolute numbers are pessimistic):
+interpreter, the imports and the payload on every candidate. `bench/sandbox.py --quick` measured (bubblewrap, as
+root, a 2-core machine shared with other jobs at load average ~19, so wall times are ~5x the CPU times; the CPU
+seconds per candidate do not depend on that load):
 
-    workload  design  sandboxes  per candidate s  candidates/s  start-up s  compile s  fit s
-    trivial   fresh           1            5.99          0.16        5.88          -      -
-    trivial   fresh           2            5.35          0.35        5.22          -      -
-    trivial   zygote          1            0.046        21.3         0.001         -      -
-    trivial   zygote          2            0.055        34.7         0.001         -      -
-    jax fit   fresh           1           26.2           0.04        4.99       13.8    4.1
-    jax fit   fresh           2           22.4           0.09        4.18       10.9    3.8
-    jax fit   zygote          1           22.6           0.04        0.001      15.6    4.1
-    jax fit   zygote          2           16.9           0.11        0.001      11.4    3.4
+    workload  design  sandboxes  wall s/candidate  CPU s/candidate  candidates/s  start-up s  compile s  fit s
+    trivial   fresh           1             4.18             0.81           0.24        4.10          -      -
+    trivial   fresh           2             4.71             0.83           0.35        4.55          -      -
+    trivial   zygote          1             0.065            0.008         14.8         0.001         -      -
+    trivial   zygote          2             0.076            0.008         26.2         0.001         -      -
+    jax fit   fresh           1            22.0              3.98           0.05        5.11       11.3    2.8
+    jax fit   fresh           2            28.7              4.16           0.06        4.90       14.5    4.5
+    jax fit   zygote          1            15.1              3.27           0.07        0.001       9.6    2.9
+    jax fit   zygote          2            19.6              3.13           0.10        0.001      12.6    3.5
 
 ("jax fit": Q-learning likelihood, 10 sessions x 200 trials, optax Adam, 16 restarts x 300 steps, jit-compiled.)
-The zygote removes the per-candidate start-up entirely (~1.5 s on an idle machine, 4-6 s under load); what
+The zygote removes the per-candidate start-up (0.8 CPU s: bwrap, Python, numpy/jax/optax, the entry, the
+payload), which is the whole cost of a cheap candidate (100x fewer CPU seconds) and ~20% of a JAX fit's. What
 remains for a JAX candidate is XLA compilation in the child, which no design can share safely: a persistent
 compilation cache written by one candidate would be executed by the next.
 
