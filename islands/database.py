@@ -26,7 +26,7 @@ from islands.meta import RunMeta, describe_mismatch, meta_from_strings, meta_to_
 from islands.pareto import pareto_front_ids
 from islands.population import Population
 from islands.program import Candidate, Program
-from islands.records import SEED_ISLAND_ID, member_of, program_from_candidate
+from islands.records import SEED_ISLAND_ID, MemberRule, program_from_candidate
 from islands.sampling import Member
 from islands.sqlite_store import SqliteStore
 from islands.store import MemoryStore, ProgramStore, ProgramSummary, summary_of
@@ -73,6 +73,7 @@ class ProgramDatabase:
         self._closed = False
         self._broken = ""
         self._analyse = SourceAnalyser(meta.function_name)
+        self._member_rule = MemberRule(config)
         self._population = Population(config)
         self._next_id = 1
         self._num_evaluations = 0
@@ -368,7 +369,7 @@ class ProgramDatabase:
         return program_from_candidate(candidate, self._next_id, island_id, facts, created_at=time.time())
 
     def _member(self, summary: ProgramSummary) -> Member | None:
-        return member_of(summary, self._config)
+        return self._member_rule(summary)
 
     def _consume(self, summary: ProgramSummary) -> None:
         """Accounts for one stored program: counters, clocks and islands (used live and when replaying)."""

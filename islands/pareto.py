@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from typing import Sequence
 
 __all__ = ["pareto_front_ids"]
@@ -15,15 +16,31 @@ def pareto_front_ids(points: Sequence[Point]) -> list[int]:
 
     A point dominates another when its score is at least as high, it has at most as many parameters and at most
     as large a tree, and is strictly better in one of the three. Points equal in all three are all kept.
+    Takes O(n log n) time for n points.
     """
     ordered = sorted(points, key=lambda p: (-p[1], p[2], p[3], p[0]))
+    # Any point that dominates another sorts before it. `staircase` holds the front so far as (params, size)
+    # pairs with params ascending and size strictly descending: the smallest size reachable at each params.
+    staircase_params: list[int] = []
+    staircase_sizes: list[int] = []
     front: list[Point] = []
+    previous: Point | None = None
     for point in ordered:
-        # Any point dominating `point` sorts before it, so it is enough to compare with the front so far.
-        dominated = any(
-            f[1] >= point[1] and f[2] <= point[2] and f[3] <= point[3] and (f[1], f[2], f[3]) != point[1:]
-            for f in front
-        )
-        if not dominated:
-            front.append(point)
+        _, score, params, size = point
+        if previous is not None and (score, params, size) == previous[1:]:
+            front.append(point)  # equal to a front point: not dominated by it
+            continue
+        # The smallest size among earlier points with at most `params` parameters.
+        index = bisect.bisect_right(staircase_params, params) - 1
+        if index >= 0 and staircase_sizes[index] <= size:
+            continue
+        front.append(point)
+        previous = point
+        # Insert (params, size) and drop the pairs it now covers (more params and no smaller size).
+        position = bisect.bisect_left(staircase_params, params)
+        end = position
+        while end < len(staircase_params) and staircase_sizes[end] >= size:
+            end += 1
+        staircase_params[position:end] = [params]
+        staircase_sizes[position:end] = [size]
     return [point[0] for point in front]

@@ -15,7 +15,7 @@ from islands.program import Candidate, Program
 from islands.sampling import Member
 from islands.store import ProgramSummary
 
-__all__ = ["SEED_ISLAND_ID", "program_from_candidate", "member_of"]
+__all__ = ["SEED_ISLAND_ID", "MemberRule", "program_from_candidate"]
 
 SEED_ISLAND_ID = -1  # the island_id stored for the seed, which is registered on every island
 
@@ -56,24 +56,33 @@ def program_from_candidate(
     )
 
 
-def member_of(summary: ProgramSummary, config: IslandsConfig) -> Member | None:
-    """Returns the island member for a stored program, or None when it failed (it is never a prompt example).
+class MemberRule:
+    """Decides whether a stored program may be a prompt example and, if so, its cluster key and cluster score.
 
     A program failed unless its outcome is "OK" and both its score and its cluster score (the reduction of
-    its per-test scores, or its score when it has none) are finite.
+    its per-test scores, or its score when it has none) are finite. Failed programs are never prompt examples.
     """
-    if summary.outcome != "OK" or summary.score is None or not math.isfinite(summary.score):
-        return None
-    scores = summary.scores_per_test or {"score": summary.score}
-    cluster_score = float(_REDUCTIONS[config.cluster_score](list(scores.values())))
-    if not math.isfinite(cluster_score):
-        return None
-    if config.cluster_by == "behaviour" and summary.behaviour is not None:
-        key: tuple = ("behaviour", tuple(summary.behaviour))
-    else:
-        digits = config.signature_decimals
-        key = ("scores", tuple(round(scores[name], digits) for name in sorted(scores)))
-    return Member(summary.id, key, cluster_score, summary.source_length)
+
+    def __init__(self, config: IslandsConfig) -> None:
+        self._reduce = _REDUCTIONS[config.cluster_score]
+        self._digits = config.signature_decimals
+        self._by_behaviour = config.cluster_by == "behaviour"
+
+    def __call__(self, summary: ProgramSummary) -> Member | None:
+        """Returns the island member for a stored program, or None when it failed."""
+        score = summary.score
+        if summary.outcome != "OK" or score is None or not math.isfinite(score):
+            return None
+        scores = summary.scores_per_test or {"score": score}
+        cluster_score = float(self._reduce(list(scores.values())))
+        if not math.isfinite(cluster_score):
+            return None
+        if self._by_behaviour and summary.behaviour is not None:
+            key: tuple = ("behaviour", summary.behaviour)
+        else:
+            digits = self._digits
+            key = ("scores", tuple([round(scores[name], digits) for name in sorted(scores)]))
+        return Member(summary.id, key, cluster_score, summary.source_length)
 
 
 def _floats(field: str, values: Mapping[str, Any]) -> dict[str, float]:

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from islands_helpers import candidate, open_database, source
+from tests.unit.islands.islands_helpers import candidate, open_database, source
 from islands.sampling import Cluster, Island, Member, cluster_temperature, softmax
 
 # Upper 0.1% points of the chi-square distribution, by degrees of freedom.

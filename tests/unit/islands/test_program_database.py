@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from islands_helpers import META, candidate, open_database, source
+from tests.unit.islands.islands_helpers import META, candidate, open_database, source
 from islands import IslandsConfig, IslandsError, ProgramDatabase, SEED_ISLAND_ID
 from islands.pareto import pareto_front_ids
 
@@ -385,3 +385,20 @@ def test_a_failed_write_stops_the_database_until_reopened(tmp_path: Path) -> Non
 def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(IslandsError, match="is not a readable SQLite database"):
         open_database(tmp_path)
+
+
+def test_pareto_front_ids_agrees_with_brute_force() -> None:
+    import random
+
+    chooser = random.Random(3)
+    for _ in range(50):
+        points = [
+            (i, chooser.choice([0.1, 0.2, 0.3, 0.4]), chooser.randint(0, 4), chooser.randint(10, 15)) for i in range(40)
+        ]
+
+        def dominated(p):
+            return any(
+                q[1] >= p[1] and q[2] <= p[2] and q[3] <= p[3] and q[1:] != p[1:] for q in points if q is not p
+            )
+
+        assert sorted(pareto_front_ids(points)) == sorted(p[0] for p in points if not dominated(p))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from islands_helpers import META, candidate, open_database
+from tests.unit.islands.islands_helpers import META, candidate, open_database
 from islands import IslandsConfig, IslandsError, ProgramDatabase
 from islands.schema import SCHEMA_VERSION
 
