@@ -62,7 +62,7 @@ class FitResult:
         at_bounds: names of parameters within 1e-3 * (high - low) of a bound.
         timings: wall seconds {"compile_s", "fit_s"} (compile_s is 0.0 when a compiled program was reused),
             and the process CPU seconds of each, {"compile_cpu_s", "fit_cpu_s"}, which are steadier on a
-            shared machine.
+            shared machine (they include the held-out scorer's compile on its second thread).
         held_out_neg_log_likelihood: total NLL (nats) of `held_out` data at `params`; None without held-out data.
     """
 
@@ -247,11 +247,14 @@ def _leading_size(tree: Any, what: str) -> int:
 _COMPILED: OrderedDict[tuple, Any] = OrderedDict()
 _COMPILED_MAX = 16
 
+# Up to this many parameters, gradients are taken in forward mode (bench/fit.py --sweep: compile 0.85 against
+# 1.17 CPU s for 2 parameters, 1.19 against 1.64 for 4, at equal or faster fits).
 FORWARD_MODE_MAX_PARAMS = 8
 
 # XLA CPU options for the programs compiled here. A candidate is compiled once and then fitted in well under a
-# second, so compile time counts as much as run time. On the bandit benchmark (bench/fit.py, 2 parameters,
-# L-BFGS), turning off the fusion emitters cut compile CPU time from 1.32 s to 0.97 s at a similar fit time.
+# second, so compile time counts as much as run time. With jax 0.10.2, on the bandit benchmark (bench/fit.py
+# --sweep, 2 parameters, L-BFGS), turning off the fusion emitters cut compile CPU time from 1.32 s to 0.97 s at
+# a similar fit time; XLA versions without this option (jax 0.11) compile with their defaults.
 CPU_COMPILER_OPTIONS: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
 # The held-out score is one evaluation at the best parameters, so it is compiled with the cheapest settings,
 # on a second thread, while the fit compiles and runs.
@@ -380,7 +383,13 @@ def _compile(lowered, options):
 
 def _batched_model(neg_log_likelihood, spec, grouped, data):
     def objective(z, data):
-        return neg_log_likelihood(spec.constrain(z), data)
+        value = jnp.asarray(neg_log_likelihood(spec.constrain(z), data))
+        if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
+            raise FitError(
+                f"neg_log_likelihood returned a {value.dtype} array of shape {value.shape}; expected a float "
+                "scalar, the total NLL (sum it over trials)."
+            )
+        return value
 
     if spec.size <= FORWARD_MODE_MAX_PARAMS:
         # few parameters: forward mode carries the tangents through the model's scans in one pass instead of

@@ -95,6 +95,14 @@ def test_bad_arguments_raise_clear_errors(sample):
         fit_maximum_likelihood(gaussian_nll, SPEC, sample, loop="gpu")
 
 
+def test_a_likelihood_that_is_not_a_scalar_is_rejected(sample):
+    def per_trial(params, data):
+        return 0.5 * (data["x"] - params["mu"]) ** 2
+
+    with pytest.raises(FitError, match=r"returned a float32 array of shape \(400,\); expected a float scalar"):
+        fit_maximum_likelihood(per_trial, SPEC, sample, restarts=2, max_steps=2)
+
+
 def test_per_group_fits_each_group_on_its_own():
     rng = np.random.default_rng(1)
     means = np.array([-2.0, 0.0, 3.0])
