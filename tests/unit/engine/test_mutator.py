@@ -8,7 +8,7 @@ import functools
 import random
 
 import pytest
-from test_mutator_programs import CHOICE_KERNEL, FORGETTING, PERSEVERATION, PROGRAMS, SEED
+from tests.unit.engine.test_mutator_programs import CHOICE_KERNEL, FORGETTING, PERSEVERATION, PROGRAMS, SEED
 
 from engine.mutation import (
     Workspace,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_mutator_programs import PROGRAMS, SEED, run_once
+from tests.unit.engine.test_mutator_programs import PROGRAMS, SEED, run_once
 
 from engine.proposers.base import PromptContext, Shot
 from engine.proposers.mutator import MutationProposer
