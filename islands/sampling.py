@@ -13,7 +13,7 @@ from typing import Hashable, Literal
 
 import numpy as np
 
-__all__ = ["Member", "Cluster", "Island", "softmax", "cluster_temperature"]
+__all__ = ["Member", "Cluster", "Island", "ScoreBuckets", "softmax", "cluster_temperature"]
 
 LengthNormalisation = Literal["range", "max"]
 
@@ -125,6 +125,7 @@ class Island:
         self._cluster_list: list[Cluster] = []
         self._index: dict[Hashable, int] = {}
         self._scores = np.empty(16, dtype=np.float64)
+        self._buckets = ScoreBuckets()
 
     @property
     def temperature(self) -> float:
@@ -140,7 +141,10 @@ class Island:
             self._cluster_list.append(cluster)
             if index == len(self._scores):
                 self._scores = np.concatenate([self._scores, np.empty_like(self._scores)])
+            self._buckets.add(index, member.cluster_score)
         cluster = self._cluster_list[index]
+        if member.cluster_score > cluster.score and math.isfinite(cluster.score):
+            self._buckets.move(index, member.cluster_score)
         cluster.add(member)
         self._scores[index] = cluster.score
         self.member_ids.add(member.program_id)
@@ -166,7 +170,91 @@ class Island:
         if count == 1 and len(self._cluster_list) == 1:
             picks = [0]
         else:
-            picks = _draw(self.cluster_probabilities(), rng, count).tolist()
+            picks = self._buckets.draw(self._scores, self.best_score, self.temperature, rng, count)
         drawn = [(self._cluster_list[i].sample(rng, normalisation), self._cluster_list[i].score) for i in picks]
         drawn.sort(key=lambda pair: pair[1])  # stable: equal scores keep the order they were drawn in
         return drawn
+
+
+# Clusters scoring more than this many temperatures below the best have a probability below e^-46 (1e-20)
+# relative to the best cluster; they are left out of the draw.
+_TAIL_TEMPERATURES = 46.0
+
+
+class ScoreBuckets:
+    """Clusters grouped by score in buckets about one temperature wide, for draws whose cost does not grow with the
+    number of clusters.
+
+    A draw from softmax(score / T) picks a bucket with probability proportional to (clusters in it) x
+    exp((bucket top - best) / T), then a cluster in it uniformly, and accepts it with probability
+    exp((score - bucket top) / T); otherwise it draws again. Each accepted cluster thus has probability
+    proportional to exp(score / T), exactly, among the clusters within 46 T of the best. Buckets are between
+    T and 2 T wide, so a proposal is accepted with probability at least e^-2, and at most 48 buckets are
+    looked at. The buckets are rebuilt (in time linear in the number of clusters) when T leaves [width / 2, width],
+    which happens about log2(period) times per temperature period.
+    """
+
+    def __init__(self) -> None:
+        self.width = 0.0  # 0: not built yet
+        self.top = 0.0
+        self._members: dict[int, list[int]] = {}  # bucket -> cluster indices
+        self._bucket_of: list[int] = []
+        self._slot: list[int] = []
+
+    def _bucket(self, score: float) -> int:
+        return math.floor((self.top - score) / self.width)
+
+    def add(self, index: int, score: float) -> None:
+        """Adds cluster `index` (indices are added in order 0, 1, 2, ...)."""
+        self._bucket_of.append(0)
+        self._slot.append(0)
+        if self.width > 0:
+            self._place(index, score)
+
+    def move(self, index: int, score: float) -> None:
+        """Moves cluster `index` to the bucket of its new score."""
+        if self.width > 0:
+            self._remove(index)
+            self._place(index, score)
+
+    def _place(self, index: int, score: float) -> None:
+        bucket = self._bucket(score)
+        members = self._members.setdefault(bucket, [])
+        self._bucket_of[index], self._slot[index] = bucket, len(members)
+        members.append(index)
+
+    def _remove(self, index: int) -> None:
+        bucket, slot = self._bucket_of[index], self._slot[index]
+        members = self._members[bucket]
+        last = members.pop()
+        if last != index:
+            members[slot] = last
+            self._slot[last] = slot
+        if not members:
+            del self._members[bucket]
+
+    def _rebuild(self, scores: np.ndarray, best: float, width: float) -> None:
+        self.width, self.top, self._members = width, best, {}
+        for index in range(len(self._bucket_of)):
+            self._place(index, float(scores[index]))
+
+    def draw(
+        self, scores: np.ndarray, best: float, temperature: float, rng: np.random.Generator, count: int
+    ) -> list[int]:
+        """Draws `count` cluster indices, with replacement, with probabilities softmax(scores / temperature)."""
+        if not (self.width > 0 and self.width / 2 <= temperature <= self.width):
+            self._rebuild(scores, best, temperature)
+        width, top = self.width, self.top
+        first = self._bucket(best)
+        last = first + math.ceil(_TAIL_TEMPERATURES * temperature / width) + 1
+        candidates = [(top - b * width, members) for b in range(first, last + 1) if (members := self._members.get(b))]
+        bounds = np.array([len(members) * math.exp((edge - best) / temperature) for edge, members in candidates])
+        cumulative = np.cumsum(bounds)
+        picks: list[int] = []
+        while len(picks) < count:
+            chosen = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(bounds) - 1)
+            edge, members = candidates[chosen]
+            index = members[int(rng.integers(len(members)))] if len(members) > 1 else members[0]
+            if rng.random() < math.exp((scores[index] - edge) / temperature):
+                picks.append(index)
+        return picks

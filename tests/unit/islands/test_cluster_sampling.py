@@ -177,3 +177,30 @@ def test_scores_equal_after_rounding_share_a_cluster() -> None:
     database.register(candidate(1.0, scores_per_test={"a": 0.12339}))
     database.register(candidate(2.0, scores_per_test={"a": 0.1236}))
     assert sorted(len(ids) for _, ids in database.island_snapshot()[0]["clusters"].values()) == [1, 2]
+
+
+def test_bucketed_draws_match_the_softmax_as_temperature_falls_and_scores_rise() -> None:
+    rng = np.random.default_rng(5)
+    island = Island(0, temperature_init=0.1, temperature_period=40)
+    scores = list(np.round(rng.uniform(0.0, 0.3, size=30), 4))
+    for program_id, score in enumerate(scores):
+        island.register(Member(program_id, ("scores", (program_id,)), float(score), 100))
+    # A cluster's score rises when a better program joins it: it moves to another bucket.
+    island.register(Member(100, ("scores", (3,)), 0.35, 100))
+    draws = 6000
+    for _ in range(3):  # 31, 32, 33 registrations: three temperatures, the buckets are rebuilt as T falls
+        expected = dict(enumerate(island.cluster_probabilities()))
+        counts = Counter(index for _ in range(draws) for index in island._buckets.draw(
+            island._scores, island.best_score, island.temperature, rng, 1))  # fmt: skip
+        kept = {k: p for k, p in expected.items() if p * draws >= 5}  # chi-square needs expected counts >= 5
+        rare = sum(counts[k] for k in expected if k not in kept)
+        assert chi_square(counts, kept, draws) < 60.0 and rare <= 5 * len(expected)
+        island.register(Member(200 + _, ("scores", (0,)), 0.0, 100))
+
+
+def test_clusters_far_below_the_best_are_never_drawn() -> None:
+    island = Island(0, temperature_init=0.01, temperature_period=30_000)
+    island.register(Member(1, ("scores", (1.0,)), 1.0, 100))
+    island.register(Member(2, ("scores", (0.0,)), 0.0, 100))  # 100 temperatures below: probability e^-100
+    rng = np.random.default_rng(0)
+    assert {island.sample(rng, 2)[0][0] for _ in range(200)} == {1}
