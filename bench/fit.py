@@ -8,7 +8,8 @@ sessions, and prints compile, run and total seconds and the final training NLL f
     scipy L-BFGS-B on the same likelihood written in numpy (finite-difference gradients), same restart points.
 
 Each JAX row fits a fresh copy of the likelihood, so it pays the full compile a new candidate pays; the process
-is warmed up first, as a worker is after its first candidate. Times are medians over --repeats.
+is warmed up first, as a worker is after its first candidate. Times are medians over --repeats; "total cpu s"
+is the process's CPU time (both threads), steadier than wall time on a shared machine.
 
     /work/venv/bin/python bench/fit.py                  # the table
     /work/venv/bin/python bench/fit.py --gpu            # 4096 restarts x 100 sessions x 1000 trials; restart-fits/s
@@ -143,11 +144,12 @@ def load_agent(source: str):
 
 
 def time_jax(agent, spec, train, held_out, optimizer, loop, restarts, max_steps):
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fit_maximum_likelihood(jax_neg_log_likelihood(agent), spec, train, held_out=held_out,
                                     restarts=restarts, max_steps=max_steps, optimizer=optimizer, loop=loop)
-    total = time.perf_counter() - start
-    return result.timings["compile_s"], total - result.timings["compile_s"], total, result.neg_log_likelihood
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    compile_s = result.timings["compile_s"]
+    return compile_s, total - compile_s, total, total_cpu, result.neg_log_likelihood
 
 
 def time_scipy(spec, train, held_out, restarts):
@@ -159,13 +161,13 @@ def time_scipy(spec, train, held_out, restarts):
     def objective(x):
         return numpy_neg_log_likelihood(dict(zip(spec.names, x)), train)
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fits = [scipy.optimize.minimize(objective, x0, method="L-BFGS-B", bounds=list(zip(lows, highs)))
             for x0 in starts]
     best = min(fits, key=lambda fit: fit.fun)
     numpy_neg_log_likelihood(dict(zip(spec.names, best.x)), held_out)
-    total = time.perf_counter() - start
-    return 0.0, total, total, float(best.fun)
+    total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return 0.0, total, total, total_cpu, float(best.fun)
 
 
 def table(repeats: int, restarts: int, max_steps: int) -> None:
@@ -174,7 +176,8 @@ def table(repeats: int, restarts: int, max_steps: int) -> None:
     for optimizer in ("adam", "lbfgs"):  # warm the process up as a worker is after its first candidate
         fit_maximum_likelihood(jax_neg_log_likelihood(warm_agent), warm_spec, warm, held_out=warm, restarts=restarts,
                                max_steps=5, optimizer=optimizer)
-    print(f"{'params':>6} {'method':<24} {'compile s':>9} {'run s':>7} {'total s':>8} {'final NLL':>11}")
+    print(f"{'params':>6} {'method':<24} {'compile s':>9} {'run s':>7} {'total s':>8} {'total cpu s':>11} "
+          f"{'final NLL':>11}")
     for n_params, source in ((2, AGENT_2), (4, AGENT_4)):
         agent, spec = load_agent(source)
         train = simulate(TRUE_PARAMS[n_params], 10, 500, seed=1)
@@ -190,8 +193,9 @@ def table(repeats: int, restarts: int, max_steps: int) -> None:
         }
         for name, run in methods.items():
             rows = [run() for _ in range(repeats if "scipy" not in name else 1)]
-            compile_s, run_s, total_s, nll = (statistics.median(column) for column in zip(*rows))
-            print(f"{n_params:>6} {name:<24} {compile_s:>9.2f} {run_s:>7.2f} {total_s:>8.2f} {nll:>11.3f}", flush=True)
+            compile_s, run_s, total_s, total_cpu_s, nll = (statistics.median(column) for column in zip(*rows))
+            print(f"{n_params:>6} {name:<24} {compile_s:>9.2f} {run_s:>7.2f} {total_s:>8.2f} {total_cpu_s:>11.2f} "
+                  f"{nll:>11.3f}", flush=True)
 
 
 def large_batch(restarts: int, n_sessions: int, n_trials: int, *, max_steps: int) -> None:
