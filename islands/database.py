@@ -199,8 +199,9 @@ class ProgramDatabase:
             return stored
         program = self._make_program(candidate, SEED_ISLAND_ID)
         if self._member(summary_of(program)) is None:
+            error = candidate.error or "no error text"
             raise IslandsError(
-                f"the seed failed (outcome {candidate.outcome}, score {candidate.score}): {candidate.error or 'no error text'}. "
+                f"the seed failed (outcome {candidate.outcome}, score {candidate.score}): {error}. "
                 "The search starts from a seed that runs and gets a finite score; fix the seed first."
             )
         self._consume(summary_of(program))
@@ -225,7 +226,8 @@ class ProgramDatabase:
         events = []
         if self._config.reset == "periodic" and self._reset_due(program.created_at):
             emptied, founders = self._population.plan_reset(self._rng)
-            events.append(self._event("reset", emptied, founders, program.created_at))
+            if emptied:  # a single island has no weaker half
+                events.append(self._event("reset", emptied, founders, program.created_at))
         if self._config.reset == "migration" and (
             self._num_evaluations - self._evaluations_at_last_migration >= self._config.migration_interval_evaluations
         ):
