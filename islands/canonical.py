@@ -81,7 +81,9 @@ def _drop_strings(body: list) -> None:
         body[:] = [statement for statement in body if not _is_string_statement(statement)] or [ast.Pass()]
 
 
-def _rename_scope(function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, outer: dict[str, str], depth: int) -> None:
+def _rename_scope(
+    function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, outer: dict[str, str], depth: int
+) -> None:
     """Renames the local variables of one function, in order of first appearance, then its nested functions."""
     arguments = {argument.arg for argument in _all_arguments(function.args)}
     nodes = _scope_nodes([function.body] if isinstance(function, ast.Lambda) else list(function.body))

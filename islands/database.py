@@ -389,7 +389,8 @@ class ProgramDatabase:
         else:
             self._num_evaluations += 1
         if member is not None:
-            self._successful[summary.id] = (float(summary.score), summary.num_params, summary.ast_size)  # type: ignore[arg-type]
+            score = float(summary.score)  # type: ignore[arg-type]  # a member's score is finite
+            self._successful[summary.id] = (score, summary.num_params, summary.ast_size)
             if summary.island_id == SEED_ISLAND_ID:
                 self._population.register_everywhere(member)
             else:

@@ -215,8 +215,9 @@ def test_reopening_rebuilds_the_same_islands(tmp_path: Path, reset: str) -> None
     with open_database(path, **config) as reopened:
         assert reopened.island_snapshot() == snapshot
         reopened_stats = reopened.stats()
-        for key in ("programs", "evaluations", "outcomes", "duplicates_per_island", "tokens", "cost_usd",
-                    "resets", "migrations", "evaluations_since_reset", "evaluations_since_migration", "islands"):  # fmt: skip
+        compared = ("programs", "evaluations", "outcomes", "duplicates_per_island", "tokens", "cost_usd", "resets",
+                    "migrations", "evaluations_since_reset", "evaluations_since_migration", "islands")  # fmt: skip
+        for key in compared:
             assert reopened_stats[key] == stats[key], key
         assert reopened.num_evaluations == stats["evaluations"]
         assert reopened.register_seed(candidate(0.0)).id == 1  # no-op
