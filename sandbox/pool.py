@@ -95,6 +95,9 @@ class Runner(Protocol):
 def worker_env(num_gpus: float, gpu_ids: list[str] | None = None) -> dict[str, str]:
     """Returns the environment variables that pin a worker's JAX to its CPU or GPU share.
 
+    A JAX_PLATFORMS that names cuda also puts a `ProcessSandbox` in GPU mode (NVIDIA device nodes bound in,
+    host memory bounded by RLIMIT_DATA; see `sandbox/process.py`).
+
     Args:
         num_gpus: GPUs reserved for this worker; 0 makes JAX use the CPU, fractions share a device.
         gpu_ids: the device ids assigned to this worker (Ray's CUDA_VISIBLE_DEVICES); None leaves

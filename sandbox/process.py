@@ -28,7 +28,33 @@ The worker is replaced (killed with its whole bwrap tree, started again on the n
 the worker itself died, after a candidate left background processes behind, and after `max_jobs_per_worker` jobs.
 The child gets a fresh copy-on-write address space, so a candidate that monkeypatches numpy or jax affects
 nobody else; forking is safe because the worker checks it is single-threaded with no JAX backend initialised.
-`memory_mb` is what a candidate may allocate on top of that start (see `zygote.apply_limits`).
+`memory_mb` is what a candidate may allocate on top of that start (see `zygote.plan_limits`).
+
+GPU mode (`gpu=True`; by default on when the worker's JAX_PLATFORMS names cuda, which `pool.worker_env` sets
+for `num_gpus_per_worker > 0`) changes these things:
+- the NVIDIA device nodes that exist on the host (/dev/nvidia0..N, /dev/nvidiactl, /dev/nvidia-uvm,
+  /dev/nvidia-uvm-tools, /dev/nvidia-modeset, /dev/nvidia-caps) are bound into the sandbox, and the driver's
+  library folders stay readable and LD_LIBRARY_PATH passes through (`isolation.gpu_device_nodes`,
+  `isolation.gpu_library_dirs`, `isolation.GPU_PASSTHROUGH_ENV`). When JAX is to
+  use CUDA, the sandbox refuses to start unless /dev/nvidiactl, /dev/nvidia-uvm and a /dev/nvidia<N> exist and
+  the candidates' uid can open them (`isolation.gpu_device_problem`);
+- host memory is bounded by RLIMIT_DATA instead of RLIMIT_AS. CUDA reserves address ranges far larger than any
+  memory limit, so under RLIMIT_AS it cannot start (memory_mb=4096) or dies with std::bad_alloc (65536).
+  RLIMIT_DATA counts private writable memory (malloc, numpy arrays, anonymous mmap) and not those reservations:
+  a candidate that allocates 50 GB still ends OUT_OF_MEMORY. The trade-off: RLIMIT_DATA does not count shared
+  mappings, which RLIMIT_AS did. Shared anonymous memory (mmap(-1, n, MAP_SHARED), System V shared memory) is
+  bounded only by the machine's memory and the wall-clock limit; the candidate's allow-list keeps `mmap` and
+  `os` out of honest candidates, but that is a static check, not an operating-system limit. Shared mappings
+  of files are bounded by the scratch tmpfs (scratch_mb) and max_file_mb. GPU_BACKEND_DATA_RESERVE_MB more is
+  allowed for starting CUDA;
+- GPU memory is bounded by XLA_PYTHON_CLIENT_MEM_FRACTION, which the pool sets from the worker's GPU share
+  (0.9 x num_gpus_per_worker of a device, for shares below one GPU; JAX's default of 75% for whole GPUs). A
+  candidate cannot exceed it through JAX, but the fraction is a setting of JAX's allocator, not an
+  operating-system limit;
+- RLIMIT_NPROC allows 4 x cores + 32 more threads, for XLA's GPU client and CUDA's own threads.
+The wall-clock kill and the CPU-time, file-size and core limits are the same as in CPU mode. Each
+candidate's child starts CUDA itself: the worker never does (it refuses to fork once the CUDA driver is loaded),
+because a CUDA context does not survive a fork.
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
 the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;
@@ -84,12 +110,19 @@ class ProcessSandbox:
         startup_timeout_s: seconds a worker may take to start (import JAX, the entry, unpickle the payload).
         scratch_mb: size of the worker's private writable tmpfs, in MiB.
         extra_env: extra environment variables for the worker (never put secrets here).
+        gpu: GPU mode (see this module's docstring). None (default): on when the worker's JAX_PLATFORMS (from
+            `extra_env`, else the host's, else "cpu") names cuda. True with JAX_PLATFORMS=cpu applies GPU mode's
+            memory limit to a CPU-only worker.
+
+    Raises:
+        SandboxError: a bad entry or `max_jobs_per_worker`; bubblewrap required but missing; JAX is to use CUDA
+            but the NVIDIA device nodes are missing or the candidates' uid cannot open them.
     """
 
     def __init__(self, context: TaskContext, *, use_bwrap: bool | None = None, hidden_paths: Sequence[str] = (),
                  max_jobs_per_worker: int = 500, preload: Sequence[str] = DEFAULT_PRELOAD,
                  startup_timeout_s: float = 120.0, scratch_mb: int = 256,
-                 extra_env: Mapping[str, str] | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, gpu: bool | None = None) -> None:
         if max_jobs_per_worker < 1:
             raise SandboxError(f"max_jobs_per_worker must be at least 1; got {max_jobs_per_worker}.")
         self.context = context
@@ -109,6 +142,12 @@ class ProcessSandbox:
         self.scratch_mb = scratch_mb
         self.extra_env = dict(extra_env or {})
         self.drop_uid = isolation.allocate_uid() if os.geteuid() == 0 else None
+        jax_platforms = isolation.sandbox_env(self.extra_env)["JAX_PLATFORMS"]
+        self.gpu = isolation.wants_cuda(jax_platforms) if gpu is None else gpu
+        if self.gpu and isolation.wants_cuda(jax_platforms):
+            problem = isolation.gpu_device_problem(isolation.gpu_device_nodes(), self.drop_uid)
+            if problem:
+                raise SandboxError(f"{problem} (JAX_PLATFORMS={jax_platforms!r})")
         self._payload = pickle.dumps(dict(context.payload), protocol=pickle.HIGHEST_PROTOCOL)
         self._lock = threading.Lock()
         self._worker: _WorkerProcess | None = None
@@ -195,19 +234,25 @@ class ProcessSandbox:
         started = time.perf_counter()
         limits = self.context.limits
         scratch = isolation.SANDBOX_SCRATCH if self.bwrap else tempfile.mkdtemp(prefix="discover-sandbox-")
+        readable = isolation.gpu_library_dirs() if self.gpu else ()
+        # RLIMIT_NPROC counts threads: leave room for XLA's thread pools (about one per core, a few pools), and
+        # in GPU mode for XLA's GPU client and CUDA's own threads (a few per device and per core).
+        cores = os.cpu_count() or 1
         init = {
             "entry": self.context.entry, "root": self.root, "function_name": self.context.function_name,
             "payload": self._payload, "preload": self.preload, "limits": asdict(limits), "scratch": scratch,
             "drop_uid": self.drop_uid, "isolated": self.bwrap is not None,
-            "scratch_keep": isolation.scratch_entries_to_keep(self.root) if self.bwrap else [],
-            # RLIMIT_NPROC counts threads: leave room for XLA's thread pools (about one per core, a few pools).
-            "nproc_extra": 4 * (os.cpu_count() or 1) + 8,
+            "scratch_keep": isolation.scratch_entries_to_keep(self.root, readable) if self.bwrap else [],
+            "nproc_extra": 4 * cores + 8 + (4 * cores + 32 if self.gpu else 0),
+            "gpu": self.gpu,
         }
         python_argv = [sys.executable, "-I", "-B", "-u", str(Path(zygote.__file__).resolve())]
-        env = isolation.sandbox_env(self.extra_env, scratch=scratch)
+        env = isolation.sandbox_env(self.extra_env, scratch=scratch, gpu=self.gpu)
         if self.bwrap:
             argv = isolation.bwrap_command(self.bwrap, python_argv, env, task_root=self.root,
-                                           hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb)
+                                           hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb,
+                                           device_nodes=isolation.gpu_device_nodes() if self.gpu else (),
+                                           readable_paths=readable)
         else:
             argv = python_argv
         self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch,

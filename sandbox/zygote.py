@@ -6,10 +6,12 @@ never imported by the engine. It uses only the standard library until the task c
 Life of a worker:
 1. Read the init message (pickle, from the trusted host): the task entry, its payload, limits, the uid to drop to.
 2. Import numpy/jax/optax and the task's entry module once, and unpickle the payload once. Check that this left
-   the process single-threaded and that no JAX backend is initialised: forking after XLA has started its
-   thread pools can deadlock the child.
+   the process single-threaded, that no JAX backend is initialised and that the CUDA driver is not loaded:
+   forking after XLA has started its thread pools can deadlock the child, and a CUDA context does not survive
+   a fork. JAX finds its CUDA plugin only when a backend first starts, so in GPU mode each child loads the
+   driver and starts CUDA itself.
 3. For each job: fork a child. The child starts a new session, redirects stdout/stderr to a pipe, makes its own
-   scratch directory, applies rlimits, drops to the unprivileged uid, builds the candidate module, calls the entry
+   scratch directory, applies rlimits (`plan_limits`), drops to the unprivileged uid, builds the candidate module, calls the entry
    and writes its verdict as JSON to a result pipe. Every candidate gets a fresh copy-on-write address space, so
    whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
@@ -19,7 +21,8 @@ Replies to the host are JSON only: the host must never unpickle anything that ca
 
 Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_backend.py`):
 - host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
-  limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra},
+  limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra,
+  gpu (bool)},
   then one {job_id, source} per job;
 - worker -> host, JSON: {"type": "ready", "startup_s", "startup_cpu_s", "pid"} or {"type": "error", "message"}, then per job
   {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
@@ -49,6 +52,15 @@ _HEADER = struct.Struct("!I")
 #: Virtual memory (MiB) that XLA's CPU backend maps when a child first uses JAX: measured 1.0 GiB with jax 0.10
 #: on a 2-core machine (thread stacks and allocator arenas), not counted against the candidate's memory_mb.
 JAX_BACKEND_RESERVE_MB = 1536
+
+#: GPU mode: private writable memory (MiB, what RLIMIT_DATA counts) that XLA's CPU backend adds when a child
+#: first uses JAX: measured 84 MiB with jax 0.10 on a 2-core machine (thread stacks, allocator arenas).
+JAX_BACKEND_DATA_RESERVE_MB = 512
+
+#: GPU mode: private writable memory (MiB) allowed for starting the CUDA driver and XLA's GPU backend in a
+#: child (driver state, cuBLAS/cuDNN handles, host-side buffers), not counted against memory_mb. An allowance,
+#: not a measurement: tests/integration/test_sandbox_gpu.py reports the measured value where a GPU exists.
+GPU_BACKEND_DATA_RESERVE_MB = 4096
 
 # Words in a dying child's output that mean an allocation failed under the address-space limit.
 _MEMORY_WORDS = ("MemoryError", "bad_alloc", "Cannot allocate memory", "RESOURCE_EXHAUSTED", "Out of memory",
@@ -281,13 +293,19 @@ def clear_scratch(scratch: str, keep: list[str]) -> None:
 
 
 def fork_hazard() -> str:
-    """Returns why forking now would be unsafe (threads running, a JAX backend initialised), or ""."""
+    """Returns why forking now would be unsafe (threads running, a JAX backend or CUDA started), or ""."""
     if "jax" in sys.modules:
         from jax._src import xla_bridge
 
         if xla_bridge._backends:
             return ("a JAX backend was initialised while importing the task's entry or unpickling its payload; "
                     "create JAX arrays inside the entry function and pass numpy arrays in the payload.")
+    with open("/proc/self/maps") as maps:
+        cuda = next((line.split()[-1] for line in maps if "/libcuda.so" in line), None)
+    if cuda is not None:
+        return (f"the CUDA driver ({cuda}) was loaded while importing the task's entry or unpickling its payload; "
+                "a CUDA context does not survive the fork into each candidate's process. Do not use the GPU at "
+                "import time (no JAX arrays, no CUDA libraries); use it inside the entry function.")
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         return (f"the worker has {threads} threads after importing the task's entry and payload; expected 1. "
@@ -338,7 +356,7 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.chown(workdir, uid, uid)
     os.chdir(workdir)
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
-    apply_limits(init["limits"], init["nproc_extra"])
+    apply_limits(init["limits"], init["nproc_extra"], gpu=init.get("gpu", False))
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -359,22 +377,56 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def apply_limits(limits: dict, nproc_extra: int) -> None:
-    """Sets soft = hard rlimits: address space, CPU time, processes (threads count), file size, no core files.
-
-    The address-space limit is the child's size at fork (Python and the preloaded modules, ~0.4 GB) plus, when
-    jax is loaded, JAX_BACKEND_RESERVE_MB for the virtual memory XLA's CPU backend maps when it starts, plus
-    `memory_mb`: so `memory_mb` is what the candidate and the entry may allocate themselves.
-    """
+def apply_limits(limits: dict, nproc_extra: int, gpu: bool = False) -> None:
+    """Sets the rlimits `plan_limits` chooses for this process (soft = hard)."""
+    sizes = {}
     with open("/proc/self/status") as status:
-        vm_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
-    reserve_mb = JAX_BACKEND_RESERVE_MB if "jax" in sys.modules else 0
-    address_space = vm_kb * 1024 + (reserve_mb + limits["memory_mb"]) * (1 << 20)
-    cpu_s = int(math.ceil(limits["timeout_s"] * max(1, os.cpu_count() or 1))) + 1
-    for kind, value in ((resource.RLIMIT_AS, address_space), (resource.RLIMIT_CPU, cpu_s),
-                        (resource.RLIMIT_NPROC, limits["max_processes"] + nproc_extra),
-                        (resource.RLIMIT_FSIZE, limits["max_file_mb"] * (1 << 20)), (resource.RLIMIT_CORE, 0)):
+        for line in status:
+            if line.startswith(("VmSize:", "VmData:")):
+                sizes[line.split(":")[0]] = int(line.split()[1]) * 1024
+    plan = plan_limits(limits, nproc_extra, gpu=gpu, vm_size_bytes=sizes["VmSize"],
+                       vm_data_bytes=sizes["VmData"], jax_loaded="jax" in sys.modules,
+                       cpu_count=os.cpu_count() or 1)
+    for kind, value in plan:
         resource.setrlimit(kind, (value, value))
+
+
+def plan_limits(limits: dict, nproc_extra: int, *, gpu: bool, vm_size_bytes: int, vm_data_bytes: int,
+                jax_loaded: bool, cpu_count: int) -> list[tuple[int, int]]:
+    """Returns the (resource.RLIMIT_*, value) pairs for one candidate child.
+
+    CPU mode bounds the address space (RLIMIT_AS): the child's size at fork (Python and the preloaded modules,
+    ~0.4 GB), plus JAX_BACKEND_RESERVE_MB when jax is loaded (the virtual memory XLA's CPU backend maps when it
+    starts), plus `memory_mb`. GPU mode cannot: CUDA reserves address ranges far larger than any memory limit
+    (unusable memory, PROT_NONE), and fails to start or dies with std::bad_alloc under RLIMIT_AS. It bounds
+    RLIMIT_DATA instead, which (Linux >= 4.7) counts private writable memory, i.e. what malloc, numpy and
+    mmap(MAP_ANONYMOUS) hand out, and not such reservations: the child's private writable memory at fork, plus
+    JAX_BACKEND_DATA_RESERVE_MB and GPU_BACKEND_DATA_RESERVE_MB when jax is loaded, plus `memory_mb`. Either
+    way `memory_mb` is what the candidate and the entry may allocate themselves.
+
+    Both modes also bound CPU seconds (timeout_s on every core, so SIGXCPU comes after the host's wall-clock
+    kill), processes and threads (RLIMIT_NPROC: max_processes + nproc_extra for the runtime's own threads),
+    file size, and forbid core files.
+
+    Args:
+        limits: `sandbox.results.Limits` as a dict.
+        nproc_extra: threads allowed on top of limits["max_processes"] for JAX's (and CUDA's) thread pools.
+        gpu: plan for a child that may start CUDA.
+        vm_size_bytes, vm_data_bytes: the child's VmSize and VmData (/proc/self/status) at fork, in bytes.
+        jax_loaded: whether jax was imported before forking (its backend then starts in the child).
+        cpu_count: cores on this machine.
+    """
+    mib = 1 << 20
+    if gpu:
+        reserve_mb = JAX_BACKEND_DATA_RESERVE_MB + GPU_BACKEND_DATA_RESERVE_MB if jax_loaded else 0
+        memory = (resource.RLIMIT_DATA, vm_data_bytes + (reserve_mb + limits["memory_mb"]) * mib)
+    else:
+        reserve_mb = JAX_BACKEND_RESERVE_MB if jax_loaded else 0
+        memory = (resource.RLIMIT_AS, vm_size_bytes + (reserve_mb + limits["memory_mb"]) * mib)
+    cpu_s = int(math.ceil(limits["timeout_s"] * max(1, cpu_count))) + 1
+    return [memory, (resource.RLIMIT_CPU, cpu_s),
+            (resource.RLIMIT_NPROC, limits["max_processes"] + nproc_extra),
+            (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mib), (resource.RLIMIT_CORE, 0)]
 
 
 def evaluate(source: str, worker: Worker, started: float) -> dict:
