@@ -77,12 +77,28 @@ def build_loop(optimizer: str, *, max_steps: int, learning_rate: float,
     """Returns the batched loop of `optimizer`, one of OPTIMIZERS."""
     if optimizer in ("adam", "adabelief"):
         transform = optax.adam(learning_rate) if optimizer == "adam" else optax.adabelief(learning_rate)
+        transform = _standard_promotion(transform)
         return _first_order_loop(transform, max_steps, tol)
     if optimizer == "lbfgs":
         return _lbfgs_backtracking_loop(max_steps, tol)
     if optimizer == "lbfgs-zoom":
         return _lbfgs_zoom_loop(max_steps, tol)
     raise FitError(f"optimizer = {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}.")
+
+
+def _standard_promotion(transform) -> optax.GradientTransformationExtraArgs:
+    """Runs an optax transformation under JAX's standard promotion rules, which optax's internals rely on,
+    also when the caller traces under strict promotion (as the tests do)."""
+
+    def init(params):
+        with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+            return transform.init(params)
+
+    def update(updates, state, params=None, **extra_args):
+        with jax.numpy_rank_promotion("allow"), jax.numpy_dtype_promotion("standard"):
+            return transform.update(updates, state, params, **extra_args)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def _relative_change_small(loss, previous, tol):
@@ -154,7 +170,7 @@ def _lbfgs_backtracking_loop(max_steps, tol):
     in the compiled program. A non-finite trial just shrinks the step; a restart is dropped only when its
     starting point is non-finite.
     """
-    direction_transform = optax.scale_by_lbfgs(memory_size=LBFGS_MEMORY)
+    direction_transform = _standard_promotion(optax.scale_by_lbfgs(memory_size=LBFGS_MEMORY))
 
     def new_direction(grad, state, z):
         preconditioned, new_state = direction_transform.update(grad, state, z)
@@ -235,7 +251,9 @@ def _lbfgs_zoom_loop(max_steps, tol):
     Under vmap, the linesearch's inner loop runs until the slowest restart finishes and its branches are all
     evaluated, so this is usually slower than "lbfgs"; it is kept for comparison and for strict Wolfe steps.
     """
-    transform = optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
+    transform = _standard_promotion(
+        optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
+    )
 
     def loop(z0, model):
         batch = z0.shape[:2]

@@ -40,11 +40,14 @@ def test_finds_the_closed_form_maximum(sample, optimizer, tolerance):
 
 
 @pytest.mark.slow  # the device loop compiles the optimizer too
-def test_device_loop_matches_host_loop(sample):
+@pytest.mark.parametrize(("optimizer", "loop"), [("lbfgs", "device"), ("lbfgs-zoom", "device"), ("adam", "device")])
+def test_device_loop_matches_host_loop(sample, optimizer, loop):
     host = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="host")
-    device = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, loop="device")
-    assert device.params["mu"] == pytest.approx(host.params["mu"], abs=1e-3)
-    assert device.params["sigma"] == pytest.approx(host.params["sigma"], rel=1e-3)
+    device = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer=optimizer, restarts=4, loop=loop,
+                                    learning_rate=0.1, max_steps=400)
+    tolerance = 1e-2 if optimizer == "adam" else 1e-3
+    assert device.params["mu"] == pytest.approx(host.params["mu"], abs=tolerance)
+    assert device.params["sigma"] == pytest.approx(host.params["sigma"], rel=tolerance)
     assert device.converged
 
 
