@@ -106,6 +106,7 @@ def test_wrong_output_shape_is_a_one_sentence_value_error():
             ["tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV", "refractory_ms"]))
 
 
+@pytest.mark.slow
 def test_generating_parameters_reproduce_the_twin():
     """At its own parameters the generating AdEx matches every synthetic spike (gamma = 1) within the 0.5 mV noise."""
     from tasks.neuron.data import GROUND_TRUTH, load
