@@ -41,6 +41,17 @@ def test_fokker_planck_matches_navarro_fuss_for_fixed_bounds(drift, tolerance):
     assert abs(p_correct - 1.0 / (1.0 + np.exp(-2 * drift * bound))) < 2e-3
 
 
+def test_fokker_planck_agrees_with_the_engines_wiener_density():
+    """The engine's analytic density (engine.fit.wiener_log_density) and the solver, drift 3, bound 0.9."""
+    from engine.fit import wiener_log_density
+
+    dt, n, drift, bound = 0.005, 401, 3.0, 0.9
+    upper, _ = first_passage_densities(jnp.full((1, n), drift, jnp.float32), jnp.full((1, n), bound, jnp.float32), dt)
+    t_mid = jnp.asarray(np.arange(1, n) * dt - dt / 2, jnp.float32)
+    analytic = np.exp(np.asarray(wiener_log_density(t_mid, jnp.ones(n - 1, bool), drift, 2 * bound, 0.5, 0.0)))
+    assert np.abs(np.asarray(upper[0, 1:]) - analytic).max() <= 0.08 * analytic.max()
+
+
 def test_fokker_planck_cannot_create_probability():
     """Huge drift and bound (an advection-dominated grid) once let a central-difference scheme exceed 1."""
     n = 401
