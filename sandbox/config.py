@@ -28,7 +28,8 @@ class SandboxConfig(BaseModel):
             in this process.
         num_workers: how many candidates run at the same time.
         num_gpus_per_worker: GPUs reserved per worker; fractions share a device (0.25 = four per GPU).
-            0 makes JAX run on the CPU.
+            0 makes JAX run on the CPU. Above 0, process workers run in GPU mode (see `sandbox/process.py`:
+            the GPU device nodes are bound in, memory_mb bounds RLIMIT_DATA instead of the address space).
         ray_address: None starts a private local Ray instance; otherwise passed to `ray.init(address=...)`.
         max_in_flight_per_island: candidates of one island being evaluated at once; the engine waits for
             results before sampling more prompts from that island.

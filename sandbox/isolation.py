@@ -15,8 +15,8 @@ Under bubblewrap (`bwrap`) a worker gets:
 GPU mode (`ProcessSandbox(gpu=True)`, or a JAX_PLATFORMS that names cuda): `--dev /dev` gives the worker a
 minimal /dev without GPUs, so the NVIDIA device nodes that exist on the host (`gpu_device_nodes`) are bound
 into it with `--dev-bind-try`, the host's LD_LIBRARY_PATH and CUDA_DEVICE_ORDER are passed through
-(`GPU_PASSTHROUGH_ENV`), and the folders holding the NVIDIA driver's libcuda (`gpu_library_dirs`) are bound
-back read-only where a hidden directory (e.g. /run/nvidia/driver) covered them. Every worker on a machine can
+(`GPU_PASSTHROUGH_ENV`), CUDA's JIT cache is off, and the folders holding the NVIDIA driver's libcuda
+(`gpu_library_dirs`) are bound back read-only where a hidden directory (e.g. /run/nvidia/driver) covered them. Every worker on a machine can
 open every GPU there: CUDA_VISIBLE_DEVICES chooses the device a candidate uses, it does not stop a candidate
 that sets its own.
 
@@ -104,6 +104,10 @@ def sandbox_env(extra_env: Mapping[str, str] | None = None, *, scratch: str = SA
         "MKL_NUM_THREADS": "1",
         "JAX_PLATFORMS": "cpu",
     }
+    if gpu:
+        # The driver's JIT cache would go to the candidate's scratch, which is emptied after every candidate,
+        # and can outgrow max_file_mb (SIGXFSZ kills the candidate).
+        env["CUDA_CACHE_DISABLE"] = "1"
     passthrough = PASSTHROUGH_ENV + (GPU_PASSTHROUGH_ENV if gpu else ())
     env.update({name: os.environ[name] for name in passthrough if name in os.environ})
     env.update(extra_env or {})

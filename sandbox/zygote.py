@@ -11,8 +11,8 @@ Life of a worker:
    a fork. JAX finds its CUDA plugin only when a backend first starts, so in GPU mode each child loads the
    driver and starts CUDA itself.
 3. For each job: fork a child. The child starts a new session, redirects stdout/stderr to a pipe, makes its own
-   scratch directory, applies rlimits (`plan_limits`), drops to the unprivileged uid, builds the candidate module, calls the entry
-   and writes its verdict as JSON to a result pipe. Every candidate gets a fresh copy-on-write address space, so
+   scratch directory, applies rlimits (`plan_limits`), drops to the unprivileged uid, builds the candidate
+   module, calls the entry and writes its verdict as JSON to a result pipe. Every candidate gets a fresh copy-on-write address space, so
    whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
@@ -22,8 +22,7 @@ Replies to the host are JSON only: the host must never unpickle anything that ca
 Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_backend.py`):
 - host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
   limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra,
-  gpu (bool)},
-  then one {job_id, source} per job;
+  gpu (bool, optional: GPU mode's rlimits)}, then one {job_id, source} per job;
 - worker -> host, JSON: {"type": "ready", "startup_s", "startup_cpu_s", "pid"} or {"type": "error", "message"}, then per job
   {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
   "anomaly", "child_s", "max_rss_mb"}.

@@ -69,8 +69,10 @@ def test_jax_platforms_decides_the_mode() -> None:
 
 def test_gpu_mode_passes_the_library_path_through(monkeypatch) -> None:
     monkeypatch.setenv("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64")
-    assert isolation.sandbox_env({}, gpu=True)["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64"
-    assert "LD_LIBRARY_PATH" not in isolation.sandbox_env({})
+    gpu = isolation.sandbox_env({}, gpu=True)
+    assert gpu["LD_LIBRARY_PATH"] == "/usr/local/nvidia/lib64" and gpu["CUDA_CACHE_DISABLE"] == "1"
+    cpu = isolation.sandbox_env({})
+    assert "LD_LIBRARY_PATH" not in cpu and "CUDA_CACHE_DISABLE" not in cpu
 
 
 def test_usable_nodes_raise_no_problem(tmp_path: Path) -> None:
