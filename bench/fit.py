@@ -182,13 +182,15 @@ def table(repeats: int, restarts: int, max_steps: int) -> None:
         agent, spec = load_agent(source)
         train = simulate(TRUE_PARAMS[n_params], 10, 500, seed=1)
         held_out = simulate(TRUE_PARAMS[n_params], 5, 500, seed=2)
+
+        def jax_fit(optimizer, loop):
+            return lambda: time_jax(agent, spec, train, held_out, optimizer, loop, restarts, max_steps)
+
         methods = {
-            "jax adam (host loop)": lambda: time_jax(agent, spec, train, held_out, "adam", "host", restarts, max_steps),
-            "jax lbfgs (host loop)": lambda: time_jax(agent, spec, train, held_out, "lbfgs", "host", restarts, max_steps),
-            "jax adam (device loop)": lambda: time_jax(agent, spec, train, held_out, "adam", "device", restarts,
-                                                       max_steps),
-            "jax lbfgs (device loop)": lambda: time_jax(agent, spec, train, held_out, "lbfgs", "device", restarts,
-                                                        max_steps),
+            "jax adam (host loop)": jax_fit("adam", "host"),
+            "jax lbfgs (host loop)": jax_fit("lbfgs", "host"),
+            "jax adam (device loop)": jax_fit("adam", "device"),
+            "jax lbfgs (device loop)": jax_fit("lbfgs", "device"),
             "scipy L-BFGS-B (numpy)": lambda: time_scipy(spec, train, held_out, restarts),
         }
         for name, run in methods.items():

@@ -69,7 +69,8 @@ def test_restarts_that_go_non_finite_are_dropped(sample):
     def nan_above_two_and_a_half(params, data):
         return jnp.where(params["mu"] > 2.5, jnp.nan, gaussian_nll(params, data))
 
-    result = fit_maximum_likelihood(nan_above_two_and_a_half, SPEC, sample, optimizer="adam", restarts=16, learning_rate=0.1)
+    result = fit_maximum_likelihood(nan_above_two_and_a_half, SPEC, sample, optimizer="adam", restarts=16,
+                                    learning_rate=0.1)
     assert 0 < result.restarts_ok < 16
     assert np.isfinite(result.neg_log_likelihood)
     assert result.params["mu"] == pytest.approx(sample["x"].mean(), abs=1e-2)
