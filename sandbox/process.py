@@ -53,7 +53,7 @@ for `num_gpus_per_worker > 0`) changes these things:
   operating-system limit;
 - RLIMIT_NPROC allows 4 x cores + 32 more threads, for XLA's GPU client and CUDA's own threads.
 The wall-clock kill and the CPU-time, file-size and core limits are the same as in CPU mode. Each
-candidate's child starts CUDA itself: the worker never does (it refuses to fork once the CUDA driver is loaded),
+candidate's child starts CUDA itself: the worker never does (it refuses to fork with a GPU device open),
 because a CUDA context does not survive a fork.
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,

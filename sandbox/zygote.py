@@ -6,7 +6,7 @@ never imported by the engine. It uses only the standard library until the task c
 Life of a worker:
 1. Read the init message (pickle, from the trusted host): the task entry, its payload, limits, the uid to drop to.
 2. Import numpy/jax/optax and the task's entry module once, and unpickle the payload once. Check that this left
-   the process single-threaded, that no JAX backend is initialised and that the CUDA driver is not loaded:
+   the process single-threaded, that no JAX backend is initialised and that no GPU device is open:
    forking after XLA has started its thread pools can deadlock the child, and a CUDA context does not survive
    a fork. JAX finds its CUDA plugin only when a backend first starts, so in GPU mode each child loads the
    driver and starts CUDA itself.
@@ -299,16 +299,31 @@ def fork_hazard() -> str:
         if xla_bridge._backends:
             return ("a JAX backend was initialised while importing the task's entry or unpickling its payload; "
                     "create JAX arrays inside the entry function and pass numpy arrays in the payload.")
-    with open("/proc/self/maps") as maps:
-        cuda = next((line.split()[-1] for line in maps if "/libcuda.so" in line), None)
-    if cuda is not None:
-        return (f"the CUDA driver ({cuda}) was loaded while importing the task's entry or unpickling its payload; "
-                "a CUDA context does not survive the fork into each candidate's process. Do not use the GPU at "
-                "import time (no JAX arrays, no CUDA libraries); use it inside the entry function.")
+    device = open_gpu_device()
+    if device:
+        return (f"the GPU was opened ({device}) while importing the task's entry or unpickling its payload; a CUDA "
+                "context does not survive the fork into each candidate's process. Do not use the GPU at import "
+                "time (no JAX arrays, no CUDA calls); use it inside the entry function.")
     threads = len(os.listdir("/proc/self/task"))
     if threads != 1:
         return (f"the worker has {threads} threads after importing the task's entry and payload; expected 1. "
                 "Do not start threads at import time (set OPENBLAS_NUM_THREADS=1 for numpy).")
+    return ""
+
+
+def open_gpu_device(fd_dir: str = "/proc/self/fd") -> str:
+    """Returns an NVIDIA device node this process holds open (the CUDA driver was started), or "".
+
+    Merely loading libcuda is harmless (importing jax with its CUDA plugin may do so); starting the driver
+    (cuInit) opens /dev/nvidiactl and the GPUs' nodes.
+    """
+    for name in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue
+        if target.startswith("/dev/nvidia"):
+            return target
     return ""
 
 

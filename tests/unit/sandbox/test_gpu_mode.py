@@ -141,3 +141,13 @@ def test_the_mode_follows_jax_platforms_unless_given() -> None:
 def test_asking_for_cuda_without_a_gpu_fails_at_once() -> None:
     with pytest.raises(SandboxError, match=r"no NVIDIA device nodes.*JAX_PLATFORMS='cuda,cpu'"):
         ProcessSandbox(context(), extra_env={"JAX_PLATFORMS": "cuda,cpu"})
+
+
+def test_a_worker_holding_a_gpu_device_open_is_unsafe_to_fork(tmp_path: Path) -> None:
+    fds = tmp_path / "fd"
+    fds.mkdir()
+    (fds / "0").symlink_to("/dev/null")
+    (fds / "3").symlink_to("/usr/lib/x86_64-linux-gnu/libcuda.so.1")  # loaded, not started: harmless
+    assert zygote.open_gpu_device(str(fds)) == ""
+    (fds / "4").symlink_to("/dev/nvidiactl")
+    assert zygote.open_gpu_device(str(fds)) == "/dev/nvidiactl"
