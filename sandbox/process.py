@@ -33,11 +33,11 @@ nobody else; forking is safe because the worker checks it is single-threaded wit
 GPU mode (`gpu=True`; by default on when the worker's JAX_PLATFORMS names cuda, which `pool.worker_env` sets
 for `num_gpus_per_worker > 0`) changes these things:
 - the NVIDIA device nodes that exist on the host (/dev/nvidia0..N, /dev/nvidiactl, /dev/nvidia-uvm,
-  /dev/nvidia-uvm-tools, /dev/nvidia-modeset, /dev/nvidia-caps) are bound into the sandbox, and the driver's
-  library folders stay readable, LD_LIBRARY_PATH passes through, CUDA's JIT cache is off (`isolation.gpu_device_nodes`,
-  `isolation.gpu_library_dirs`, `isolation.sandbox_env`). When JAX is to
-  use CUDA, the sandbox refuses to start unless /dev/nvidiactl, /dev/nvidia-uvm and a /dev/nvidia<N> exist and
-  the candidates' uid can open them (`isolation.gpu_device_problem`);
+  /dev/nvidia-uvm-tools, /dev/nvidia-modeset, /dev/nvidia-caps) are bound into the sandbox, the driver's
+  library folders stay readable, LD_LIBRARY_PATH passes through and CUDA's JIT cache is off
+  (`isolation.gpu_device_nodes`, `isolation.gpu_library_dirs`, `isolation.sandbox_env`). When JAX is to use
+  CUDA, the sandbox refuses to start unless /dev/nvidiactl, /dev/nvidia-uvm and a /dev/nvidia<N> exist and the
+  candidates' uid can open them (`isolation.gpu_device_problem`);
 - host memory is bounded by RLIMIT_DATA instead of RLIMIT_AS. CUDA reserves address ranges far larger than any
   memory limit, so under RLIMIT_AS it cannot start (memory_mb=4096) or dies with std::bad_alloc (65536).
   RLIMIT_DATA counts private writable memory (malloc, numpy arrays, anonymous mmap) and not those reservations:
