@@ -16,9 +16,9 @@ GPU mode (`ProcessSandbox(gpu=True)`, or a JAX_PLATFORMS that names cuda): `--de
 minimal /dev without GPUs, so the NVIDIA device nodes that exist on the host (`gpu_device_nodes`) are bound
 into it with `--dev-bind-try`, the host's LD_LIBRARY_PATH and CUDA_DEVICE_ORDER are passed through
 (`GPU_PASSTHROUGH_ENV`), CUDA's JIT cache is off, and the folders holding the NVIDIA driver's libcuda
-(`gpu_library_dirs`) are bound back read-only where a hidden directory (e.g. /run/nvidia/driver) covered them. Every worker on a machine can
-open every GPU there: CUDA_VISIBLE_DEVICES chooses the device a candidate uses, it does not stop a candidate
-that sets its own.
+(`gpu_library_dirs`) are bound back read-only where a hidden directory (e.g. /run/nvidia/driver) covered them.
+Every worker on a machine can open every GPU there: CUDA_VISIBLE_DEVICES chooses the device a candidate uses,
+it does not stop a candidate that sets its own.
 
 As root, bwrap keeps only the capabilities the worker needs to drop privileges and clean up after a candidate
 (setuid, setgid, chown, kill, dac_override, fowner);

@@ -12,8 +12,8 @@ Life of a worker:
    driver and starts CUDA itself.
 3. For each job: fork a child. The child starts a new session, redirects stdout/stderr to a pipe, makes its own
    scratch directory, applies rlimits (`plan_limits`), drops to the unprivileged uid, builds the candidate
-   module, calls the entry and writes its verdict as JSON to a result pipe. Every candidate gets a fresh copy-on-write address space, so
-   whatever it patches dies with it.
+   module, calls the entry and writes its verdict as JSON to a result pipe. Every candidate gets a fresh
+   copy-on-write address space, so whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
 
