@@ -80,6 +80,7 @@ def run(
     workers: Annotated[Optional[int], typer.Option(help="Candidates evaluated at the same time.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed of the search.")] = None,
     ray_address: Annotated[Optional[str], typer.Option(help="An existing Ray cluster: auto, ray://host:10001 or host:6379.")] = None,
+    runner: Annotated[Optional[str], typer.Option(help="ray (default) or local (threads in this process, no Ray).")] = None,
     proposer: Annotated[Optional[str], typer.Option(help="mutator, openai or anthropic.")] = None,
     model: Annotated[Optional[str], typer.Option(help="LLM model name (with --proposer).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
@@ -91,7 +92,8 @@ def run(
 
     overrides = _overrides(
         max_evals=max_evals, max_hours=max_hours, max_cost_usd=max_cost_usd, target_score=target_score,
-        workers=workers, seed=seed, ray_address=ray_address, proposer=proposer, model=model, base_url=base_url,
+        workers=workers, seed=seed, ray_address=ray_address, runner=runner, proposer=proposer, model=model,
+        base_url=base_url,
     )
     summary, db_path = run_discovery(
         task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,

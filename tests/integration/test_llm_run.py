@@ -32,7 +32,7 @@ def test_run_end_to_end_through_the_sdk_with_a_rate_limit_on_the_way(provider, s
     with LLMServer(answer=vary_best_shot) as server:
         server.push(Reply.rate_limited(retry_after_s=0.3))  # the first request is rate-limited, then retried
         db = tmp_path / "run.db"
-        run = discover("run", str(small_bandit_task), "--db", str(db), "--max-evals", "5", "--workers", "1",
+        run = discover("run", str(small_bandit_task), "--db", str(db), "--max-evals", "5", "--workers", "1", "--runner", "local",
                        "--proposer", provider, "--model", "test-model", "--base-url", base_url(server, provider), "--json")
         assert run.returncode == 0, run.stdout + run.stderr
         assert json.loads(run.stdout)["evaluations"] == 5
@@ -48,7 +48,7 @@ def test_an_invalid_key_stops_at_once_with_a_clear_message(provider, small_bandi
     with LLMServer(answer=lambda request: Reply.unauthorized()) as server:
         key_name = "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
         run = discover("run", str(small_bandit_task), "--db", str(tmp_path / "run.db"), "--max-evals", "5",
-                       "--workers", "1", "--proposer", provider, "--model", "test-model",
+                       "--workers", "1", "--runner", "local", "--proposer", provider, "--model", "test-model",
                        "--base-url", base_url(server, provider), env={key_name: "sk-test-SECRET-123"})
         assert run.returncode == 1
         assert key_name in run.stderr
@@ -67,7 +67,7 @@ def test_the_cost_budget_stops_the_run_and_keeps_what_was_paid_for(small_bandit_
         )
         db = tmp_path / "run.db"
         run = discover("run", str(small_bandit_task), "--db", str(db), "--config", str(preset),
-                       "--max-evals", "50", "--max-cost-usd", "2.5", "--workers", "1")
+                       "--max-evals", "50", "--max-cost-usd", "2.5", "--workers", "1", "--runner", "local")
         assert run.returncode == 0, run.stdout + run.stderr
         assert "LLM budget reached" in run.stdout
     stats = json.loads(discover("stats", str(db), "--json").stdout)
