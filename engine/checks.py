@@ -34,17 +34,21 @@ def evaluate_sources(
     *,
     heldout: str,
     workers: int = 2,
+    timeout_s: float | None = None,
 ) -> dict[str, RunResult]:
     """Evaluates named models through the sandbox; returns name -> result.
 
     Args:
         models: name -> (module source, scoring entry "path.py:function" or None for the task's score).
         heldout: the split scored: "selection" (what the search sees) or "test" (reports only).
+        timeout_s: a wall-clock limit other than the task's `timeout_s` (e.g. for verification).
     """
     from sandbox.pool import make_runner
 
     config = prepared.config.sandbox.model_copy(update={"runner": "local", "num_workers": workers})
     context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
+    if timeout_s is not None:
+        context = replace(context, limits=replace(context.limits, timeout_s=timeout_s))
     names = list(models)
     results: dict[str, RunResult] = {}
     for entry in dict.fromkeys(models[name][1] or context.entry for name in names):

@@ -54,9 +54,15 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
     started = time.perf_counter()
     models = {name: (source, entry) for name, (_, source, entry) in reference_models(prepared).items()}
     models["program"] = (program.source, None)
-    if task.file.verify:
-        models["verify"] = (program.source, str(task.resolve_entry(task.file.verify, "verify")))
     results = evaluate_sources(prepared, models, heldout="test", workers=workers)
+    if task.file.verify:
+        verify_entry = str(task.resolve_entry(task.file.verify, "verify"))
+        results.update(
+            evaluate_sources(
+                prepared, {"verify": (program.source, verify_entry)}, heldout="test", workers=1,
+                timeout_s=task.file.limits.verify_timeout_s,
+            )
+        )
 
     kinds = {name: kind for name, (kind, _, _) in reference_models(prepared).items()}
     test_scores = {}

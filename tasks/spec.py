@@ -40,6 +40,8 @@ class TaskLimits(BaseModel):
     memory_mb: int = Field(4096, gt=64)
     max_processes: int = Field(64, ge=1)
     max_file_mb: int = Field(64, ge=1)
+    # `discover verify` refits many simulated datasets; it gets its own, longer wall-clock limit.
+    verify_timeout_s: float = Field(900.0, gt=0)
 
 
 class Baseline(BaseModel):
