@@ -34,6 +34,9 @@ class Runner(Protocol):
     def results(self, timeout_s: float) -> list[RunResult]: ...
 
 
+_UNKNOWN = object()
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
     """When to stop. None means no limit of that kind."""
@@ -123,6 +126,7 @@ class SearchLoop:
         self._duplicates = 0
         self._proposal_count = 0
         self._budget_message: str | None = None
+        self._best: float | None | object = _UNKNOWN
 
     # -- seeding ---------------------------------------------------------------------------------------------
     def ensure_seed(self) -> Program:
@@ -186,8 +190,8 @@ class SearchLoop:
             return f"reached --max-evals {budget.max_evals}"
         if budget.max_hours is not None and time.monotonic() - started >= budget.max_hours * 3600:
             return f"reached --max-hours {budget.max_hours}"
-        best = self.database.best(1)
-        if budget.target_score is not None and best and best[0].score is not None and best[0].score >= budget.target_score:
+        best = self._best_score()
+        if budget.target_score is not None and best is not None and best >= budget.target_score:
             return f"reached the target score {budget.target_score}"
         if budget.max_proposals is not None and self._proposal_count >= budget.max_proposals:
             return f"made {self._proposal_count} proposals, most of them duplicates; the proposer is stuck"
@@ -195,9 +199,10 @@ class SearchLoop:
 
     def _register(self, candidate: Candidate, started: float, best_before: float | None) -> Program:
         program = self.database.register(candidate)
-        best = self.database.best(1)
-        best_score = best[0].score if best else None
         improved = program.score is not None and (best_before is None or program.score > best_before)
+        if improved:
+            self._best = program.score
+        best_score = self._best_score()
         self.on_event(
             LoopEvent(
                 program=program,
@@ -212,8 +217,11 @@ class SearchLoop:
         return program
 
     def _best_score(self) -> float | None:
-        best = self.database.best(1)
-        return best[0].score if best else None
+        """The best score stored so far, tracked here: asking the database each time costs a scan."""
+        if self._best is _UNKNOWN:
+            best = self.database.best(1)
+            self._best = best[0].score if best else None
+        return self._best
 
     def _handle_proposal(self, proposal: Proposal, island_id: int, parent_ids: tuple[int, ...], propose_s: float, started: float) -> None:
         if not proposal.source.strip():
