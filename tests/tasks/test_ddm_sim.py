@@ -108,3 +108,26 @@ def test_the_twins_generating_model_beats_the_seed_on_held_out_trials(data_mirro
                                                   (0.0, 0.032, 0.064, 0.128, 0.256, 0.512)}
         assert set(result["fitted_params"]) >= {"k_B", "k_N", "nondecision_s_B", "nondecision_s_N"}
     assert truth["score"] > seed_result["score"] + 0.005
+
+
+def test_verify_figures_are_well_formed_plain_data():
+    """verify's figures (recovery refits are left to `discover verify`): two per monkey, data and model series."""
+    from tasks.ddm_sim.verify import _figures
+
+    seed = module_from(TASK / "seed.py")
+    rng = np.random.default_rng(0)
+    n = 120
+    heldout = {"coherences": np.tile(np.array([0.0, 0.032, 0.064, 0.128, 0.256, 0.512], np.float32), (1, 1)),
+               "coherence_index": rng.integers(0, 6, (1, n)).astype(np.int32),
+               "correct": rng.integers(0, 2, (1, n)).astype(np.int32),
+               "rt_s": rng.uniform(0.3, 1.2, (1, n)).astype(np.float32), "mask": np.ones((1, n), np.float32)}
+    figures = _figures(seed.simulate, [{"k": 12.0, "bound": 0.9, "nondecision_s": 0.3}], heldout, seed=0)
+    assert [f["title"] for f in figures] == ["Psychometric curve, monkey B (held-out trials)",
+                                             "RT quantiles of correct choices, monkey B (held-out trials)"]
+    for figure in figures:
+        assert {s["role"] for s in figure["series"]} == {"data", "model"}
+        for series in figure["series"]:
+            assert len(series["x"]) == len(series["y"]) == 6
+            assert all(isinstance(v, float) for v in series["y"])
+    model_p = figures[0]["series"][1]["y"]
+    assert model_p[-1] > 0.95 and abs(model_p[0] - 0.5) < 0.05  # 2000 simulated trials per coherence

@@ -1,0 +1,120 @@
+"""Checks of a fitted simulator: parameter recovery by SMC-ABC and posterior-predictive figures.
+
+Recovery: RECOVERY_SETS parameter sets are drawn around each monkey's posterior-mean parameters (normal steps of
+RECOVERY_SPREAD in the unconstrained space), trials shaped like the training split (same coherence sequence) are
+simulated from the candidate itself, the model is refitted to them by the same SMC-ABC as `score`, and generating
+and recovered posterior means are correlated over all sets and monkeys.
+Figures: the psychometric curve (P(correct) per coherence) and the RT quantiles of correct trials per coherence,
+model (FIGURE_TRIALS_PER_COHERENCE trials simulated at the posterior mean) vs held-out data, per monkey.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from engine.fit import fit_simulation_based, read_params
+
+try:
+    from tasks.ddm_sim.score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
+                                     NUM_PARTICLES, QUANTILES, _design, _group, score, summary_statistics)
+except ImportError:  # pragma: no cover - the task folder is on the path instead
+    from score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS, NUM_PARTICLES,
+                       QUANTILES, _design, _group, score, summary_statistics)
+
+RECOVERY_SETS = 3
+RECOVERY_SPREAD = 0.4
+FIGURE_TRIALS_PER_COHERENCE = 2000
+Split = Mapping[str, np.ndarray]
+
+
+def _as_jax(params: Mapping[str, float]) -> dict[str, jax.Array]:
+    return {name: jnp.float32(value) for name, value in params.items()}
+
+
+def _figures(simulate, fitted: list[dict[str, float]], heldout: Split, seed: int) -> list[dict[str, Any]]:
+    figures = []
+    for g, params in enumerate(fitted):
+        monkey = MONKEYS[g]
+        levels = np.asarray(heldout["coherences"][g], np.float64)
+        coherence, index_model = _design(levels, FIGURE_TRIALS_PER_COHERENCE)
+        correct_model, rt_model = simulate(_as_jax(params), coherence, jax.random.PRNGKey(seed + 2000 + g))
+        correct_model, rt_model = np.asarray(correct_model, bool), np.asarray(rt_model, float)
+        index_model = np.asarray(index_model)
+        data = _group(heldout, g)
+        real = data["mask"] > 0
+        index, correct, rt = data["coherence_index"][real], data["correct"][real] == 1, data["rt_s"][real]
+        present = [j for j in range(levels.size) if np.any(index == j)]
+        x = [float(levels[j] * 100) for j in present]
+        p_data = [float(correct[index == j].mean()) for j in present]
+        n = [int(np.sum(index == j)) for j in present]
+        figures.append({
+            "title": f"Psychometric curve, monkey {monkey} (held-out trials)",
+            "xlabel": "motion coherence (%)", "ylabel": "P(correct)",
+            "series": [
+                {"label": "data", "x": x, "y": p_data, "kind": "scatter", "role": "data",
+                 "yerr": [float(np.sqrt(p * (1 - p) / max(k, 1))) for p, k in zip(p_data, n)]},
+                {"label": "model", "x": x, "y": [float(correct_model[index_model == j].mean()) for j in present],
+                 "kind": "line", "role": "model"},
+            ],
+        })
+        series = []
+        for q in QUANTILES:
+            def quantile(rts):
+                rts = rts[np.isfinite(rts)]
+                return float(np.quantile(rts, q)) if rts.size else float("nan")
+            series.append({"label": f"data q{q:.1f}", "x": x, "kind": "scatter", "role": "data",
+                           "y": [quantile(rt[(index == j) & correct]) for j in present]})
+            series.append({"label": f"model q{q:.1f}", "x": x, "kind": "line", "role": "model",
+                           "y": [quantile(rt_model[(index_model == j) & correct_model]) for j in present]})
+        figures.append({
+            "title": f"RT quantiles of correct choices, monkey {monkey} (held-out trials)",
+            "xlabel": "motion coherence (%)", "ylabel": "reaction time (s)", "series": series,
+        })
+    return figures
+
+
+def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
+    simulate = candidate.simulate
+    spec = read_params(candidate.__source__, "simulate")
+    result = score(candidate, train, heldout, seed=seed)
+    n_groups = int(np.asarray(train["mask"]).shape[0])
+    fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]
+    levels = np.asarray(train["coherences"][0], np.float64)
+    n_coherences = levels.shape[0]
+    fit_coherence, fit_index = _design(levels, 40)
+
+    def simulate_data(params, key):
+        correct, rt_s = simulate(params, fit_coherence, key)
+        return {"coherence_index": fit_index, "correct": correct, "rt_s": rt_s, "mask": jnp.ones_like(rt_s)}
+
+    rng = np.random.default_rng(seed)
+    generating, recovered = [], []
+    for k in range(RECOVERY_SETS):
+        for g in range(n_groups):
+            z = np.asarray(spec.unconstrain(fitted[g])) + RECOVERY_SPREAD * rng.standard_normal(spec.size)
+            params = {n: float(v) for n, v in spec.constrain(jnp.asarray(z, jnp.float32)).items()}
+            row = _group(train, g)
+            coherence = jnp.asarray(levels[row["coherence_index"]], jnp.float32)
+            correct, rt_s = simulate(_as_jax(params), coherence, jax.random.PRNGKey(seed + 100 * k + g))
+            observed = {**row, "correct": np.asarray(correct, np.int32), "rt_s": np.asarray(rt_s, np.float32)}
+            refit = fit_simulation_based(
+                simulate_data, lambda d: summary_statistics(d, n_coherences), spec, observed,
+                num_particles=NUM_PARTICLES, max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
+                min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + 100 * k + g)
+            generating.append(params)
+            recovered.append(refit.mean())
+    recovery, pairs = {}, {}
+    for name in spec.names:
+        truth = np.array([p[name] for p in generating])
+        estimate = np.array([p[name] for p in recovered])
+        pairs[name] = [[float(a), float(b)] for a, b in zip(truth, estimate)]
+        recovery[name] = float(np.corrcoef(truth, estimate)[0, 1]) if np.std(truth) > 0 and np.std(estimate) > 0 \
+            else float("nan")
+    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
+            "figures": _figures(simulate, fitted, heldout, seed)}
