@@ -151,3 +151,22 @@ def test_sigint_stops_cleanly_commits_and_prints_the_resume_command(small_bandit
     with sqlite3.connect(db) as connection:
         assert connection.execute("pragma integrity_check").fetchone()[0] == "ok"
         assert connection.execute("select count(*) from programs").fetchone()[0] >= 4
+
+
+def test_pareto_front_and_config_show(small_bandit_run, tmp_path: Path):
+    task, db, _ = small_bandit_run
+    front = json.loads(discover("best", str(db), "--pareto", "--json").stdout)
+    assert front and all(p["outcome"] == "OK" for p in front)
+    # No program on the front is beaten on score by a simpler or equally complex one on the front.
+    for a in front:
+        for b in front:
+            if b["num_params"] <= a["num_params"] and b["ast_size"] <= a["ast_size"] and b["id"] != a["id"]:
+                assert b["score"] <= a["score"]
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("run: {max_evals: 7}\nsandbox: {num_workers: 3}\n")
+    shown = discover("config", "show", str(task), "--config", str(preset), "--workers", "5").stdout
+    assert "max_evals: 7" in shown and "num_workers: 5" in shown
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sandbox: {num_worker: 3}\n")
+    refused = discover("config", "show", str(task), "--config", str(bad), check=False)
+    assert refused.returncode == 1 and "sandbox.num_worker" in refused.stderr and "bad.yaml" in refused.stderr
