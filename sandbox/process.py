@@ -233,6 +233,10 @@ class ProcessSandbox:
     def _start_worker(self) -> float:
         started = time.perf_counter()
         limits = self.context.limits
+        if self.drop_uid is not None and self.workers_started > 0:
+            # A fresh uid per worker: processes a killed worker left as zombies (reparented to a pid 1 that may
+            # not reap them, as without bubblewrap's pid namespace) still count against their uid's RLIMIT_NPROC.
+            self.drop_uid = isolation.allocate_uid()
         scratch = isolation.SANDBOX_SCRATCH if self.bwrap else tempfile.mkdtemp(prefix="discover-sandbox-")
         readable = isolation.gpu_library_dirs() if self.gpu else ()
         # RLIMIT_NPROC counts threads: leave room for XLA's thread pools (about one per core, a few pools), and
