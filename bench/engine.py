@@ -135,14 +135,21 @@ def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, 
                 return program
 
             database.register = timed_register  # type: ignore[method-assign]
-            # Warm-up: let every worker start (Ray actors, bwrap, imports) before the clock runs.
-            asyncio.run(loop.run(Budget(max_evals=database.num_evaluations + 2 * workers)))
-            before = database.num_evaluations
-            register_s[0], totals.clear()
-            started = time.perf_counter()
-            asyncio.run(loop.run(Budget(max_evals=before + candidates, max_proposals=10 ** 9)))
-            elapsed = time.perf_counter() - started
-            done = database.num_evaluations - before
+            async def warm_then_measure() -> tuple[int, float]:
+                # Warm-up: let every worker start (Ray actors, bwrap, imports) before the clock runs. One event
+                # loop for both, since an LLM client's connections belong to the loop that opened them.
+                await loop.run(Budget(max_evals=database.num_evaluations + 2 * workers))
+                before = database.num_evaluations
+                register_s[0] = 0.0
+                totals.clear()
+                started = time.perf_counter()
+                await loop.run(Budget(max_evals=before + candidates, max_proposals=10 ** 9))
+                elapsed = time.perf_counter() - started
+                if hasattr(proposer, "aclose"):
+                    await proposer.aclose()
+                return database.num_evaluations - before, elapsed
+
+            done, elapsed = asyncio.run(warm_then_measure())
         finally:
             runner.close()
             database.close()
