@@ -38,7 +38,7 @@ def data_mirror(monkeypatch):
 def test_spec_loads(yaml_name):
     spec = load_task(TASK / yaml_name)
     assert spec.function_name == "simulate"
-    assert set(spec.baseline_sources()) == {"ddm", "collapsing_bound"}
+    assert set(spec.baseline_sources()) == {"collapsing_bound"}  # the seed is the standard DDM
 
 
 def test_summary_statistics_are_p_correct_and_correct_rt_quantiles():
