@@ -64,7 +64,7 @@ def to_candidate(
         outcome=result.outcome.name if (ok or result.outcome is not Outcome.OK) else Outcome.INVALID_OUTPUT.name,
         score=float(result.scores["score"]) if ok else None,
         scores_per_test={k: float(v) for k, v in per_test.items() if _finite(v)} if ok else {},
-        error=result.error if not ok or not result.error else result.error,
+        error=result.error,
         fitted_params=dict(details.get("fitted_params") or {}),
         timings={**{k: float(v) for k, v in result.timings.items()}, "wall": result.wall_time_s, "propose": propose_s},
         extra_scores={k: float(v) for k, v in result.scores.items() if k != "score" and _finite(v)},

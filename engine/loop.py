@@ -180,7 +180,7 @@ class SearchLoop:
     def _in_flight(self) -> int:
         return len(self._pending) + len(self._proposals)
 
-    def _stop_reason(self, budget: Budget, started: float, evaluations_at_start: int) -> str | None:
+    def _stop_reason(self, budget: Budget, started: float) -> str | None:
         if self.stop_requested:
             if self._budget_message and (self._pending or self._proposals):
                 return None  # let the evaluations already paid for finish
@@ -259,7 +259,7 @@ class SearchLoop:
         reason: str | None = None
         try:
             while True:
-                reason = self._stop_reason(budget, started, evaluations_at_start)
+                reason = self._stop_reason(budget, started)
                 if reason is not None:
                     break
                 remaining = 0 if self.stop_requested else budget.max_evals - self.database.num_evaluations
