@@ -32,6 +32,7 @@ from typing import Any
 
 from sandbox import isolation, zygote
 from sandbox.errors import SandboxError
+from sandbox.process import preload_for
 from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
 from sandbox.static_check import check_source
 
@@ -143,7 +144,7 @@ def worker_init(context: TaskContext, *, root: str, scratch: str) -> dict[str, A
         "root": root,
         "function_name": context.function_name,
         "payload": pickle.dumps(dict(context.payload), protocol=pickle.HIGHEST_PROTOCOL),
-        "preload": ("numpy", "jax", "jax.numpy", "optax"),
+        "preload": preload_for(context.allowed_imports),
         "limits": asdict(context.limits),
         "scratch": scratch,
         "scratch_keep": [],  # nothing is bound into the container's scratch tmpfs

@@ -85,8 +85,31 @@ from sandbox.static_check import check_source
 
 logger = logging.getLogger(__name__)
 
-#: Modules the worker imports before forking, when installed.
+#: Modules the worker imports before forking, when installed and the task allows candidates to import them.
 DEFAULT_PRELOAD = ("numpy", "jax", "jax.numpy", "optax")
+
+
+def preload_for(allowed_imports: Sequence[str]) -> tuple[str, ...]:
+    """Returns the modules a worker imports before forking for a task allowing `allowed_imports`.
+
+    Each candidate then finds them imported, and pays nothing for them. A task that allows fewer heavy modules
+    gets a lighter worker, whose fork and exit per candidate cost less (about 0.3 ms against 5 ms of CPU with
+    JAX loaded). The entry's own imports are loaded anyway, with the entry, before forking.
+
+    Example:
+        >>> preload_for(("math", "jax"))
+        ('math', 'jax', 'jax.numpy')
+        >>> preload_for(("*",))
+        ('numpy', 'jax', 'jax.numpy', 'optax')
+    """
+    if "*" in allowed_imports:
+        return DEFAULT_PRELOAD
+    names: list[str] = []
+    for name in allowed_imports:
+        names.append(name)
+        if name == "jax":
+            names.append("jax.numpy")
+    return tuple(dict.fromkeys(names))
 
 _warned_no_bwrap = False
 _warn_lock = threading.Lock()
@@ -106,7 +129,8 @@ class ProcessSandbox:
         hidden_paths: files or directories the worker must not see (e.g. the SQLite database and its folder),
             in addition to the user's home, /root and /home.
         max_jobs_per_worker: the worker is replaced after this many jobs (1 = a fresh process per candidate).
-        preload: modules imported once by the worker before forking.
+        preload: modules imported once by the worker before forking; default: `preload_for` the context's
+            allowed imports.
         startup_timeout_s: seconds a worker may take to start (import JAX, the entry, unpickle the payload).
         scratch_mb: size of the worker's private writable tmpfs, in MiB.
         extra_env: extra environment variables for the worker (never put secrets here).
@@ -120,7 +144,7 @@ class ProcessSandbox:
     """
 
     def __init__(self, context: TaskContext, *, use_bwrap: bool | None = None, hidden_paths: Sequence[str] = (),
-                 max_jobs_per_worker: int = 500, preload: Sequence[str] = DEFAULT_PRELOAD,
+                 max_jobs_per_worker: int = 500, preload: Sequence[str] | None = None,
                  startup_timeout_s: float = 120.0, scratch_mb: int = 256,
                  extra_env: Mapping[str, str] | None = None, gpu: bool | None = None) -> None:
         if max_jobs_per_worker < 1:
@@ -137,7 +161,7 @@ class ProcessSandbox:
             _warn_once_no_bwrap()
         self.hidden_paths = tuple(hidden_paths)
         self.max_jobs_per_worker = max_jobs_per_worker
-        self.preload = tuple(preload)
+        self.preload = preload_for(context.allowed_imports) if preload is None else tuple(preload)
         self.startup_timeout_s = startup_timeout_s
         self.scratch_mb = scratch_mb
         self.extra_env = dict(extra_env or {})
