@@ -34,6 +34,8 @@ class SandboxConfig(BaseModel):
         max_in_flight_per_island: candidates of one island being evaluated at once; the engine waits for
             results before sampling more prompts from that island.
         queued_per_worker: jobs kept waiting on each worker besides the running one, so workers never idle.
+        max_jobs_per_call: Ray runner: when more jobs wait than the workers have room for, up to this many go
+            to a worker in one Ray call (each still in its own sandboxed process), saving a round trip per job.
         use_bwrap: process backend only. None uses bubblewrap when it works here, True requires it,
             False never uses it.
         docker_image: docker backend only: the image built from the repository's Dockerfile.
@@ -50,6 +52,7 @@ class SandboxConfig(BaseModel):
     ray_address: str | None = None
     max_in_flight_per_island: int = Field(default=2, ge=1)
     queued_per_worker: int = Field(default=1, ge=0, le=64)
+    max_jobs_per_call: int = Field(default=8, ge=1, le=256)
     use_bwrap: bool | None = None
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_startup_grace_s: float = Field(default=20.0, ge=0.0)

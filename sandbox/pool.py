@@ -302,4 +302,5 @@ def make_runner(
         num_gpus_per_worker=config.num_gpus_per_worker,
         sandbox_factory=spec,
         queued_per_worker=config.queued_per_worker,
+        max_jobs_per_call=config.max_jobs_per_call,
     )

@@ -2,15 +2,19 @@
 
 Each actor owns one sandbox for the run's task (the task context, payload included, is put into Ray's
 object store once and shared by all actors). The runner keeps `1 + queued_per_worker` calls queued on each
-actor so an actor starts its next candidate as soon as one finishes. Ray types stay in this module: callers
+actor so an actor starts its next candidate as soon as one finishes. When more jobs wait than the actors have
+free calls (short candidates, many in flight), one call carries several jobs (`max_jobs_per_call`), each still
+run in its own sandboxed process: this saves Ray's round trip per job. Ray types stay in this module: callers
 see `Job` and `RunResult` only.
 
 Failures:
 - A candidate's own failure (timeout, crash, bad output) is a `RunResult` from the sandbox; the actor lives on.
-- An actor or its node that dies is replaced. The candidate it was running is retried once on another
-  actor; a second loss returns `Outcome.WORKER_LOST`. Candidates only queued behind it are resent as they are.
-- An actor that does not answer within `2 * timeout_s + watchdog_grace_s` (default 60 s) is killed and replaced,
-  and its candidate gets `Outcome.TIMEOUT` (the sandbox's own timeout should have fired long before).
+- An actor or its node that dies is replaced. The candidates of the call it was running are retried once on
+  another actor; a second loss returns `Outcome.WORKER_LOST`. Candidates only queued behind it are resent as
+  they are.
+- An actor that does not answer within `2 * timeout_s` per job of its call plus `watchdog_grace_s` (default
+  60 s) is killed and replaced, and the candidates of that call get `Outcome.TIMEOUT` (the sandbox's own timeout
+  should have fired long before).
 
 Scheduling overhead, measured with `python -m sandbox.ray_pool --jobs 300` (trivial jobs submitted all at once,
 after a warm-up; Ray 2.60, a 2-core machine shared with other work, load average ~9, so expect +-50%):
@@ -59,6 +63,10 @@ class _SandboxActor:
     def run(self, job: Job) -> tuple[RunResult, str]:
         return self._sandbox.run(job), self._node_id
 
+    def run_batch(self, jobs: tuple[Job, ...]) -> tuple[list[RunResult], str]:
+        """Runs the jobs one after another (each in its own sandboxed process); one actor call for all."""
+        return [self._sandbox.run(job) for job in jobs], self._node_id
+
     def pid(self) -> int:
         import os
 
@@ -75,7 +83,7 @@ class _Worker:
     actor: Any  # ray.actor.ActorHandle
     started: Any  # ObjectRef of the actor's first call, ready once its process runs
     started_at: float | None = None  # when `started` was seen ready: the watchdog ignores actor start-up
-    calls: deque[tuple[Any, Job]] = field(default_factory=deque)  # (ObjectRef, job)
+    calls: deque[tuple[Any, tuple[Job, ...]]] = field(default_factory=deque)  # (ObjectRef, the call's jobs)
     head_started_at: float = 0.0
 
     def silent_since(self) -> float | None:
@@ -98,9 +106,12 @@ class RayRunner:
             only the devices Ray assigned to its actor; 0 pins JAX to the CPU.
         sandbox_factory: opens each actor's sandbox; must be picklable. Default: `ProcessSandbox`.
         queued_per_worker: calls waiting on each actor besides the running one.
+        max_jobs_per_call: when more jobs wait than the actors have free calls, up to this many go to an actor
+            in one call (run one after another, each isolated as usual). It saves Ray's ~1 ms round trip per
+            job when jobs are short and many; with few jobs waiting every call carries one.
         num_cpus_per_worker: CPUs Ray reserves for each actor.
-        watchdog_grace_s: an actor silent for `2 * timeout_s + watchdog_grace_s` seconds on one job (counted
-            from when its process was up) is killed and replaced.
+        watchdog_grace_s: an actor silent for `2 * timeout_s` per job plus `watchdog_grace_s` seconds on one
+            call (counted from when its process was up) is killed and replaced.
     """
 
     def __init__(
@@ -114,6 +125,7 @@ class RayRunner:
         queued_per_worker: int = 1,
         num_cpus_per_worker: float = 1.0,
         watchdog_grace_s: float = 60.0,
+        max_jobs_per_call: int = 8,
     ) -> None:
         if num_workers < 1:
             raise SandboxError(f"num_workers must be at least 1, found {num_workers}")
@@ -122,8 +134,12 @@ class RayRunner:
         if self._owns_ray:
             _init_ray(ray_address, num_cpus=max(1, round(num_workers * num_cpus_per_worker)))
         self._closed = False
-        self._watchdog_s = 2 * context.limits.timeout_s + watchdog_grace_s
+        if max_jobs_per_call < 1:
+            raise SandboxError(f"max_jobs_per_call must be at least 1, found {max_jobs_per_call}")
+        self._timeout_s = context.limits.timeout_s
+        self._watchdog_grace_s = watchdog_grace_s
         self._max_calls = 1 + queued_per_worker
+        self._max_jobs_per_call = max_jobs_per_call
         self._actor_class = ray.remote(_SandboxActor).options(
             num_cpus=num_cpus_per_worker,
             num_gpus=num_gpus_per_worker,
@@ -140,6 +156,8 @@ class RayRunner:
         self._node_by_job: dict[int, str] = {}
         self.replacements = 0
         """How many actors were replaced after dying or hanging."""
+        self.calls_made = 0
+        """How many Ray calls carried jobs (fewer than the jobs when calls carried several)."""
 
     @property
     def num_workers(self) -> int:
@@ -210,23 +228,34 @@ class RayRunner:
         return _Worker(actor=actor, started=actor.pid.remote())
 
     def _dispatch(self) -> None:
-        """Sends waiting jobs to the actors with the fewest calls, up to `_max_calls` each."""
+        """Sends waiting jobs to the actors with the fewest calls, up to `_max_calls` calls each.
+
+        A call carries one job unless more jobs wait than the actors have free calls; then the waiting jobs are
+        spread over the free calls, at most `_max_jobs_per_call` per call.
+        """
         while self._waiting:
             worker = min(self._workers, key=lambda w: len(w.calls))
             if len(worker.calls) >= self._max_calls:
                 return
-            job = self._waiting.popleft()
-            ref = worker.actor.run.remote(job)
+            free_calls = sum(self._max_calls - len(w.calls) for w in self._workers)
+            count = min(self._max_jobs_per_call, -(-len(self._waiting) // free_calls))
+            jobs = tuple(self._waiting.popleft() for _ in range(count))
+            ref = worker.actor.run.remote(jobs[0]) if count == 1 else worker.actor.run_batch.remote(jobs)
+            self.calls_made += 1
             if not worker.calls:
                 worker.head_started_at = time.monotonic()
-            worker.calls.append((ref, job))
+            worker.calls.append((ref, jobs))
             self._owner[ref] = worker
+
+    def _watchdog_limit(self, worker: _Worker) -> float:
+        """Seconds the actor's running call may take: 2 * timeout_s per job of the call, plus the grace."""
+        jobs = len(worker.calls[0][1]) if worker.calls else 1
+        return 2 * self._timeout_s * jobs + self._watchdog_grace_s
 
     def _wait_budget(self, deadline: float) -> float:
         now = time.monotonic()
-        silent = [since for w in self._workers if (since := w.silent_since()) is not None]
-        next_watchdog = min((since + self._watchdog_s for since in silent), default=deadline)
-        return max(0.0, min(deadline, next_watchdog) - now)
+        watchdogs = [since + self._watchdog_limit(w) for w in self._workers if (since := w.silent_since()) is not None]
+        return max(0.0, min([deadline, *watchdogs]) - now)
 
     def _collect(self, wait_s: float) -> None:
         """Moves finished calls into `_finished`, replacing actors that died."""
@@ -242,7 +271,7 @@ class RayRunner:
             if worker is None:  # its actor died and was replaced while handling an earlier ref
                 continue
             try:
-                result, node_id = ray.get(ref)
+                returned, node_id = ray.get(ref)
             except ray.exceptions.RayActorError as error:
                 if error.actor_init_failed:
                     raise SandboxError(
@@ -259,11 +288,12 @@ class RayRunner:
                 self._replace(worker, reason=_last_line(error), outcome=Outcome.WORKER_LOST)
                 continue
             self._remove_call(worker, ref)
-            self._node_by_job[result.job_id] = node_id
-            self._finished.append(result)
+            for result in returned if isinstance(returned, list) else [returned]:
+                self._node_by_job[result.job_id] = node_id
+                self._finished.append(result)
 
     def _remove_call(self, worker: _Worker, ref: Any) -> None:
-        worker.calls = deque((r, j) for r, j in worker.calls if r != ref)
+        worker.calls = deque((r, jobs) for r, jobs in worker.calls if r != ref)
         worker.head_started_at = time.monotonic()
 
     def _kill_hung_actors(self) -> None:
@@ -273,12 +303,13 @@ class RayRunner:
                 worker.started_at = now
         for worker in list(self._workers):
             since = worker.silent_since()
-            if since is not None and now - since > self._watchdog_s:
-                reason = f"the worker did not answer within {self._watchdog_s:.0f} s; it was killed and replaced"
+            limit = self._watchdog_limit(worker)
+            if since is not None and now - since > limit:
+                reason = f"the worker did not answer within {limit:.0f} s; it was killed and replaced"
                 self._replace(worker, reason=reason, outcome=Outcome.TIMEOUT)
 
     def _replace(self, worker: _Worker, *, reason: str, outcome: Outcome) -> None:
-        """Starts a new actor in place of `worker`; retries or fails the job it was running."""
+        """Starts a new actor in place of `worker`; retries or fails the jobs of the call it was running."""
         self.replacements += 1
         ray.kill(worker.actor, no_restart=True)  # it may only be unreachable, and must not come back
         index = self._workers.index(worker)
@@ -288,15 +319,19 @@ class RayRunner:
             self._owner.pop(ref, None)
         if not calls:
             return
-        (_, running), queued = calls[0], [job for _, job in calls[1:]]
-        # Jobs only queued behind the lost one never started: resend them first, as they are.
+        (_, running), queued = calls[0], [job for _, jobs in calls[1:] for job in jobs]
+        # Jobs only queued behind the lost call never started: resend them first, as they are.
         self._waiting.extendleft(reversed(queued))
-        attempts = self._attempts.get(running.job_id, 0) + 1
-        self._attempts[running.job_id] = attempts
-        if outcome is Outcome.WORKER_LOST and attempts < MAX_ATTEMPTS:
-            self._waiting.appendleft(running)
-            return
-        self._finished.append(RunResult(running.job_id, outcome, error=reason))
+        # Any job of the running call may have been the one running when the actor was lost.
+        retry = []
+        for job in running:
+            attempts = self._attempts.get(job.job_id, 0) + 1
+            self._attempts[job.job_id] = attempts
+            if outcome is Outcome.WORKER_LOST and attempts < MAX_ATTEMPTS:
+                retry.append(job)
+            else:
+                self._finished.append(RunResult(job.job_id, outcome, error=reason))
+        self._waiting.extendleft(reversed(retry))
 
     def _check_open(self) -> None:
         if self._closed:

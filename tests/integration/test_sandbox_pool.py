@@ -115,6 +115,20 @@ def test_dead_actor_is_replaced_and_its_job_retried(tmp_path: Path) -> None:
         assert runner.replacements == 1
 
 
+def test_jobs_waiting_in_numbers_share_calls_and_a_lost_call_is_retried(tmp_path: Path) -> None:
+    with RayRunner(context(), num_workers=1, sandbox_factory=ScriptedSandbox, max_jobs_per_call=4) as runner:
+        runner.submit(Job(0, "sleep:0.5"))  # the actor's two calls fill up; the rest wait and then share calls
+        for job_id in range(1, 12):
+            runner.submit(Job(job_id, f"ok:{job_id}"))
+        runner.submit(Job(12, f"die-once:{tmp_path / 'died'}"))  # in a call with others: all of it is retried
+        results = {r.job_id: r for r in collect(runner, 13)}
+        assert sorted(results) == list(range(13))
+        assert all(r.outcome is Outcome.OK for r in results.values())
+        assert all(results[j].scores == {"score": float(j)} for j in range(1, 12))
+        assert runner.replacements == 1
+        assert runner.calls_made < 13
+
+
 def test_job_that_kills_its_worker_twice_is_worker_lost() -> None:
     with RayRunner(context(), num_workers=1, sandbox_factory=ScriptedSandbox) as runner:
         runner.submit(Job(1, "die"))
