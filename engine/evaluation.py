@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Mapping
 
@@ -75,14 +76,23 @@ def to_candidate(
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _declared_bounds(source: str, function_name: str) -> tuple[tuple[str, float, float], ...]:
+    """Returns (name, low, high) per declared parameter; () when the source declares none it can read.
+
+    Cached: the loop describes the same sampled programs in prompt after prompt.
+    """
+    try:
+        spec = read_params(source, function_name)
+    except ValueError:
+        return ()
+    return tuple(zip(spec.names, spec.lows, spec.highs))
+
+
 def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> list[str]:
     """Returns the fitted parameters of a program that ended within `relative` of a declared bound."""
-    try:
-        spec = read_params(program.source, function_name)
-    except ValueError:
-        return []
     names = []
-    for name, low, high in zip(spec.names, spec.lows, spec.highs):
+    for name, low, high in _declared_bounds(program.source, function_name):
         value = program.fitted_params.get(name)
         if isinstance(value, (int, float)) and min(value - low, high - value) <= relative * (high - low):
             names.append(name)

@@ -282,6 +282,8 @@ class SearchLoop:
                             self._budget_message = f"LLM budget reached: {exhausted}"
                             continue
                         # Other LLMErrors (an invalid key, a server that stays down) propagate and stop the run.
+                        if proposal.parent_ids is not None:
+                            parent_ids = proposal.parent_ids
                         self._handle_proposal(proposal, island_id, parent_ids, propose_s, started)
                 if self._pending:
                     results = await asyncio.to_thread(self.runner.results, 0.02)

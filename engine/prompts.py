@@ -8,6 +8,7 @@ the version number; the parser reads it back from `PromptContext.next_version`.
 from __future__ import annotations
 
 import ast
+import functools
 from typing import Mapping, Sequence
 
 from engine.proposers.base import PromptContext, Shot
@@ -80,6 +81,26 @@ def diagnostics_text(
     return "; ".join(parts)
 
 
+@functools.lru_cache(maxsize=4096)
+def _rendered_shot(source: str, function_name: str, version: int) -> tuple[tuple[str, ...], tuple[str, ...], str, str]:
+    """Returns (imports, other definitions, the function as version `version`, the header of version + 1).
+
+    Cached: the database samples the best programs of each island over and over, and rendering one costs
+    two parses and two unparses.
+    """
+    imports, others, function = _split_module(source, function_name)
+    function_text = ast.unparse(_versioned_function(function, function_name, version))
+    header = ast.FunctionDef(
+        name=versioned_name(function_name, version + 1),
+        args=function.args,
+        body=[ast.Expr(ast.Constant(f"Improved version of `{versioned_name(function_name, version)}`."))],
+        decorator_list=[],
+        returns=function.returns,
+        type_params=[],
+    )
+    return tuple(imports), tuple(others), function_text, ast.unparse(ast.fix_missing_locations(header))
+
+
 def render_prompt(
     *,
     island_id: int,
@@ -95,26 +116,14 @@ def render_prompt(
         raise ValueError("a prompt needs at least one program.")
     imports: list[str] = []
     blocks: list[str] = []
-    last_function: ast.FunctionDef | None = None
+    header_text = ""
     for version, shot in enumerate(shots):
-        shot_imports, others, function = _split_module(shot.source, function_name)
+        shot_imports, others, function_text, header_text = _rendered_shot(shot.source, function_name, version)
         imports.extend(line for line in shot_imports if line not in imports)
         blocks.extend(block for block in others if block not in blocks)
-        versioned = _versioned_function(function, function_name, version)
         comment = f"# {shot.diagnostics}\n" if shot.diagnostics else ""
-        blocks.append(comment + ast.unparse(versioned))
-        last_function = function
+        blocks.append(comment + function_text)
     next_version = len(shots)
-    assert last_function is not None
-    header = ast.FunctionDef(
-        name=versioned_name(function_name, next_version),
-        args=last_function.args,
-        body=[ast.Expr(ast.Constant(f"Improved version of `{versioned_name(function_name, next_version - 1)}`."))],
-        decorator_list=[],
-        returns=last_function.returns,
-        type_params=[],
-    )
-    header_text = ast.unparse(ast.fix_missing_locations(header))
     task_text = summary.strip() + ("\n\n" + description.strip() if description.strip() else "")
     text = '"""' + task_text.replace('"""', "'''") + '"""\n' + "\n".join(imports) + "\n\n\n"
     text += "\n\n\n".join(blocks) + "\n\n\n" + header_text + "\n"

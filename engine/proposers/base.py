@@ -50,13 +50,18 @@ class PromptContext:
 
 @dataclass(frozen=True, slots=True)
 class Proposal:
-    """A proposed candidate: module source defining `function_name`, or an error when none could be made."""
+    """A proposed candidate: module source defining `function_name`, or an error when none could be made.
+
+    `parent_ids` names the programs the candidate was made from when the proposer knows (the mutator: the shot
+    it mutated); None means all of the prompt's shots, which is all an LLM proposer can say.
+    """
 
     source: str
     proposer: str
     tokens: int = 0
     cost_usd: float = 0.0
     error: str = ""
+    parent_ids: tuple[int, ...] | None = None
 
 
 class Proposer(Protocol):

@@ -154,7 +154,8 @@ class MutationProposer:
     async def propose(self, context: PromptContext) -> Proposal:
         """Returns a mutant of one of `context.shots`, or a Proposal with `error` set when none could be made."""
         mutation = self.mutate(context)
-        return Proposal(source=mutation.source, proposer=PROPOSER_NAME, error=mutation.error)
+        parent_ids = (mutation.parent_id,) if mutation.parent_id >= 0 else None
+        return Proposal(source=mutation.source, proposer=PROPOSER_NAME, error=mutation.error, parent_ids=parent_ids)
 
     def mutate(self, context: PromptContext) -> Mutation:
         """Returns a mutant with its parent and the operators applied (synchronous; a proposal takes ~1 ms)."""

@@ -47,6 +47,18 @@ def test_run_then_best_show_stats_eval(small_bandit_run, tmp_path: Path):
     assert stats["best_score"] == pytest.approx(summary["best_score"])
     assert stats["evaluations_per_s"] > 0
 
+    # The mutator names the one program it mutated as the parent (not every shot of its prompt).
+    from islands import ProgramDatabase
+
+    readonly = ProgramDatabase.open_readonly(db)
+    try:
+        programs = list(readonly.all_programs())
+    finally:
+        readonly.close()
+    ids = {p.id for p in programs}
+    mutants = [p for p in programs if p.proposer == "mutator" and p.source.strip()]
+    assert mutants and all(len(p.parent_ids) == 1 and p.parent_ids[0] in ids for p in mutants)
+
     seed_file = small_bandit_task.parent / "seed.py"
     evaluated = json.loads(discover("eval", str(small_bandit_task), str(seed_file), "--json").stdout)
     assert evaluated["outcome"] == "OK" and evaluated["error"] == ""
