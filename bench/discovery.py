@@ -193,6 +193,10 @@ def main() -> None:
     parser.add_argument("--proposers", default="mutator,constants")
     parser.add_argument("--max-minutes", type=float, help="stop each proposer's search after this long")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument(
+        "--db-dir", type=Path,
+        help="keep each search's database here as <proposer>.db (for `discover verify`); default: a temporary folder",
+    )
     parser.add_argument("--time-proposals", type=int, metavar="N", help="only time N mutator proposals and exit")
     parser.add_argument(
         "--reference", type=Path, action="append", default=[],
@@ -203,6 +207,8 @@ def main() -> None:
         time_proposals(args.task_yaml, args.time_proposals)
         return
 
+    if args.db_dir:
+        args.db_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="discover-bench-") as scratch:
         task_yaml = fast_task_copy(args.task_yaml.resolve(), Path(scratch)) if args.fast else args.task_yaml
         for reference in args.reference:
@@ -212,7 +218,8 @@ def main() -> None:
         results = []
         for name in [n for n in args.proposers.split(",") if n]:
             result = run_search(
-                task_yaml, name, Path(scratch) / f"{name}.db", args.max_evals, args.workers, args.seed, args.max_minutes
+                task_yaml, name, (args.db_dir or Path(scratch)) / f"{name}.db", args.max_evals, args.workers,
+                args.seed, args.max_minutes,
             )
             results.append(result)
             print(
