@@ -123,8 +123,13 @@ def container_settings(
     return settings
 
 
-def worker_init(context: TaskContext, *, root: str, scratch: str) -> dict[str, Any]:
-    """Returns the init message of `sandbox/zygote.py`'s `Worker` for a task mounted at `root`."""
+def worker_init(context: TaskContext, *, root: str, scratch: str, gpu: bool = False) -> dict[str, Any]:
+    """Returns the init message of `sandbox/zygote.py`'s `Worker` for a task mounted at `root`.
+
+    `gpu`: the container is handed GPUs. The candidate's process then bounds its private writable memory
+    (RLIMIT_DATA) instead of its address space, which CUDA reserves far beyond any memory limit (see
+    `zygote.plan_limits`); the container's own memory limit still applies on top.
+    """
     entry_path, _, function = context.entry.rpartition(":")
     if not entry_path or not function:
         raise SandboxError(f"TaskContext.entry = {context.entry!r}; expected 'path/to/score.py:function'.")
@@ -151,6 +156,7 @@ def worker_init(context: TaskContext, *, root: str, scratch: str) -> dict[str, A
         "drop_uid": None,  # the container already runs as an unprivileged uid
         "isolated": True,  # its own pid namespace: processes left behind are killed (only when we are pid 1)
         "nproc_extra": RUNTIME_PIDS,
+        "gpu": gpu,
     }
 
 
@@ -212,7 +218,8 @@ class DockerSandbox:
         self.startup_grace_s = startup_grace_s
         self.cpus = cpus
         self.uid = isolation.allocate_uid()
-        init = worker_init(context, root=TASK_MOUNT, scratch=SCRATCH_MOUNT)
+        gpus = [i for i in self.extra_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if i.strip()]
+        init = worker_init(context, root=TASK_MOUNT, scratch=SCRATCH_MOUNT, gpu=bool(gpus))
         if client is None:
             import docker
             import docker.errors

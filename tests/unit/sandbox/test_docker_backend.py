@@ -71,6 +71,27 @@ def test_container_settings_hand_over_ray_assigned_gpus(task: TaskContext) -> No
     assert environment["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.225"
 
 
+def test_a_container_with_gpus_bounds_private_memory_not_address_space(task: TaskContext) -> None:
+    from sandbox import zygote
+    from sandbox.docker_backend import DockerSandbox
+
+    assert worker_init(task, root="/task", scratch="/scratch")["gpu"] is False
+    init = worker_init(task, root="/task", scratch="/scratch", gpu=True)
+    assert init["gpu"] is True and init["preload"] == ("numpy",)  # what the task allows, nothing more
+    plan = dict(zygote.plan_limits(init["limits"], init["nproc_extra"], gpu=init["gpu"], vm_size_bytes=1 << 30,
+                                   vm_data_bytes=1 << 28, jax_loaded=True, cpu_count=2))
+    import resource
+
+    assert resource.RLIMIT_DATA in plan and resource.RLIMIT_AS not in plan
+    # The sandbox asks for GPU mode exactly when Ray handed its worker GPUs; no daemon is needed for that.
+    for env, gpu in (({"CUDA_VISIBLE_DEVICES": "1"}, True), ({"JAX_PLATFORMS": "cpu"}, False)):
+        sandbox = DockerSandbox(task, image="discover:latest", extra_env=env, client=object())
+        try:
+            assert pickle.loads((Path(sandbox._job_dir) / "context.pkl").read_bytes())["gpu"] is gpu
+        finally:
+            sandbox.close()
+
+
 def test_entry_must_lie_under_the_mounted_root(task: TaskContext, tmp_path: Path) -> None:
     outside = TaskContext(entry="/etc/hostname:score", payload={}, function_name="f", root=task.root)
     with pytest.raises(SandboxError, match="outside the task root"):
