@@ -3,18 +3,22 @@
 Setup: a trivial task (the candidate is called once, no fit), an instant LLM on a loopback server speaking the
 Chat Completions wire format (the real `openai` SDK), the real island database in SQLite pre-filled with 1,000
 or 10,000 programs, and the real worker pool (Ray actors owning bubblewrap sandboxes). Also the same with the
-LLM-free mutator instead of the LLM, and with the local thread pool instead of Ray.
+LLM-free mutator instead of the LLM, and with the local thread pool instead of Ray. `llm4` asks the server
+for four answers per request (`samples: 4`, Chat Completions' `n`). The LLM server runs in its own process.
 
     python bench/engine.py                 # 1,000 and 10,000 stored programs, 300 candidates each
-    python bench/engine.py --candidates 100 --stored 1000
+    python bench/engine.py --candidates 100 --stored 1000 --configs mutator:ray --profile engine.prof
 
-Prints a table: candidates/s sustained, and the mean seconds per candidate spent in each part of the loop.
+Prints two tables: candidates/s sustained with the mean milliseconds per candidate spent in parts of the loop
+(as the loop waits for them) and the outcomes; and the CPU milliseconds per candidate of each process (the
+engine, Ray's actors, the sandboxes with the candidates' processes), with the rate all cores could sustain.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import cProfile
 import os
 import resource
@@ -32,8 +36,12 @@ SEED = '''def model(params, x):
     PARAMS = {"a": (0.0, 1.0), "b": (0.0, 2.0)}
     return 0.5 * x + 0.001
 '''
-SCORE = '''def score(candidate, train, heldout, seed=0):
-    value = float(candidate.model({"a": 0.5, "b": 1.0}, 1.0))
+SCORE = '''import collections
+
+
+def score(candidate, train, heldout, seed=0):
+    # Every parameter the candidate reads is 0.5 (mutants add parameters); no fit.
+    value = float(candidate.model(collections.defaultdict(lambda: 0.5), 1.0))
     return {"score": value, "scores_per_test": {"x": value}}
 '''
 DATA = '''def load():
@@ -168,13 +176,15 @@ def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, 
         runner = build_runner(context, prepared.config)
         server = None
         try:
-            if proposer_kind == "llm":
+            if proposer_kind.startswith("llm"):  # "llm", or "llm4": four answers per request
                 from engine.llm.config import LLMConfig
                 from engine.proposers.llm import build_llm_proposer
 
                 server = LLMServerProcess().__enter__()
+                samples = int(proposer_kind[3:] or 1)
                 proposer = build_llm_proposer(LLMConfig(provider="openai", base_url=server.openai_base_url,
-                                                        models=[{"name": "instant"}], max_in_flight=16), environ={})
+                                                        models=[{"name": "instant", "samples": samples}],
+                                                        max_in_flight=16), environ={})
             else:
                 from engine.proposers.mutator import MutationProposer
 
@@ -231,6 +241,8 @@ def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, 
                 return database.num_evaluations - before, elapsed
 
             done, elapsed = asyncio.run(warm_then_measure())
+            measured = sorted(database.all_programs(), key=lambda program: program.id)[-done:] if done else []
+            outcomes = collections.Counter(str(getattr(p.outcome, "name", p.outcome)) for p in measured)
         finally:
             runner.close()
             database.close()
@@ -244,6 +256,7 @@ def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, 
         "propose_ms": 1000 * totals.get("propose", 0.0) / max(done, 1),
         "submit_ms": 1000 * totals.get("submit", 0.0) / max(done, 1),
         "cpu_ms": {name: seconds * per for name, seconds in cpu.items()},
+        "outcomes": ", ".join(f"{name} {count}" for name, count in outcomes.most_common()),
     }
 
 
@@ -252,8 +265,8 @@ def main() -> None:
     parser.add_argument("--stored", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--candidates", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--configs", nargs="+", default=["llm:ray", "mutator:ray", "mutator:local"],
-                        help="proposer:runner pairs")
+    parser.add_argument("--configs", nargs="+", default=["llm:ray", "llm4:ray", "mutator:ray", "mutator:local"],
+                        help="proposer:runner pairs; proposers: mutator, llm, llmN (N answers per request)")
     parser.add_argument("--in-flight", type=int, default=8,
                         help="candidates proposed or evaluating at once, per worker and per island")
     parser.add_argument("--profile", type=Path, metavar="FILE",
@@ -270,10 +283,10 @@ def main() -> None:
     print(f"\nwhole loop, trivial task, every candidate isolated, {arguments.workers} workers, "
           f"{arguments.in_flight} candidates in flight per worker")
     print(f"{'stored':>7} {'proposer':>9} {'runner':>7} {'cand':>5} {'cand/s':>7} {'register ms':>12} "
-          f"{'propose ms':>11} {'submit ms':>10}")
+          f"{'propose ms':>11} {'submit ms':>10}   outcomes")
     for r in rows:
         print(f"{r['stored']:>7} {r['proposer']:>9} {r['runner']:>7} {r['candidates']:>5} {r['per_s']:>7.1f} "
-              f"{r['register_ms']:>12.2f} {r['propose_ms']:>11.2f} {r['submit_ms']:>10.2f}")
+              f"{r['register_ms']:>12.2f} {r['propose_ms']:>11.2f} {r['submit_ms']:>10.2f}   {r['outcomes']}")
     print("\nCPU milliseconds per candidate, by process (engine: the loop, proposer, database and Ray driver or "
           "local threads;\nactors: Ray's worker processes; sandbox: the forking workers and the candidates' own "
           "processes)")

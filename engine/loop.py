@@ -275,16 +275,19 @@ class SearchLoop:
                     for task in done:
                         island_id, parent_ids, _ = self._proposals.pop(task)
                         try:
-                            proposal, propose_s = task.result()
+                            returned, propose_s = task.result()
                         except LLMBudgetExhausted as exhausted:
                             # A spending cap is a budget like --max-evals: finish what is in flight, then stop.
                             self.stop_requested = True
                             self._budget_message = f"LLM budget reached: {exhausted}"
                             continue
                         # Other LLMErrors (an invalid key, a server that stays down) propagate and stop the run.
-                        if proposal.parent_ids is not None:
-                            parent_ids = proposal.parent_ids
-                        self._handle_proposal(proposal, island_id, parent_ids, propose_s, started)
+                        proposals = [returned] if isinstance(returned, Proposal) else list(returned)
+                        for proposal in proposals:  # several when one request asked for several answers
+                            self._handle_proposal(
+                                proposal, island_id, proposal.parent_ids if proposal.parent_ids is not None
+                                else parent_ids, propose_s / len(proposals), started,
+                            )
                 if self._pending:
                     results = await asyncio.to_thread(self.runner.results, 0.02)
                     for result in results:

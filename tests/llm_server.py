@@ -321,11 +321,16 @@ class LLMServer:
                 "usage": {"input_tokens": prompt_tokens, "output_tokens": completion_tokens},
             }
         else:
+            # Chat Completions' n: further answers come from the same scripted reply or answer function.
+            replies = [reply] + [self._next_reply(request) for _ in range(int(request.body.get("n") or 1) - 1)]
+            choices = [{"index": i, "message": {"role": "assistant", "content": r.text},
+                        "finish_reason": "length" if r.truncated else "stop", "logprobs": None}
+                       for i, r in enumerate(replies)]
+            completion_tokens += sum(len(r.text.split()) for r in replies[1:])
             body = {
                 "id": f"chatcmpl-{number:06d}", "object": "chat.completion", "created": int(time.time()),
                 "model": request.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                             "finish_reason": "length" if reply.truncated else "stop", "logprobs": None}],
+                "choices": choices,
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                           "total_tokens": prompt_tokens + completion_tokens},
             }

@@ -18,6 +18,8 @@ class Completion:
         completion_tokens: completion tokens billed, as reported by the server.
         cost_usd: price of the request in US dollars, from the model's configured prices.
         truncated: the model stopped at its max_tokens, so the text may end mid-statement.
+        alternatives: the other answers of the same request (text, truncated) when several were asked for
+            (`ModelConfig.samples`); tokens and cost above cover all of them.
     """
 
     text: str
@@ -26,6 +28,7 @@ class Completion:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     truncated: bool = False
+    alternatives: tuple[tuple[str, bool], ...] = ()
 
     @property
     def tokens(self) -> int:

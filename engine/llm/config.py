@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 #: Environment variable read for the key when a model does not name one.
 DEFAULT_API_KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -23,6 +23,10 @@ class ModelConfig(BaseModel):
             ANTHROPIC_API_KEY, depending on the provider. The key itself never goes in a config.
         input_usd_per_mtok: price of one million prompt tokens, in US dollars.
         output_usd_per_mtok: price of one million completion tokens, in US dollars.
+        samples: answers asked for in one request (Chat Completions' `n`), each read as a candidate. The
+            prompt is sent and billed once for all of them, and the engine's own cost per request (the SDK
+            builds and parses it) is shared. OpenAI and vLLM honour it; Anthropic's Messages API has no such
+            parameter, so provider "anthropic" needs 1.
     """
 
     # hide_input_in_errors: a key pasted by mistake into api_key_env must not be echoed in the error.
@@ -35,6 +39,7 @@ class ModelConfig(BaseModel):
     api_key_env: str | None = None
     input_usd_per_mtok: float = Field(default=0.0, ge=0)
     output_usd_per_mtok: float = Field(default=0.0, ge=0)
+    samples: int = Field(default=1, ge=1, le=16)
 
     @field_validator("api_key_env")
     @classmethod
@@ -89,6 +94,16 @@ class LLMConfig(BaseModel):
     system_prompt: str = (
         "You improve Python models of behaviour and neural data. Answer with Python code in one ```python block."
     )
+
+    @model_validator(mode="after")
+    def _samples_need_chat_completions(self) -> LLMConfig:
+        many = [model.name for model in self.models if model.samples > 1]
+        if self.provider == "anthropic" and many:
+            raise ValueError(
+                f"models {', '.join(many)} ask for samples > 1, but Anthropic's Messages API returns one answer "
+                "per request; set samples: 1 (raise max_in_flight for more requests at once)"
+            )
+        return self
 
     def api_key_env(self, model: ModelConfig) -> str:
         """Returns the environment variable that holds the key for `model`."""

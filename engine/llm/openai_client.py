@@ -58,6 +58,8 @@ class OpenAIChatClient:
         settings: dict = {self._max_tokens_field: self.model.max_tokens}
         if self.model.temperature is not None:
             settings["temperature"] = self.model.temperature
+        if self.model.samples > 1:
+            settings["n"] = self.model.samples
         try:
             response = await self._sdk.chat.completions.create(model=self.model.name, messages=messages, **settings)
         # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
@@ -87,4 +89,7 @@ class OpenAIChatClient:
             completion_tokens=completion_tokens,
             cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
             truncated=choice.finish_reason == "length",
+            alternatives=tuple(
+                (other.message.content or "", other.finish_reason == "length") for other in response.choices[1:]
+            ),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,6 +69,9 @@ class Proposal:
 class Proposer(Protocol):
     """Writes the next candidate from a prompt.
 
+    `propose` returns one Proposal, or several when one request yields several answers (an LLM asked for
+    `samples` > 1); each is evaluated as its own candidate.
+
     A minimal implementation that proposes the best shot unchanged:
 
         class Echo:
@@ -74,4 +79,4 @@ class Proposer(Protocol):
                 return Proposal(source=context.shots[-1].source, proposer="echo")
     """
 
-    async def propose(self, context: PromptContext) -> Proposal: ...
+    async def propose(self, context: PromptContext) -> Proposal | Sequence[Proposal]: ...

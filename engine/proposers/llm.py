@@ -80,21 +80,30 @@ class LLMProposer:
             text += " Functions you may use as wrappers: " + ", ".join(context.primitives) + "."
         return text
 
-    async def propose(self, context: PromptContext) -> Proposal:
-        """Asks one model (drawn with `context.seed`) for the next version and returns it as a candidate."""
+    async def propose(self, context: PromptContext) -> Proposal | list[Proposal]:
+        """Asks one model (drawn with `context.seed`) for the next version and returns it as a candidate.
+
+        A model configured with `samples` > 1 answers several times in one request: then a list of proposals
+        comes back, one per answer, sharing the request's tokens and cost.
+        """
         client = self.mix.choose(random.Random(context.seed))
         try:
             completion = await client.complete(self.instruction(context) + "\n\n" + context.text)
         except LLMResponseError as error:
             return Proposal(source="", proposer="llm", error=f"unusable response: {error}")
+        answers = [(completion.text, completion.truncated), *completion.alternatives]
         name = f"llm:{completion.model}"
-        try:
-            source = self.candidate_source(completion.text, context, completion.truncated)
-        except CompletionParseError as error:
-            return Proposal(
-                source="", proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd, error=str(error)
-            )
-        return Proposal(source=source, proposer=name, tokens=completion.tokens, cost_usd=completion.cost_usd)
+        proposals = []
+        for index, (text, truncated) in enumerate(answers):
+            tokens = completion.tokens // len(answers) + (completion.tokens % len(answers) if index == 0 else 0)
+            cost_usd = completion.cost_usd / len(answers)
+            try:
+                source = self.candidate_source(text, context, truncated)
+            except CompletionParseError as error:
+                proposals.append(Proposal(source="", proposer=name, tokens=tokens, cost_usd=cost_usd, error=str(error)))
+                continue
+            proposals.append(Proposal(source=source, proposer=name, tokens=tokens, cost_usd=cost_usd))
+        return proposals[0] if len(proposals) == 1 else proposals
 
     def candidate_source(self, answer: str, context: PromptContext, truncated: bool = False) -> str:
         """Returns candidate module source from an answer (see `engine.parsing`).

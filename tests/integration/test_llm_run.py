@@ -73,3 +73,23 @@ def test_the_cost_budget_stops_the_run_and_keeps_what_was_paid_for(small_bandit_
     stats = json.loads(discover("stats", str(db), "--json").stdout)
     assert 0 < stats["evaluations"] < 50
     assert 2.5 <= stats["cost_usd"] < 2.5 + 2.0  # one request may be in flight when the cap is reached
+
+
+def test_several_answers_per_request_are_several_candidates(small_bandit_task: Path, tmp_path: Path):
+    with LLMServer(answer=vary_best_shot) as server:
+        preset = tmp_path / "samples.yaml"
+        preset.write_text(
+            "llm:\n  provider: openai\n  base_url: " + server.openai_base_url + "\n"
+            "  models: [{name: test-model, samples: 3}]\n  max_in_flight: 1\nrun: {proposer: llm}\n"
+        )
+        db = tmp_path / "run.db"
+        run = discover("run", str(small_bandit_task), "--db", str(db), "--config", str(preset), "--max-evals", "7",
+                       "--workers", "1", "--runner", "local", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert json.loads(run.stdout)["evaluations"] == 7
+        requests = list(server.requests)
+    assert requests and all(request.body.get("n") == 3 for request in requests)
+    # The seed plus six candidates need two requests of three answers; a third may have been in flight.
+    assert 2 <= len(requests) <= 3
+    best = json.loads(discover("best", str(db), "--n", "100", "--json").stdout)
+    assert sum(1 for program in best if program["proposer"] == "llm:test-model") >= 4

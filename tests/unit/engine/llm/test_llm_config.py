@@ -31,3 +31,10 @@ def test_a_key_pasted_into_api_key_env_is_not_echoed():
 def test_cost_from_prices_per_million_tokens():
     model = ModelConfig(name="m", input_usd_per_mtok=2.0, output_usd_per_mtok=8.0)
     assert model.cost_usd(1_000_000, 500_000) == pytest.approx(6.0)
+
+
+def test_several_samples_per_request_only_where_the_api_has_them():
+    models = [{"name": "m", "samples": 4}]
+    assert LLMConfig(provider="openai", models=models).models[0].samples == 4
+    with pytest.raises(ValidationError, match="Messages API returns one answer per request"):
+        LLMConfig(provider="anthropic", models=models)
