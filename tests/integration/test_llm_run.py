@@ -27,6 +27,15 @@ def base_url(server: LLMServer, provider: str) -> str:
     return server.openai_base_url if provider == "openai" else server.anthropic_base_url
 
 
+def openai_preset(path: Path, server: LLMServer, model: str) -> Path:
+    """Writes a config preset for one model (a YAML flow mapping) on the loopback server, one request at a time."""
+    path.write_text(
+        "llm:\n  provider: openai\n  base_url: " + server.openai_base_url + "\n"
+        f"  models: [{model}]\n  max_in_flight: 1\nrun: {{proposer: llm}}\n"
+    )
+    return path
+
+
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
 def test_run_end_to_end_through_the_sdk_with_a_rate_limit_on_the_way(provider, small_bandit_task: Path, tmp_path: Path):
     with LLMServer(answer=vary_best_shot) as server:
@@ -59,12 +68,8 @@ def test_an_invalid_key_stops_at_once_with_a_clear_message(provider, small_bandi
 
 def test_the_cost_budget_stops_the_run_and_keeps_what_was_paid_for(small_bandit_task: Path, tmp_path: Path):
     with LLMServer(answer=vary_best_shot) as server:
-        preset = tmp_path / "priced.yaml"
-        preset.write_text(
-            "llm:\n  provider: openai\n  base_url: " + server.openai_base_url + "\n"
-            "  models: [{name: test-model, input_usd_per_mtok: 1000.0, output_usd_per_mtok: 1000.0}]\n"
-            "  max_in_flight: 1\nrun: {proposer: llm}\n"
-        )
+        preset = openai_preset(tmp_path / "priced.yaml", server,
+                               "{name: test-model, input_usd_per_mtok: 1000.0, output_usd_per_mtok: 1000.0}")
         db = tmp_path / "run.db"
         run = discover("run", str(small_bandit_task), "--db", str(db), "--config", str(preset),
                        "--max-evals", "50", "--max-cost-usd", "2.5", "--workers", "1", "--runner", "local")
@@ -77,11 +82,7 @@ def test_the_cost_budget_stops_the_run_and_keeps_what_was_paid_for(small_bandit_
 
 def test_several_answers_per_request_are_several_candidates(small_bandit_task: Path, tmp_path: Path):
     with LLMServer(answer=vary_best_shot) as server:
-        preset = tmp_path / "samples.yaml"
-        preset.write_text(
-            "llm:\n  provider: openai\n  base_url: " + server.openai_base_url + "\n"
-            "  models: [{name: test-model, samples: 3}]\n  max_in_flight: 1\nrun: {proposer: llm}\n"
-        )
+        preset = openai_preset(tmp_path / "samples.yaml", server, "{name: test-model, samples: 3}")
         db = tmp_path / "run.db"
         run = discover("run", str(small_bandit_task), "--db", str(db), "--config", str(preset), "--max-evals", "7",
                        "--workers", "1", "--runner", "local", "--json")
