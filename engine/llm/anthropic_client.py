@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import anthropic
 
 from engine.llm.client import Completion
 from engine.llm.config import LLMConfig, ModelConfig
-from engine.llm.errors import TransientLLMError
-from engine.llm.http_errors import error_detail, retry_after_s
-from engine.llm.resilience import RequestGate, error_for_status, redact
+from engine.llm.http_errors import sdk_error
+from engine.llm.resilience import RequestGate
 
 
 def make_sdk_client(config: LLMConfig, api_key: str) -> anthropic.AsyncAnthropic:
@@ -62,19 +59,11 @@ class AnthropicMessagesClient:
                 messages=[{"role": "user", "content": prompt}],
                 **extra,
             )
-        # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
-        except anthropic.APIStatusError as error:
-            detail = error_detail(error.body, error.message, [self.key_env])
-            raise error_for_status(
-                error.status_code, detail, where=self.where, key_env=self.key_env,
-                retry_after_s=retry_after_s(error.response.headers),
-            ) from None
-        except anthropic.APITimeoutError:
-            raise TransientLLMError("the request timed out") from None
-        except anthropic.APIConnectionError as error:
-            raise TransientLLMError(f"connection error: {redact(str(error), [self.key_env])}") from None
-        except (json.JSONDecodeError, anthropic.APIResponseValidationError) as error:
-            raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
+        except Exception as error:  # noqa: BLE001 - sdk_error picks the SDK's own exceptions out
+            translated = sdk_error(error, anthropic, where=self.where, key_env=self.key_env)
+            if translated is None:
+                raise
+            raise translated from None  # not `from error`: the SDK exception holds the request and its key
         text = "".join(getattr(block, "text", "") for block in response.content if block.type == "text")
         usage = response.usage
         prompt_tokens = (usage.input_tokens or 0) + (usage.cache_creation_input_tokens or 0) + (

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import Any
 
-from engine.llm.resilience import redact
+from engine.llm.errors import LLMError, TransientLLMError
+from engine.llm.resilience import error_for_status, redact
 
 MAX_DETAIL_CHARS = 300
 
@@ -49,3 +52,24 @@ def error_detail(body: Any, fallback: str, key_envs: Iterable[str]) -> str:
             message = body["message"]
     message = redact(" ".join(message.split()), key_envs)
     return message if len(message) <= MAX_DETAIL_CHARS else message[:MAX_DETAIL_CHARS] + "..."
+
+
+def sdk_error(error: Exception, sdk: ModuleType, *, where: str, key_env: str) -> LLMError | None:
+    """Returns the engine's error for an exception raised by the `openai` or `anthropic` SDK, or None.
+
+    Both SDKs name their exceptions alike (`sdk` is the module): a status error becomes what
+    `error_for_status` says (401 stops, 429 and 5xx are retried, honouring Retry-After); timeouts, lost
+    connections and malformed bodies are transient. Raise the result `from None`: the SDK's exception holds
+    the request, whose headers hold the key.
+    """
+    if isinstance(error, sdk.APIStatusError):
+        detail = error_detail(error.body, error.message, [key_env])
+        return error_for_status(error.status_code, detail, where=where, key_env=key_env,
+                                retry_after_s=retry_after_s(error.response.headers))
+    if isinstance(error, sdk.APITimeoutError):  # a kind of APIConnectionError: ask first
+        return TransientLLMError("the request timed out")
+    if isinstance(error, sdk.APIConnectionError):
+        return TransientLLMError(f"connection error: {redact(str(error), [key_env])}")
+    if isinstance(error, (json.JSONDecodeError, sdk.APIResponseValidationError)):
+        return TransientLLMError(f"malformed response body: {str(error)[:200]}")
+    return None

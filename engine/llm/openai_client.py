@@ -3,15 +3,13 @@ llama.cpp, LiteLLM). The only module that imports the `openai` SDK."""
 
 from __future__ import annotations
 
-import json
-
 import openai
 
 from engine.llm.client import Completion
 from engine.llm.config import LLMConfig, ModelConfig
-from engine.llm.errors import LLMResponseError, TransientLLMError
-from engine.llm.http_errors import error_detail, retry_after_s
-from engine.llm.resilience import RequestGate, error_for_status, redact
+from engine.llm.errors import LLMResponseError
+from engine.llm.http_errors import sdk_error
+from engine.llm.resilience import RequestGate
 
 
 def make_sdk_client(config: LLMConfig, api_key: str) -> openai.AsyncOpenAI:
@@ -62,19 +60,11 @@ class OpenAIChatClient:
             settings["n"] = self.model.samples
         try:
             response = await self._sdk.chat.completions.create(model=self.model.name, messages=messages, **settings)
-        # `from None` everywhere: the SDK exception holds the request, whose headers hold the key.
-        except openai.APIStatusError as error:
-            detail = error_detail(error.body, error.message, [self.key_env])
-            raise error_for_status(
-                error.status_code, detail, where=self.where, key_env=self.key_env,
-                retry_after_s=retry_after_s(error.response.headers),
-            ) from None
-        except openai.APITimeoutError:
-            raise TransientLLMError("the request timed out") from None
-        except openai.APIConnectionError as error:
-            raise TransientLLMError(f"connection error: {redact(str(error), [self.key_env])}") from None
-        except (json.JSONDecodeError, openai.APIResponseValidationError) as error:
-            raise TransientLLMError(f"malformed response body: {str(error)[:200]}") from None
+        except Exception as error:  # noqa: BLE001 - sdk_error picks the SDK's own exceptions out
+            translated = sdk_error(error, openai, where=self.where, key_env=self.key_env)
+            if translated is None:
+                raise
+            raise translated from None  # not `from error`: the SDK exception holds the request and its key
         if not response.choices:  # e.g. a content filter; asking again would cost the same and get the same
             raise LLMResponseError(f"{self.where} answered without any choices")
         choice = response.choices[0]
