@@ -15,6 +15,10 @@ Inner loops:
     fit_bayesian             posterior samples (numpyro NUTS or SVI) and the held-out log pointwise predictive density
     fit_simulation_based     SMC-ABC on summary statistics for simulators without a tractable likelihood
     ddm.wiener_log_density   the drift-diffusion first-passage-time density (Navarro & Fuss 2009), for likelihoods
+
+Verification:
+    perturbed_parameters     a parameter set near a fit, to simulate parameter-recovery data from
+    recovery_table           Pearson r of generating vs recovered values, per parameter
 """
 
 from engine.fit.abc import SimulationFitResult, fit_simulation_based
@@ -30,6 +34,7 @@ from engine.fit.gradient import (
 )
 from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
+from engine.fit.recovery import perturbed_parameters, recovery_table
 
 __all__ = [
     "OPTIMIZERS",
@@ -44,7 +49,9 @@ __all__ = [
     "fit_maximum_likelihood",
     "fit_per_group",
     "fit_simulation_based",
+    "perturbed_parameters",
     "read_params",
+    "recovery_table",
     "wiener_log_density",
     "wiener_upper_probability",
 ]

@@ -13,11 +13,10 @@ from __future__ import annotations
 import types
 from typing import Any, Mapping
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_per_group, read_params
+from engine.fit import fit_per_group, perturbed_parameters, read_params, recovery_table
 
 try:
     from tasks.ddm.score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
@@ -108,8 +107,7 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     generating, rows = [], []
     for k in range(RECOVERY_SETS):
         for g in range(n_groups):
-            z = spec.unconstrain(fitted[g]) + RECOVERY_SPREAD * rng.standard_normal(spec.size)
-            params = {n: float(v) for n, v in spec.constrain(jnp.asarray(z, jnp.float32)).items()}
+            params = perturbed_parameters(spec, fitted[g], spread=RECOVERY_SPREAD, rng=rng)
             generating.append(params)
             rows.append(sample_trials(decision, params, {key: value[g] for key, value in train.items()}, rng))
     stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
@@ -118,12 +116,7 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         return -jnp.sum(trial_log_likelihoods(decision, params, group))
 
     refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed)
-    recovery, pairs = {}, {}
-    for name in spec.names:
-        truth = np.array([p[name] for p in generating])
-        recovered = np.asarray(refit.params[name], dtype=float)
-        pairs[name] = [[float(a), float(b)] for a, b in zip(truth, recovered)]
-        recovery[name] = float(np.corrcoef(truth, recovered)[0, 1]) if np.std(truth) > 0 and np.std(recovered) > 0 \
-            else float("nan")
+    recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
+    recovery, pairs = recovery_table(spec, generating, recovered)
     return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
             "figures": _figures(decision, fitted, heldout)}

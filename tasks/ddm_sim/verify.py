@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_simulation_based, read_params
+from engine.fit import fit_simulation_based, perturbed_parameters, read_params, recovery_table
 
 try:
     from tasks.ddm_sim.score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
@@ -97,8 +97,7 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     generating, recovered = [], []
     for k in range(RECOVERY_SETS):
         for g in range(n_groups):
-            z = np.asarray(spec.unconstrain(fitted[g])) + RECOVERY_SPREAD * rng.standard_normal(spec.size)
-            params = {n: float(v) for n, v in spec.constrain(jnp.asarray(z, jnp.float32)).items()}
+            params = perturbed_parameters(spec, fitted[g], spread=RECOVERY_SPREAD, rng=rng)
             row = _group(train, g)
             coherence = jnp.asarray(levels[row["coherence_index"]], jnp.float32)
             correct, rt_s = simulate(_as_jax(params), coherence, jax.random.PRNGKey(seed + 100 * k + g))
@@ -109,12 +108,6 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
                 min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + 100 * k + g)
             generating.append(params)
             recovered.append(refit.mean())
-    recovery, pairs = {}, {}
-    for name in spec.names:
-        truth = np.array([p[name] for p in generating])
-        estimate = np.array([p[name] for p in recovered])
-        pairs[name] = [[float(a), float(b)] for a, b in zip(truth, estimate)]
-        recovery[name] = float(np.corrcoef(truth, estimate)[0, 1]) if np.std(truth) > 0 and np.std(estimate) > 0 \
-            else float("nan")
+    recovery, pairs = recovery_table(spec, generating, recovered)
     return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
             "figures": _figures(simulate, fitted, heldout, seed)}

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import read_params
+from engine.fit import perturbed_parameters, read_params, recovery_table
 
 try:
     from tasks.neuron.fit_cross_entropy import fit_cross_entropy
@@ -97,25 +97,20 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     generating, cells = [], []
     for _ in range(RECOVERY_SETS):
         for c in range(n_cells):
-            z = spec.unconstrain(fitted[c]) + RECOVERY_SPREAD * rng.standard_normal(spec.size)
-            params = {n: jnp.float32(v) for n, v in spec.constrain(jnp.asarray(z, jnp.float32)).items()}
+            drawn = perturbed_parameters(spec, fitted[c], spread=RECOVERY_SPREAD, rng=rng)
+            params = {n: jnp.float32(v) for n, v in drawn.items()}
             cell = {k: np.asarray(v[c]) for k, v in train.items() if k != "step_pA"}
             voltage, spikes = _simulate_cell(membrane, params, cell)
             cells.append({**cell, "voltage_mV": (voltage + NOISE_MV * rng.standard_normal(voltage.shape)).astype(np.float32),
                           "spikes": spikes.astype(np.float32)})
-            generating.append({n: float(v) for n, v in params.items()})
+            generating.append(drawn)
     stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
 
     def objective(params, cell):
         return training_objective(membrane, params, cell)
 
     refit = fit_cross_entropy(objective, spec, stacked, guide_weight=0.5, population=64, generations=20, seed=seed)
-    recovery, pairs = {}, {}
-    for name in spec.names:
-        truth = np.array([p[name] for p in generating])
-        recovered = np.asarray(refit.params[name], dtype=float)
-        pairs[name] = [[float(a), float(b)] for a, b in zip(truth, recovered)]
-        recovery[name] = float(np.corrcoef(truth, recovered)[0, 1]) if np.std(truth) > 0 and np.std(recovered) > 0 \
-            else float("nan")
+    recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
+    recovery, pairs = recovery_table(spec, generating, recovered)
     return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
             "figures": _figures(membrane, fitted, train, heldout)}
