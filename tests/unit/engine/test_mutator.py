@@ -121,6 +121,7 @@ def test_propose_returns_a_proposal_from_the_mutator() -> None:
     assert proposal.proposer == "mutator"
     assert proposal.error == ""
     assert proposal.source != SEED and "def agent(params, state, choice, reward):" in proposal.source
+    assert proposal.parent_ids == (0,)  # the one shot it mutated, not every shot of the prompt
 
 
 def test_the_best_shot_is_the_usual_parent() -> None:
