@@ -26,7 +26,8 @@ class ModelConfig(BaseModel):
         samples: answers asked for in one request (Chat Completions' `n`), each read as a candidate. The
             prompt is sent and billed once for all of them, and the engine's own cost per request (the SDK
             builds and parses it) is shared. OpenAI and vLLM honour it; Anthropic's Messages API has no such
-            parameter, so provider "anthropic" needs 1.
+            parameter, so provider "anthropic" needs 1. A run stops at --max-evals: answers of its last requests
+            beyond that are not evaluated, though their tokens were paid for.
     """
 
     # hide_input_in_errors: a key pasted by mistake into api_key_env must not be echoed in the error.
