@@ -238,6 +238,9 @@ class ProcessSandbox:
                 startup_s += self._start_worker()
             worker = self._worker
             reply = worker.run(job, self.context.limits.timeout_s)
+            if self._closed:  # close() killed the candidate: whatever the worker managed to say about it is moot
+                self._stop_worker()
+                return {"outcome": "WORKER_LOST", "error": "the sandbox was closed while the job ran"}, startup_s
             if reply["outcome"] == "TIMEOUT" and reply.get("killed"):
                 self._stop_worker()
                 return reply, startup_s
