@@ -17,19 +17,19 @@ Failures:
   should have fired long before).
 
 Scheduling overhead, measured with `python -m sandbox.ray_pool --jobs 300` (trivial jobs submitted all at once,
-after a warm-up; Ray 2.60, a 2-core machine shared with other work, load average ~9, so expect +-50%):
+after a warm-up, so that they wait in numbers and share calls; Ray 2.60, an idle 2-core machine):
 
-    sandbox          runner        workers   jobs/s      ms/job
-    null             LocalRunner   1, 2      >30000      0.01-0.03   (a thread hand-off)
-    null             RayRunner     1         670-760     1.3-1.5     (one actor round trip per job)
-    null             RayRunner     2         1270-1470   0.7-0.8
-    ProcessSandbox   LocalRunner   1         41-54       18-24
-    ProcessSandbox   LocalRunner   2         63-122      8-16
-    ProcessSandbox   RayRunner     1         55-66       15-18
-    ProcessSandbox   RayRunner     2         51-80       13-20
+    sandbox          runner        workers   jobs/s    ms/job
+    null             LocalRunner   1, 2      60-86k    0.01-0.02   (a thread hand-off)
+    null             RayRunner     1, 2      7000-7600 0.13-0.14   (one round trip carries up to 8 jobs)
+    ProcessSandbox   LocalRunner   1         325       3.1
+    ProcessSandbox   LocalRunner   2         652       1.5
+    ProcessSandbox   RayRunner     1         319       3.1
+    ProcessSandbox   RayRunner     2         573       1.7
 
-Ray adds about 1 ms per job; the sandbox's own per-candidate cost (static check, fork, building the module,
-~15 ms) dominates even for a candidate that does nothing, and real candidates fit for seconds.
+(The task allows only `math`, so its worker does not preload JAX.) One job per call costs Ray about 1 ms; the
+sandbox's own per-candidate cost (static check, fork, rlimits, building the module, the verdict) is ~3 ms of
+CPU for a candidate that does nothing, and real candidates fit for seconds.
 """
 
 from __future__ import annotations
