@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.spec import load_task
+from tests.tasks.candidates import module_from
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def module_from(path: Path) -> types.ModuleType:
-    source = path.read_text()
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 def test_synthetic_data_is_deterministic_and_split_by_session():

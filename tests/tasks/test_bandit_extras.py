@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.spec import load_task
+from tests.tasks.candidates import module_from
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/bandit"
-
-
-def module_from(path: Path) -> types.ModuleType:
-    source = path.read_text()
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 def small_synthetic_splits():

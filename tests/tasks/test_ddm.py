@@ -3,7 +3,6 @@ fit on small subsets (the synthetic twin's generating model beats the seed and i
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -12,17 +11,10 @@ import pytest
 
 from tasks.ddm.first_passage import first_passage_densities, navarro_fuss_density
 from tasks.spec import load_task
+from tests.tasks.candidates import module_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/ddm"
-
-
-def module_from(path: Path) -> types.ModuleType:
-    source = path.read_text()
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 @pytest.mark.parametrize(("drift", "tolerance"), [(0.0, 0.06), (3.0, 0.08), (8.0, 0.2)])
@@ -98,13 +90,6 @@ def test_wrong_output_shape_is_a_one_sentence_value_error():
     candidate = module_from_source(source)
     with pytest.raises(ValueError, match=r"decision returned drift of shape \(401,\); expected \(6, 401\)"):
         check_decision(candidate.decision, ("k", "bound", "nondecision_s"), 6)
-
-
-def module_from_source(source: str) -> types.ModuleType:
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, "candidate.py", "exec"), module.__dict__)
-    return module
 
 
 @pytest.mark.slow

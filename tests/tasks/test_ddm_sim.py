@@ -4,7 +4,6 @@ known drift scale, and the synthetic twin's generating model beating the seed on
 from __future__ import annotations
 
 import os
-import types
 from pathlib import Path
 
 import jax
@@ -13,18 +12,10 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
+from tests.tasks.candidates import MIRROR, module_from
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/ddm_sim"
-MIRROR = Path("/work/shared/data")
-
-
-def module_from(path: Path) -> types.ModuleType:
-    source = path.read_text()
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 @pytest.fixture

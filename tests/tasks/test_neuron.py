@@ -3,7 +3,6 @@ real fit on the synthetic twin (the generating AdEx beats the leaky integrate-an
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -11,20 +10,10 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
+from tests.tasks.candidates import module_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/neuron"
-
-
-def module_from_source(source: str) -> types.ModuleType:
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, "candidate.py", "exec"), module.__dict__)
-    return module
-
-
-def module_from(path: Path) -> types.ModuleType:
-    return module_from_source(path.read_text())
 
 
 def test_split_holds_out_other_step_amplitudes_of_the_same_cell():

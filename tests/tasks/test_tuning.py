@@ -9,18 +9,11 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
+from tests.tasks.candidates import module_from
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/tuning"
 TWO_UNITS = ["m620r35", "m627r58"]  # the two best-driven V1 units: small and quick, still well constrained
-
-
-def module_from(path: Path) -> types.ModuleType:
-    source = path.read_text()
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 def test_both_variants_load_and_split_by_interleaved_repeats():
