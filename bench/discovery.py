@@ -8,6 +8,9 @@ reached after 50, 100, 200, 500 and 1000 evaluations.
     python bench/discovery.py tasks/bandit/task.yaml --max-evals 1000 --workers 16
     python bench/discovery.py tasks/bandit/task.yaml --max-evals 100 --workers 2 --fast
 
+With --db-dir the databases are kept, and running the same command again resumes each search up to --max-evals
+evaluations in all. Ctrl-C (or SIGTERM) stops a search cleanly, as it does `discover run`.
+
 --fast scores a copy of the task with less data and a cheaper fit (fewer sessions, restarts and optimiser
 steps), so the absolute scores differ from a full run; the comparison between proposers is what it shows.
 """
@@ -38,7 +41,7 @@ from engine.mutation.sites import FLOAT, analyse, expression_sites  # noqa: E402
 from engine.mutation.workspace import number_node  # noqa: E402
 from engine.proposers.base import PromptContext, Proposal, Shot  # noqa: E402
 from engine.proposers.mutator import MutationProposer  # noqa: E402
-from engine.session import build_runner, evaluate_file, prepare  # noqa: E402
+from engine.session import build_runner, evaluate_file, prepare, run_with_signals  # noqa: E402
 from islands import ProgramDatabase  # noqa: E402
 
 CHECKPOINTS = (50, 100, 200, 500, 1000)
@@ -149,10 +152,11 @@ def run_search(
     started = time.monotonic()
     try:
         loop.ensure_seed()
-        summary = asyncio.run(loop.run(Budget(
+        budget = Budget(
             max_evals=max_evals, max_hours=None if max_minutes is None else max_minutes / 60,
             max_proposals=20 * max_evals + 100,
-        )))
+        )
+        summary = asyncio.run(run_with_signals(loop, budget, print))
         programs = sorted(database.all_programs(), key=lambda p: p.id)
     finally:
         close = getattr(runner, "close", None)
@@ -227,6 +231,8 @@ def main() -> None:
                 f"{result['duplicates']} duplicates skipped; stopped: {result['stopped_because']}",
                 flush=True,
             )
+            if result["stopped_because"] == "interrupted":
+                break
     if not results:
         return
     seed_score = results[0]["curve"][0][1] if results[0]["curve"] else float("nan")

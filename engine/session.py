@@ -146,7 +146,7 @@ def run_discovery(
         if not quiet:
             echo(f"seed program {seed_program.id}: held-out score {seed_program.score:.4f}")
         with display:
-            summary = asyncio.run(_run_with_signals(loop, budget, echo))
+            summary = asyncio.run(run_with_signals(loop, budget, echo))
     finally:
         close = getattr(runner, "close", None)
         if close is not None:
@@ -155,7 +155,7 @@ def run_discovery(
     return summary, db_path
 
 
-async def _run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary:
+async def run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary:
     """First Ctrl-C/SIGTERM: stop taking new work and end cleanly. Second: exit at once (SQLite stays consistent)."""
     event_loop = asyncio.get_running_loop()
     presses = {"count": 0}
