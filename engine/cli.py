@@ -322,7 +322,7 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
-    from engine.verify import verify_program
+    from engine.verify import recovery_failures, verify_program
 
     record = verify_program(db, program_id, task_yaml=task, workers=workers)
     if plots is not None:
@@ -349,6 +349,8 @@ def verify(
     if record.get("recovery"):
         print("parameter recovery (Pearson r, generating vs refitted): "
               + ", ".join(f"{k}={v:.2f}" for k, v in record["recovery"].items()))
+    if recovery_failures(record):
+        print(recovery_failures(record))
     if record.get("verify_outcome") not in ("OK", "NOT_DEFINED"):
         print(f"task verification {record['verify_outcome']}: {record.get('verify_error', '')}")
     print(f"{len(record.get('figures', []))} predictive-check figures stored in {db}"

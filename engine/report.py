@@ -156,6 +156,8 @@ def _test_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
+    from engine.verify import recovery_failures
+
     parts = [
         f'<h2 id="program-{program.id}">Program {program.id}</h2>',
         f"<p>island {program.island_id}; selection score {_number(program.score)}; proposer "
@@ -172,6 +174,8 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
         if record.get("recovery"):
             recovered = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in record["recovery"].items())
             parts.append(f"<p>Parameter recovery (Pearson r, generating vs refitted): {recovered}</p>")
+        if recovery_failures(record):
+            parts.append(f"<p>{html.escape(recovery_failures(record))}</p>")
         figures = [f for f in record.get("figures", []) if not validate_figure(f)]
         if figures:
             parts.append("<h3>Posterior predictive checks</h3>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from engine.checks import evaluate_sources, reference_models
@@ -18,7 +19,7 @@ from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "locate_task"]
+__all__ = ["verify_program", "locate_task", "recovery_failures"]
 
 
 def locate_task(meta, task_yaml: Path | None) -> Path:
@@ -29,6 +30,18 @@ def locate_task(meta, task_yaml: Path | None) -> Path:
             f"cannot find the task.yaml of task '{meta.task_name}' (recorded: {path}); pass it with --task."
         )
     return Path(path)
+
+
+def recovery_failures(record: Mapping[str, Any]) -> str:
+    """Returns one sentence on the recovery sets whose refit failed, or "" when none did."""
+    failed = list(record.get("recovery_failed_sets") or [])
+    if not failed:
+        return ""
+    kept = len(next(iter((record.get("recovery_pairs") or {}).values()), []))
+    rest = (f"the correlations use the other {kept}." if kept >= 3
+            else f"the {kept} left are too few for a correlation.")
+    return (f"{len(failed)} of {len(failed) + kept} simulated parameter sets could not be refitted (no restart gave a "
+            f"finite likelihood; sets {failed}); {rest}")
 
 
 def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2) -> dict[str, Any]:
@@ -92,6 +105,7 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["verify_error"] = verify_result.error[-2000:]
         record["recovery"] = dict(verify_result.details.get("recovery") or {})
         record["recovery_pairs"] = dict(verify_result.details.get("recovery_pairs") or {})
+        record["recovery_failed_sets"] = list(verify_result.details.get("recovery_failed_sets") or [])
         record["figures"] = list(verify_result.details.get("figures") or [])
     else:
         record["verify_outcome"] = "NOT_DEFINED"

@@ -19,6 +19,7 @@ Inner loops:
 Verification:
     perturbed_parameters     a parameter set near a fit, to simulate parameter-recovery data from
     recovery_table           Pearson r of generating vs recovered values, per parameter
+    failed_sets              which recovered parameter sets are failed refits (left out of recovery_table)
 """
 
 from engine.fit.abc import SimulationFitResult, fit_simulation_based
@@ -34,7 +35,7 @@ from engine.fit.gradient import (
 )
 from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
-from engine.fit.recovery import perturbed_parameters, recovery_table
+from engine.fit.recovery import failed_sets, perturbed_parameters, recovery_table
 
 __all__ = [
     "OPTIMIZERS",
@@ -52,6 +53,7 @@ __all__ = [
     "perturbed_parameters",
     "read_params",
     "recovery_table",
+    "failed_sets",
     "wiener_log_density",
     "wiener_upper_probability",
 ]

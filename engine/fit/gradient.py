@@ -179,6 +179,7 @@ def fit_per_group(
     tol: float = 1e-6,
     seed: int = 0,
     loop: str = "auto",
+    allow_failed_groups: bool = False,
 ) -> GroupFitResult:
     """Fits each group (e.g. subject) its own parameters; groups and restarts run batched in one program.
 
@@ -188,12 +189,16 @@ def fit_per_group(
         data: pytree of arrays whose every leaf has a leading group axis (n_groups, ...).
         held_out: optional pytree like `data` (same n_groups), scored per group at that group's params.
         restarts, max_steps, optimizer, learning_rate, tol, seed, loop: as in `fit_maximum_likelihood`.
+        allow_failed_groups: when True, a group with no finite restart gets NaN parameters, an infinite NLL and
+            restarts_ok 0 instead of failing the whole fit (parameter recovery, where one simulated data set the
+            model cannot fit is a finding, not an error).
 
     Returns:
         per-group best restarts.
 
     Raises:
-        FitError when the leaves disagree on n_groups, or some group has no finite restart.
+        FitError when the leaves disagree on n_groups, or (unless allow_failed_groups) some group has no finite
+        restart.
     """
     n_groups = _leading_size(data, "data")
     if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
@@ -204,7 +209,7 @@ def fit_per_group(
                                    loop=loop)
     loss, ok, converged, z, held = outcome
     failed = np.flatnonzero(~ok.any(axis=1))
-    if failed.size:
+    if failed.size and not allow_failed_groups:
         raise FitError(
             f"all {restarts} restarts gave a non-finite likelihood for group(s) {failed.tolist()[:10]}; "
             "check the model for log(0), division by zero or overflow."
@@ -212,16 +217,24 @@ def fit_per_group(
     best = np.argmin(np.where(ok, loss, np.inf), axis=1)
     rows = np.arange(n_groups)
     constrained = spec.constrain(jnp.asarray(z[rows, best]))
-    params = {name: np.asarray(value, dtype=float) for name, value in constrained.items()}
+    params = {name: np.array(value, dtype=float) for name, value in constrained.items()}
+    neg_log_likelihood_best = loss[rows, best].astype(float)
+    held_best = None if held_out is None else held[rows, best].astype(float)
+    for value in params.values():
+        value[failed] = np.nan
+    neg_log_likelihood_best[failed] = np.inf
+    if held_best is not None:
+        held_best[failed] = np.inf
     return GroupFitResult(
         params=params,
-        neg_log_likelihood=loss[rows, best].astype(float),
+        neg_log_likelihood=neg_log_likelihood_best,
         restarts_ok=ok.sum(axis=1),
         steps=steps,
-        converged=converged[rows, best],
-        at_bounds=tuple(spec.at_bounds({n: params[n][g] for n in spec.names}) for g in range(n_groups)),
+        converged=converged[rows, best] & ok.any(axis=1),
+        at_bounds=tuple(() if g in failed else spec.at_bounds({n: params[n][g] for n in spec.names})
+                        for g in range(n_groups)),
         timings=timings,
-        held_out_neg_log_likelihood=None if held_out is None else held[rows, best].astype(float),
+        held_out_neg_log_likelihood=held_best,
     )
 
 

@@ -6,7 +6,8 @@
 - recovery: K parameter sets are drawn around the fitted ones (Gaussian steps of sd RECOVERY_SD in the fitter's
   unconstrained space), each simulates a data set shaped like `train` with the candidate agent, and all K are
   refitted with the same likelihood and fitter (`engine.fit.fit_per_group`, the K sets batched as groups);
-  recovery[name] is the Pearson r between generating and recovered values;
+  recovery[name] is the Pearson r between generating and recovered values (`engine.fit.recovery_table`), over
+  the sets whose refit succeeded; recovery_failed_sets lists the others (no restart with a finite likelihood);
 - figures: P(stay) after a win and after a loss, and the probability of choosing the better arm over trials,
   for the held-out sessions and for sessions simulated from the fitted agent in the same environments.
 
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_per_group, read_params
+from engine.fit import failed_sets, fit_per_group, read_params, recovery_table
 
 try:  # imported as the package module tasks.bandit.verify, or by path by the engine
     from tasks.bandit.score import N_STATE, check_agent, score, session_log_likelihoods
@@ -115,12 +116,6 @@ def better_arm_curve(split: Split, environment: np.ndarray) -> tuple[list[float]
     return centres, values
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if np.std(x) == 0 or np.std(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
-
-
 def _as_jax(split: Split) -> dict[str, jax.Array]:
     return {key: jnp.asarray(split[key]) for key in ("choices", "rewards", "mask")}
 
@@ -151,9 +146,11 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     def neg_log_likelihood(params, data):
         return -jnp.sum(session_log_likelihoods(agent, params, data))
 
-    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=restarts, max_steps=max_steps, seed=seed + 1)
-    recovery = {name: _pearson(generating[name], refit.params[name]) for name in spec.names}
-    pairs = {name: [[float(g), float(r)] for g, r in zip(generating[name], refit.params[name])] for name in spec.names}
+    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=restarts, max_steps=max_steps, seed=seed + 1,
+                          allow_failed_groups=True)
+    generating_sets = [{name: float(generating[name][k]) for name in spec.names} for k in range(n_sets)]
+    recovered_sets = [{name: float(refit.params[name][k]) for name in spec.names} for k in range(n_sets)]
+    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets)
 
     # posterior predictive checks on the held-out sessions' environments
     held_env = estimate_environment(heldout)
@@ -212,5 +209,6 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         "fitted_params": fitted,
         "recovery": recovery,
         "recovery_pairs": pairs,
+        "recovery_failed_sets": failed_sets(spec, recovered_sets),
         "figures": [stay_figure, curve_figure, recovery_figure],
     }

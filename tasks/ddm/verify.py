@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_per_group, perturbed_parameters, read_params, recovery_table
+from engine.fit import failed_sets, fit_per_group, perturbed_parameters, read_params, recovery_table
 
 try:
     from tasks.ddm.score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
@@ -115,8 +115,9 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     def neg_log_likelihood(params, group):
         return -jnp.sum(trial_log_likelihoods(decision, params, group))
 
-    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed)
+    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed,
+                          allow_failed_groups=True)
     recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
     recovery, pairs = recovery_table(spec, generating, recovered)
     return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
-            "figures": _figures(decision, fitted, heldout)}
+            "recovery_failed_sets": failed_sets(spec, recovered), "figures": _figures(decision, fitted, heldout)}

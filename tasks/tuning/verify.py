@@ -6,7 +6,8 @@
 - recovery: K parameter sets are drawn around the fitted ones (set k perturbs neuron k mod n_neurons, Gaussian
   steps of sd RECOVERY_SD in the fitter's unconstrained space); each simulates Poisson counts at that neuron's
   training stimuli with the candidate, all K are refitted together (`engine.fit.fit_per_group`, the same
-  likelihood and fitter as scoring), and recovery[name] is the Pearson r between generating and recovered values;
+  likelihood and fitter as scoring), and recovery[name] is the Pearson r between generating and recovered values
+  over the sets whose refit succeeded (recovery_failed_sets lists the others);
 - figures: for the first MAX_CURVE_NEURONS neurons, the direction tuning curve for single gratings at full
   contrast (data: mean count +/- s.e.m. over all repeats in train and heldout; model: the fitted function on a
   5-deg grid), and one scatter of observed vs predicted mean count per stimulus condition (held-out repeats).
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_per_group, read_params
+from engine.fit import failed_sets, fit_per_group, read_params, recovery_table
 
 try:  # imported as the package module tasks.tuning.verify, or by path by the engine
     from tasks.tuning.score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
@@ -45,12 +46,6 @@ def _rates(tuning, params: Mapping[str, np.ndarray], direction: np.ndarray, cont
     batched = {name: jnp.asarray(value, jnp.float32) for name, value in params.items()}
     rate = jax.vmap(tuning)(batched, jnp.asarray(direction), jnp.asarray(contrast))
     return np.maximum(np.asarray(rate, dtype=float), MIN_RATE)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if np.std(x) == 0 or np.std(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def single_grating_curve(split: Split, neuron: int) -> tuple[list[float], list[float], list[float]]:
@@ -107,9 +102,11 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         return -jnp.sum(trial_log_likelihoods(tuning, params, data, "poisson"))
 
     refit = fit_per_group(neg_log_likelihood, spec, {key: simulated[key] for key in FIT_KEYS},
-                          restarts=restarts, max_steps=max_steps, optimizer="lbfgs", seed=seed + 1)
-    recovery = {name: _pearson(generating[name], refit.params[name]) for name in spec.names}
-    pairs = {name: [[float(g), float(r)] for g, r in zip(generating[name], refit.params[name])] for name in spec.names}
+                          restarts=restarts, max_steps=max_steps, optimizer="lbfgs", seed=seed + 1,
+                          allow_failed_groups=True)
+    generating_sets = [{name: float(generating[name][k]) for name in spec.names} for k in range(n_sets)]
+    recovered_sets = [{name: float(refit.params[name][k]) for name in spec.names} for k in range(n_sets)]
+    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets)
 
     # tuning curves: single gratings at full contrast, data from every repeat, model on a direction grid
     both = {key: np.concatenate([np.asarray(train[key]), np.asarray(heldout[key])], axis=1)
@@ -152,5 +149,6 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         "fitted_params": scored["fitted_params"],
         "recovery": recovery,
         "recovery_pairs": pairs,
+        "recovery_failed_sets": failed_sets(spec, recovered_sets),
         "figures": figures,
     }

@@ -60,6 +60,7 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4)
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
     assert all(len(pairs) == 6 for pairs in result["recovery_pairs"].values())
+    assert result["recovery_failed_sets"] == []
     # forgetting is the weakest identified parameter with 24 sessions; the others must be recovered well
     assert min(result["recovery"][name] for name in ("alpha", "beta", "perseveration")) > 0.7, result["recovery"]
     titles = [figure["title"] for figure in result["figures"]]

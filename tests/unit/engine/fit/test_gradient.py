@@ -123,3 +123,19 @@ def test_per_group_fits_each_group_on_its_own():
 def test_per_group_rejects_ragged_groups():
     with pytest.raises(FitError, match="same group axis"):
         fit_per_group(gaussian_nll, SPEC, {"x": np.zeros((3, 5)), "y": np.zeros((4, 5))})
+
+
+def test_per_group_can_leave_a_group_it_cannot_fit_unfitted():
+    rng = np.random.default_rng(2)
+    x = (np.array([-2.0, 1.0, 3.0])[:, None] + rng.normal(0.0, 1.0, size=(3, 200))).astype(np.float32)
+    x[1, 0] = np.nan  # group 1's likelihood is NaN at every parameter value
+    with pytest.raises(FitError, match=r"all 4 restarts gave a non-finite likelihood for group\(s\) \[1\]"):
+        fit_per_group(gaussian_nll, SPEC, {"x": x}, optimizer="lbfgs", restarts=4)
+    held = {"x": np.zeros((3, 5), np.float32)}
+    result = fit_per_group(gaussian_nll, SPEC, {"x": x}, held_out=held, optimizer="lbfgs", restarts=4,
+                           allow_failed_groups=True)
+    assert result.restarts_ok.tolist() == [4, 0, 4]
+    assert np.isnan(result.params["mu"][1]) and np.isnan(result.params["sigma"][1])
+    assert result.neg_log_likelihood[1] == np.inf and result.held_out_neg_log_likelihood[1] == np.inf
+    assert result.at_bounds[1] == () and not result.converged[1]
+    np.testing.assert_allclose(result.params["mu"][[0, 2]], x[[0, 2]].mean(axis=1), atol=2e-3)
