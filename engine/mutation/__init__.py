@@ -23,6 +23,7 @@ from engine.mutation.operators import (
     unwrap,
     wrap,
 )
+from engine.mutation.liveness import remove_dead_assignments
 from engine.mutation.validate import candidate_problems, signature
 from engine.mutation.workspace import Workspace
 
@@ -45,6 +46,7 @@ __all__ = [
     "perturb_constant",
     "read_declaration",
     "remember",
+    "remove_dead_assignments",
     "signature",
     "swap_operator",
     "sync_declaration",

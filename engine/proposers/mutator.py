@@ -1,8 +1,9 @@
 """The LLM-free proposer: genetic-programming mutation and crossover of the prompt's programs.
 
 Each proposal picks a parent among the shots (mostly the best, which comes last), applies one to three
-operators from `engine.mutation` to its evolved function, re-declares PARAMS to match what the body reads,
-and checks the result with `engine.mutation.candidate_problems`. It never executes code.
+operators from `engine.mutation` to its evolved function, removes the assignments nothing reads any more
+(`engine.mutation.remove_dead_assignments`), re-declares PARAMS to match what the body reads, and checks the
+result with `engine.mutation.candidate_problems`. It never executes code.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from engine.mutation import (
     perturb_constant,
     read_declaration,
     remember,
+    remove_dead_assignments,
     signature,
     swap_operator,
     sync_declaration,
@@ -186,6 +188,10 @@ class MutationProposer:
             notes = self._apply_operators(workspace, rng)
             if not notes:
                 continue
+            dead = remove_dead_assignments(function)
+            if dead:
+                workspace.touch()
+                notes.append(f"removed {len(dead)} dead assignment{'s' if len(dead) > 1 else ''}")
             changed = shape_changes(parent.parsed.shapes, result_shapes(function, workspace.facts().name_shapes))
             if changed:
                 last_problem = f"shapes changed ({'; '.join(changed)}) after {', '.join(notes)}"

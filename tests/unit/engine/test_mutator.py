@@ -22,6 +22,7 @@ from engine.mutation import (
     perturb_constant,
     read_declaration,
     remember,
+    remove_dead_assignments,
     signature,
     swap_operator,
     sync_declaration,
@@ -66,6 +67,9 @@ def invariant_problems(source: str, parent: str) -> list[str]:
     missing = parent_names - module_names(module)
     if missing:
         problems.append(f"lost module-level names {sorted(missing)}")
+    dead = remove_dead_assignments(function)
+    if dead:
+        problems.append(f"dead assignments {dead}")
     return problems
 
 
@@ -306,3 +310,63 @@ def test_candidate_problems_names_each_broken_invariant() -> None:
     ]
     bad_bounds = SEED.replace('"beta": (0.0, 20.0)', '"beta": (20.0, 0.0)')
     assert "finite (low, high) bounds" in candidate_problems(bad_bounds, "agent")[0]
+
+
+# --- dead assignments -----------------------------------------------------------------------------------------
+
+OVERWRITTEN = '''import jax.numpy as jnp
+
+
+def agent(params, state, choice, reward):
+    """An overwritten response, as duplicate_statement leaves it."""
+    PARAMS = {"alpha": (0.0, 1.0), "beta": (0.0, 20.0), "bias": (-5.0, 5.0)}
+    q = state[:2]
+    unused = q * 2.0
+    orphan = unused + params["bias"]
+    response = jnp.exp(params["bias"] * q)
+    response = params["beta"] * q
+    q = q.at[choice].add(params["alpha"] * (reward - q[choice]))
+    scale = lambda x: x * params["beta"] + later
+    later = 1.0
+    a, b = q[0], q[1]
+    return response + scale(a), state.at[:2].set(q)
+'''
+
+
+def test_dead_assignments_are_removed_and_chains_with_them():
+    module = ast.parse(OVERWRITTEN)
+    function = find_function(module, "agent")
+    removed = remove_dead_assignments(function)
+    assert removed == ["unused = q * 2.0", "orphan = unused + params['bias']",
+                       "response = jnp.exp(params['bias'] * q)"]
+    text = ast.unparse(function)
+    # q is read after its reassignment; `later` is read by a lambda that runs after it; a, b bind together
+    assert "q = state[:2]" in text and "later = 1.0" in text and "a, b = (q[0], q[1])" in text
+    assert "PARAMS" in text and text.count("response =") == 1
+    sync_declaration(function, {})
+    assert list(read_declaration(function)) == ["alpha", "beta"]  # bias was read only by dead lines
+    assert remove_dead_assignments(function) == []  # nothing left to remove
+
+
+def test_subscript_targets_and_global_functions_are_left_alone():
+    source = OVERWRITTEN.replace('    """An overwritten', '    global later\n    """An overwritten')
+    function = find_function(ast.parse(source), "agent")
+    assert remove_dead_assignments(function) == []
+    kept = find_function(ast.parse('''def agent(params, state, choice, reward):
+    PARAMS = {"alpha": (0.0, 1.0)}
+    state = state.at[0].set(1.0)
+    state[1] = params["alpha"]
+    return state[:2], state
+'''), "agent")
+    assert remove_dead_assignments(kept) == []
+
+
+def test_mutants_of_a_program_with_dead_code_come_out_without_it():
+    # a valid candidate this time: the lambda's late-bound name goes
+    source = OVERWRITTEN.replace(" + later", "").replace("    later = 1.0\n", "")
+    proposer = MutationProposer()
+    for seed in range(20):
+        mutation = proposer.mutate(context((source,), seed))
+        assert mutation.error == "", mutation.error
+        assert "removed 3 dead assignments" in mutation.notes or "unused" not in mutation.source
+        assert remove_dead_assignments(find_function(ast.parse(mutation.source), "agent")) == []
