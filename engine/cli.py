@@ -349,8 +349,9 @@ def verify(
     if record.get("recovery"):
         print("parameter recovery (Pearson r, generating vs refitted): "
               + ", ".join(f"{k}={v:.2f}" for k, v in record["recovery"].items()))
-    if recovery_failures(record):
-        print(recovery_failures(record))
+    failures = recovery_failures(record)
+    if failures:
+        print(failures)
     if record.get("verify_outcome") not in ("OK", "NOT_DEFINED"):
         print(f"task verification {record['verify_outcome']}: {record.get('verify_error', '')}")
     print(f"{len(record.get('figures', []))} predictive-check figures stored in {db}"

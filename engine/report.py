@@ -174,8 +174,9 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
         if record.get("recovery"):
             recovered = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in record["recovery"].items())
             parts.append(f"<p>Parameter recovery (Pearson r, generating vs refitted): {recovered}</p>")
-        if recovery_failures(record):
-            parts.append(f"<p>{html.escape(recovery_failures(record))}</p>")
+        failures = recovery_failures(record)
+        if failures:
+            parts.append(f"<p>{html.escape(failures)}</p>")
         figures = [f for f in record.get("figures", []) if not validate_figure(f)]
         if figures:
             parts.append("<h3>Posterior predictive checks</h3>")

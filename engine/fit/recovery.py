@@ -44,7 +44,8 @@ def recovery_table(spec: ParamSpec, generating: Sequence[Mapping[str, float]],
     """
     if len(generating) != len(recovered):
         raise ValueError(f"{len(generating)} generating parameter sets but {len(recovered)} recovered ones.")
-    kept = [k for k in range(len(generating)) if k not in set(failed_sets(spec, recovered))]
+    failed = set(failed_sets(spec, recovered))
+    kept = [k for k in range(len(generating)) if k not in failed]
     recovery, pairs = {}, {}
     for name in spec.names:
         truth = np.array([float(generating[k][name]) for k in kept])
