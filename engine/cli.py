@@ -322,7 +322,7 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
-    from engine.verify import recovery_failures, verify_program
+    from engine.verify import recovery_failures, recovery_summary, verify_program
 
     record = verify_program(db, program_id, task_yaml=task, workers=workers)
     if plots is not None:
@@ -347,8 +347,7 @@ def verify(
     print(f"selection score {record['selection_score']:.4f}; complexity: {record['complexity']['num_params']} free "
           f"parameters, AST size {record['complexity']['ast_size']}")
     if record.get("recovery"):
-        print("parameter recovery (Pearson r, generating vs refitted): "
-              + ", ".join(f"{k}={v:.2f}" for k, v in record["recovery"].items()))
+        print(recovery_summary(record))
     failures = recovery_failures(record)
     if failures:
         print(failures)

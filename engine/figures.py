@@ -33,9 +33,13 @@ def validate_figure(figure: Any) -> list[str]:
 
 
 def draw_task_figure(figure: Mapping[str, Any], ax=None):
-    """Draws one figure description: {"title", "xlabel", "ylabel", "series": [{"label", "x", "y", "kind", "role", "yerr"}]}."""
+    """Draws one figure description: {"title", "xlabel", "ylabel", "series": [{"label", "x", "y", "kind", "role", "yerr"}]}.
+
+    `"legend": "outside"` puts the legend right of the axes, for figures with many series.
+    """
+    outside = figure.get("legend") == "outside"
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.0, 3.4))
+        _, ax = plt.subplots(figsize=(6.8 if outside else 5.0, 3.4))
     for series in figure["series"]:
         style = dict(ROLE_STYLE.get(series.get("role", "model"), {}))
         if series.get("color"):
@@ -56,7 +60,10 @@ def draw_task_figure(figure: Mapping[str, Any], ax=None):
     ax.set_xlabel(figure.get("xlabel", ""))
     ax.set_ylabel(figure.get("ylabel", ""))
     if any(series.get("label") for series in figure["series"]):
-        ax.legend(fontsize=8, frameon=False)
+        if outside:
+            ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            ax.legend(fontsize=8, frameon=False)
     return ax
 
 

@@ -156,7 +156,7 @@ def _test_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
-    from engine.verify import recovery_failures
+    from engine.verify import recovery_failures, recovery_summary
 
     parts = [
         f'<h2 id="program-{program.id}">Program {program.id}</h2>',
@@ -172,8 +172,7 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
     if record:
         parts.append("<h3>Test split, next to the baselines</h3>" + _test_table(record))
         if record.get("recovery"):
-            recovered = ", ".join(f"{html.escape(k)} {v:.2f}" for k, v in record["recovery"].items())
-            parts.append(f"<p>Parameter recovery (Pearson r, generating vs refitted): {recovered}</p>")
+            parts.append(f"<p>{html.escape(recovery_summary(record))}</p>")
         failures = recovery_failures(record)
         if failures:
             parts.append(f"<p>{html.escape(failures)}</p>")

@@ -14,12 +14,16 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from engine.checks import evaluate_sources, reference_models
 from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "locate_task", "recovery_failures"]
+__all__ = ["verify_program", "locate_task", "recovery_failures", "recovery_figure", "recovery_summary"]
+
+RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
 
 
 def locate_task(meta, task_yaml: Path | None) -> Path:
@@ -42,6 +46,60 @@ def recovery_failures(record: Mapping[str, Any]) -> str:
             else f"the {kept} left are too few for a correlation.")
     return (f"{len(failed)} of {len(failed) + kept} simulated parameter sets could not be refitted (no restart gave a "
             f"finite likelihood; sets {failed}); {rest}")
+
+
+def recovery_summary(record: Mapping[str, Any]) -> str:
+    """Returns the recovery line that `discover verify` and the report show, or "" without recovery results.
+
+    For example "parameter recovery (Pearson r, generating vs refitted): alpha=0.98, pref_deg=0.95 (circular r)".
+    """
+    recovery = record.get("recovery") or {}
+    if not recovery:
+        return ""
+    circular = set(record.get("recovery_circular") or [])
+    values = ", ".join(f"{name}={value:.2f}" + (" (circular r)" if name in circular else "")
+                       for name, value in recovery.items())
+    return f"parameter recovery (Pearson r, generating vs refitted): {values}"
+
+
+def recovery_figure(record: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Returns a figure of refitted vs generating values for every parameter, or None without recovery pairs.
+
+    Each parameter is standardized by the mean and s.d. of its generating values, so parameters on different
+    scales share one pair of axes: points on the diagonal are recovered, a flat cloud is not. Refitted values
+    further out than RECOVERY_CLIP_SD x the widest standardized generating value are drawn at that edge (the y label says so), so
+    one wild refit does not flatten the rest.
+    """
+    pairs = {name: values for name, values in (record.get("recovery_pairs") or {}).items() if len(values) >= 2}
+    series, extent = [], 1.0
+    for name, values in pairs.items():
+        generating = np.array([g for g, _ in values], float)
+        refitted = np.array([r for _, r in values], float)
+        spread = float(np.std(generating))
+        if not np.isfinite(spread) or spread <= 0:
+            continue
+        x = (generating - generating.mean()) / spread
+        y = (refitted - generating.mean()) / spread
+        extent = max(extent, float(np.max(np.abs(x))))
+        r = (record.get("recovery") or {}).get(name)
+        label = f"{name} (r {r:.2f})" if isinstance(r, float) and np.isfinite(r) else name
+        series.append({"label": label, "x": x.tolist(), "y": y.tolist(), "kind": "scatter", "role": "data",
+                       "color": f"C{len(series) % 10}"})
+    if not series:
+        return None
+    limit = RECOVERY_CLIP_SD * extent
+    clipped = any(abs(value) > limit for one in series for value in one["y"])
+    for one in series:
+        one["y"] = [min(max(value, -limit), limit) for value in one["y"]]
+    series.append({"label": "recovered = generating", "x": [-extent, extent], "y": [-extent, extent],
+                   "kind": "line", "role": "model"})
+    return {
+        "title": "Parameter recovery: refitted vs generating values",
+        "xlabel": "generating value (standardized per parameter)",
+        "ylabel": "refitted value (same scale" + (f"; clipped at +/-{limit:.1f})" if clipped else ")"),
+        "series": series,
+        "legend": "outside",
+    }
 
 
 def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2) -> dict[str, Any]:
@@ -106,7 +164,11 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["recovery"] = dict(verify_result.details.get("recovery") or {})
         record["recovery_pairs"] = dict(verify_result.details.get("recovery_pairs") or {})
         record["recovery_failed_sets"] = list(verify_result.details.get("recovery_failed_sets") or [])
+        record["recovery_circular"] = list(verify_result.details.get("recovery_circular") or [])
         record["figures"] = list(verify_result.details.get("figures") or [])
+        figure = recovery_figure(record)
+        if figure is not None:
+            record["figures"].append(figure)
     else:
         record["verify_outcome"] = "NOT_DEFINED"
         record["figures"] = []

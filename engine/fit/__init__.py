@@ -18,7 +18,8 @@ Inner loops:
 
 Verification:
     perturbed_parameters     a parameter set near a fit, to simulate parameter-recovery data from
-    recovery_table           Pearson r of generating vs recovered values, per parameter
+    recovery_table           Pearson r of generating vs recovered values, per parameter (circular for angles)
+    circular_correlation     the correlation recovery_table uses for an angle
     failed_sets              which recovered parameter sets are failed refits (left out of recovery_table)
 """
 
@@ -35,7 +36,7 @@ from engine.fit.gradient import (
 )
 from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
-from engine.fit.recovery import failed_sets, perturbed_parameters, recovery_table
+from engine.fit.recovery import circular_correlation, failed_sets, perturbed_parameters, recovery_table
 
 __all__ = [
     "OPTIMIZERS",
@@ -54,6 +55,7 @@ __all__ = [
     "read_params",
     "recovery_table",
     "failed_sets",
+    "circular_correlation",
     "wiener_log_density",
     "wiener_upper_probability",
 ]

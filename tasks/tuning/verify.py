@@ -7,7 +7,9 @@
   steps of sd RECOVERY_SD in the fitter's unconstrained space); each simulates Poisson counts at that neuron's
   training stimuli with the candidate, all K are refitted together (`engine.fit.fit_per_group`, the same
   likelihood and fitter as scoring), and recovery[name] is the Pearson r between generating and recovered values
-  over the sets whose refit succeeded (recovery_failed_sets lists the others);
+  over the sets whose refit succeeded (recovery_failed_sets lists the others); for an angle (`angle_periods`: a
+  parameter named *_deg and declared on (0, 360) or (0, 180), e.g. the seed's pref_deg) it is the circular
+  correlation, and recovery_circular names those parameters;
 - figures: for the first MAX_CURVE_NEURONS neurons, the direction tuning curve for single gratings at full
   contrast (data: mean count +/- s.e.m. over all repeats in train and heldout; model: the fitted function on a
   5-deg grid), and one scatter of observed vs predicted mean count per stimulus condition (held-out repeats).
@@ -35,6 +37,17 @@ RECOVERY_SD = 0.3
 MAX_CURVE_NEURONS = 3
 GRID_STEP_DEG = 5.0
 COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def angle_periods(spec) -> dict[str, float]:
+    """Returns {name: period in deg} for the parameters that are angles: named *_deg, declared on (0, 360) or (0, 180).
+
+    A direction (0-360) or an orientation (0-180) wraps, so its recovery is judged on the circle.
+    """
+    return {
+        name: high for name, low, high in zip(spec.names, spec.lows, spec.highs)
+        if name.endswith("_deg") and low == 0.0 and high in (180.0, 360.0)
+    }
 
 
 def _per_neuron_params(fitted: Mapping[str, float], names: tuple[str, ...], units: list[str]) -> dict[str, np.ndarray]:
@@ -106,7 +119,8 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
                           allow_failed_groups=True)
     generating_sets = [{name: float(generating[name][k]) for name in spec.names} for k in range(n_sets)]
     recovered_sets = [{name: float(refit.params[name][k]) for name in spec.names} for k in range(n_sets)]
-    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets)
+    periods = angle_periods(spec)
+    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets, periods=periods)
 
     # tuning curves: single gratings at full contrast, data from every repeat, model on a direction grid
     both = {key: np.concatenate([np.asarray(train[key]), np.asarray(heldout[key])], axis=1)
@@ -150,5 +164,6 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
         "recovery": recovery,
         "recovery_pairs": pairs,
         "recovery_failed_sets": failed_sets(spec, recovered_sets),
+        "recovery_circular": sorted(periods),
         "figures": figures,
     }

@@ -99,6 +99,8 @@ def test_verify_returns_recovery_and_well_formed_figures():
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert result["recovery"]["gain"] > 0.8
+    assert result["recovery_circular"] == ["pref_deg"]  # a direction: judged on the circle
+    assert result["recovery"]["pref_deg"] > 0.8
     assert len(result["figures"]) == 3  # two tuning curves and the condition scatter
     for figure in result["figures"]:
         assert {"title", "xlabel", "ylabel", "series"} <= set(figure)
