@@ -180,6 +180,10 @@ class SearchLoop:
     def _in_flight(self) -> int:
         return len(self._pending) + len(self._proposals)
 
+    def _answers_in_flight(self) -> int:
+        """Candidates on their way: those evaluating, plus every answer the requests still out may return."""
+        return len(self._pending) + len(self._proposals) * max(1, getattr(self.proposer, "answers_per_request", 1))
+
     def _stop_reason(self, budget: Budget, started: float) -> str | None:
         if self.stop_requested:
             if self._budget_message and (self._pending or self._proposals):
@@ -187,6 +191,10 @@ class SearchLoop:
             return self._budget_message or "interrupted"
         done = self.database.num_evaluations
         if done >= budget.max_evals:
+            if self._pending or self._proposals:
+                # Answers already asked for are evaluated, not dropped: with several answers per request the
+                # run may end up to `answers_per_request - 1` evaluations past --max-evals.
+                return None
             return f"reached --max-evals {budget.max_evals}"
         if budget.max_hours is not None and time.monotonic() - started >= budget.max_hours * 3600:
             return f"reached --max-hours {budget.max_hours}"
@@ -263,7 +271,7 @@ class SearchLoop:
                 if reason is not None:
                     break
                 remaining = 0 if self.stop_requested else budget.max_evals - self.database.num_evaluations
-                while self._in_flight() < min(self.max_in_flight, max(remaining, 0)):
+                while self._in_flight() < self.max_in_flight and self._answers_in_flight() < remaining:
                     context = self._next_prompt()
                     if context is None:
                         break

@@ -70,7 +70,9 @@ class Proposer(Protocol):
     """Writes the next candidate from a prompt.
 
     `propose` returns one Proposal, or several when one request yields several answers (an LLM asked for
-    `samples` > 1); each is evaluated as its own candidate.
+    `samples` > 1); each is evaluated as its own candidate. Such a proposer says how many at most in an
+    attribute `answers_per_request` (absent means 1), so that the loop asks for no more than --max-evals has
+    room for; every answer that comes back is evaluated.
 
     A minimal implementation that proposes the best shot unchanged:
 

@@ -43,16 +43,20 @@ class LLMProposer:
         edit_format: "rewrite" asks for the whole function; "diff" asks for SEARCH/REPLACE blocks against the
             best shot and reads the answer as a rewrite when they do not apply.
 
+        answers_per_request: the most answers one request returns (the largest `samples` of the models), so
+            the loop does not ask for more candidates than its budget has room for.
+
     `propose` returns a `Proposal` with an `error` (and no source) when the answer holds no usable code, and
     raises the `LLMError`s that should stop a run: `LLMAuthError`, `LLMBudgetExhausted`,
     `LLMUnavailableError`, `LLMRequestError`.
     """
 
-    def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite") -> None:
+    def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite", answers_per_request: int = 1) -> None:
         if edit_format not in ("rewrite", "diff"):
             raise ValueError(f"edit_format must be 'rewrite' or 'diff', got {edit_format!r}")
         self.mix = clients if isinstance(clients, ModelMix) else ModelMix([clients])
         self.edit_format = edit_format
+        self.answers_per_request = answers_per_request
 
     @classmethod
     def from_config(cls, config: LLMConfig, environ: Mapping[str, str] | None = None) -> LLMProposer:
@@ -61,7 +65,8 @@ class LLMProposer:
         Raises:
             LLMAuthError: a model's key variable is unset and no base_url is configured.
         """
-        return cls(ModelMix.from_config(config, environ), edit_format=config.edit_format)
+        return cls(ModelMix.from_config(config, environ), edit_format=config.edit_format,
+                   answers_per_request=max(model.samples for model in config.models))
 
     def __repr__(self) -> str:
         return f"LLMProposer({self.mix!r}, edit_format={self.edit_format!r})"
