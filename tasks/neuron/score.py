@@ -4,14 +4,19 @@ parameters on training sweeps, and compare spike times and subthreshold voltage 
 Per sweep, over the step (STEP_ONSET_MS to STEP_OFFSET_MS + 100 ms):
 - gamma: the coincidence factor of Kistler et al. (1997) / Jolivet et al. (2008) with a +/- 4 ms window,
       gamma = (n_coinc - 2 nu Delta n_data) / (0.5 (n_data + n_model)) / (1 - 2 nu Delta),
-  where nu is the model's firing rate; 1 = every spike matched, 0 = chance. A sweep where neither the data nor
-  the model spikes counts as 1.
+  where nu is the model's firing rate; 1 = every spike matched, 0 = chance; kept within [-1, 1]. A sweep where
+  neither the data nor the model spikes counts as 1.
+- spike_count_error: |n_model - n_data| / max(n_data, 1) over the same window. Gamma alone can be gamed: a model
+  that fires near 1 / (2 Delta) = 125 Hz whatever the current covers almost the whole sweep with coincidence
+  windows, and its gamma, divided by 1 - 2 nu Delta near 0, is large noise that a search over many candidates
+  picks the lucky draws of (version 1 of this score had no count term and was gamed exactly so).
 - subthreshold_rmse_mV: root-mean-square difference between model and recorded voltage over the whole window
   (100 ms before to 100 ms after the step), leaving out 2 ms before to 8 ms after each recorded spike (spike
   shapes are not modelled).
 
-score = mean over held-out sweeps of (gamma - subthreshold_rmse_mV / RMSE_SCALE_MV), RMSE_SCALE_MV = 10 mV:
-1 mV of subthreshold error costs as much as 0.1 of gamma. Higher is better; a perfect model scores 1.
+score = mean over held-out sweeps of (gamma - spike_count_error - subthreshold_rmse_mV / RMSE_SCALE_MV),
+RMSE_SCALE_MV = 10 mV: 1 mV of subthreshold error costs as much as 0.1 of gamma, and 10 % too many or too few
+spikes as much again. Higher is better; a perfect model scores 1.
 
 Fitting: the threshold-and-reset dynamics make the voltage a discontinuous function of the parameters, so the
 parameters are fitted with a cross-entropy-method search (fit_cross_entropy.py) that simulates a population of
@@ -99,8 +104,11 @@ def _window_sum(x: jax.Array, back: int, ahead: int) -> jax.Array:
 
 
 def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltage: jax.Array,
-                  data_spikes: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Returns (gamma, subthreshold_rmse_mV) of one sweep; all inputs (n_steps,) at DT_MS from WINDOW_START_MS."""
+                  data_spikes: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Returns (gamma, subthreshold_rmse_mV, spike_count_error) of one sweep.
+
+    All inputs are (n_steps,) at DT_MS from WINDOW_START_MS.
+    """
     n_steps = data_voltage.shape[0]
     time_ms = WINDOW_START_MS + DT_MS * (jnp.arange(n_steps, dtype=jnp.float32) + 1.0)
     stimulus = ((time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS + 100.0)).astype(jnp.float32)
@@ -115,17 +123,20 @@ def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltag
     normalizer = jnp.maximum(1.0 - 2.0 * rate_per_ms * COINCIDENCE_WINDOW_MS, 1e-3)
     total = 0.5 * (n_data + n_model)
     gamma = jnp.where(total > 0, (n_coincident - expected) / jnp.maximum(total, 1e-6) / normalizer, 1.0)
+    gamma = jnp.clip(gamma, -1.0, 1.0)  # past 125 Hz the normalizer is clamped and gamma would be unbounded
+    count_error = jnp.abs(n_model - n_data) / jnp.maximum(n_data, 1.0)
     before = int(round(EXCLUDE_BEFORE_SPIKE_MS / DT_MS))
     after = int(round(EXCLUDE_AFTER_SPIKE_MS / DT_MS))
     # step t is left out when a recorded spike s has s - before <= t <= s + after, i.e. s in [t - after, t + before]
     near_spike = _window_sum(data_spikes, after, before) > 0
     keep = (~near_spike).astype(jnp.float32)
     squared = jnp.sum(keep * (model_voltage - data_voltage) ** 2) / jnp.maximum(jnp.sum(keep), 1.0)
-    return gamma, jnp.sqrt(squared)
+    return gamma, jnp.sqrt(squared), count_error
 
 
 def cell_metrics(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, ...]:
-    """Returns gamma, subthreshold_rmse_mV and the spike-count mismatch of one cell's sweeps, each (n_sweeps,).
+    """Returns gamma, subthreshold_rmse_mV, spike_count_error and the spike-count mismatch of one cell's sweeps,
+    each (n_sweeps,).
 
     The mismatch (used only to guide the fit) is |log((n_model + 1) / (n_data + 1))| of the spikes in the window;
     it changes gradually as spikes appear or vanish, unlike gamma.
@@ -133,16 +144,16 @@ def cell_metrics(membrane: Callable, params: Mapping[str, jax.Array], cell: Spli
 
     def one(current, v_start, voltage, spikes):
         model_voltage, model_spikes = simulate(membrane, params, current, v_start)
-        gamma, rmse = sweep_metrics(model_voltage, model_spikes, voltage, spikes)
+        gamma, rmse, count_error = sweep_metrics(model_voltage, model_spikes, voltage, spikes)
         mismatch = jnp.abs(jnp.log((jnp.sum(model_spikes) + 1.0) / (jnp.sum(spikes) + 1.0)))
-        return gamma, rmse, mismatch
+        return gamma, rmse, count_error, mismatch
 
     return jax.vmap(one)(cell["current_pA"], cell["v_start_mV"], cell["voltage_mV"], cell["spikes"])
 
 
-def combined(gamma: jax.Array, rmse_mV: jax.Array) -> jax.Array:
-    """The score of each sweep: gamma - rmse_mV / RMSE_SCALE_MV."""
-    return gamma - rmse_mV / RMSE_SCALE_MV
+def combined(gamma: jax.Array, rmse_mV: jax.Array, count_error: jax.Array) -> jax.Array:
+    """The score of each sweep: gamma - spike_count_error - rmse_mV / RMSE_SCALE_MV."""
+    return gamma - count_error - rmse_mV / RMSE_SCALE_MV
 
 
 def training_objective(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, jax.Array]:
@@ -152,8 +163,8 @@ def training_objective(membrane: Callable, params: Mapping[str, jax.Array], cell
     (near 0) wherever the firing rate is far off, and the count term gives the search a slope toward the right
     rate from anywhere; the second half and the returned best use the score alone.
     """
-    gamma, rmse, mismatch = cell_metrics(membrane, params, cell)
-    return jnp.mean(combined(gamma, rmse)), jnp.mean(mismatch)
+    gamma, rmse, count_error, mismatch = cell_metrics(membrane, params, cell)
+    return jnp.mean(combined(gamma, rmse, count_error)), jnp.mean(mismatch)
 
 
 def score(
@@ -167,9 +178,10 @@ def score(
     """Fits the candidate's PARAMS per cell on the training sweeps and scores the held-out sweeps.
 
     Returns:
-        score: mean over held-out sweeps of gamma - subthreshold_rmse_mV / 10.
+        score: mean over held-out sweeps of gamma - spike_count_error - subthreshold_rmse_mV / 10.
         train_score: the same on the training sweeps.
-        gamma, subthreshold_rmse_mV: the two parts, averaged over held-out sweeps (extra scores).
+        gamma, spike_count_error, subthreshold_rmse_mV: the three parts, averaged over held-out sweeps (extra
+            scores).
         scores_per_test: "<cell>_<step pA>pA" -> that held-out sweep's score.
         fitted_params: "<name>_<cell>" -> value; at_bounds: the same names for parameters at a bound.
         timings: "compile_s", "fit_s", "score_s".
@@ -188,25 +200,28 @@ def score(
     n_cells = result.params[spec.names[0]].shape[0]
     n_train = np.asarray(train["spikes"]).shape[1]
     metrics = jax.jit(lambda p, c: cell_metrics(membrane, p, c))
-    gammas, rmses, train_scores, per_test = [], [], [], {}
+    gammas, rmses, count_errors, train_scores, per_test = [], [], [], [], {}
     for c in range(n_cells):
         params = {name: jnp.float32(result.params[name][c]) for name in spec.names}
         # training and held-out sweeps of this cell in one call (one compiled program)
         both = {k: jnp.concatenate([jnp.asarray(train[k][c]), jnp.asarray(heldout[k][c])]) for k in train}
-        gamma, rmse, _ = (np.asarray(x, dtype=float) for x in metrics(params, both))
-        train_scores.extend(combined(gamma[:n_train], rmse[:n_train]))
+        gamma, rmse, count_error, _ = (np.asarray(x, dtype=float) for x in metrics(params, both))
+        train_scores.extend(combined(gamma[:n_train], rmse[:n_train], count_error[:n_train]))
         gammas.extend(gamma[n_train:])
         rmses.extend(rmse[n_train:])
+        count_errors.extend(count_error[n_train:])
         for s, step in enumerate(np.asarray(heldout["step_pA"][c])):
-            per_test[f"{CELLS[c]}_{float(step):.0f}pA"] = float(combined(gamma[n_train + s], rmse[n_train + s]))
+            sweep = n_train + s
+            per_test[f"{CELLS[c]}_{float(step):.0f}pA"] = float(combined(gamma[sweep], rmse[sweep], count_error[sweep]))
     gamma_mean, rmse_mean = float(np.mean(gammas)), float(np.mean(rmses))
-    heldout_score = float(np.mean([combined(g, r) for g, r in zip(gammas, rmses)]))
+    heldout_score = float(np.mean([combined(*parts) for parts in zip(gammas, rmses, count_errors)]))
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted membrane model gives a non-finite held-out score.")
     return {
         "score": heldout_score,
         "train_score": float(np.mean(train_scores)),
         "gamma": gamma_mean,
+        "spike_count_error": float(np.mean(count_errors)),
         "subthreshold_rmse_mV": rmse_mean,
         "scores_per_test": per_test,
         "fitted_params": {f"{name}_{CELLS[c]}": float(result.params[name][c])
