@@ -67,8 +67,8 @@ def recovery_figure(record: Mapping[str, Any]) -> dict[str, Any] | None:
 
     Each parameter is standardized by the mean and s.d. of its generating values, so parameters on different
     scales share one pair of axes: points on the diagonal are recovered, a flat cloud is not. Refitted values
-    further out than RECOVERY_CLIP_SD x the widest standardized generating value are drawn at that edge (the y label says so), so
-    one wild refit does not flatten the rest.
+    further out than RECOVERY_CLIP_SD x the widest standardized generating value are drawn at that edge (the y
+    label says so), so one wild refit does not flatten the rest.
     """
     pairs = {name: values for name, values in (record.get("recovery_pairs") or {}).items() if len(values) >= 2}
     series, extent = [], 1.0

@@ -42,7 +42,6 @@ class LLMProposer:
         clients: a `ModelMix` (several models drawn by weight) or a single `LLMClient`.
         edit_format: "rewrite" asks for the whole function; "diff" asks for SEARCH/REPLACE blocks against the
             best shot and reads the answer as a rewrite when they do not apply.
-
         answers_per_request: the most answers one request returns (the largest `samples` of the models), so
             the loop does not ask for more candidates than its budget has room for.
 
@@ -51,7 +50,8 @@ class LLMProposer:
     `LLMUnavailableError`, `LLMRequestError`.
     """
 
-    def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite", answers_per_request: int = 1) -> None:
+    def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite",
+                 answers_per_request: int = 1) -> None:
         if edit_format not in ("rewrite", "diff"):
             raise ValueError(f"edit_format must be 'rewrite' or 'diff', got {edit_format!r}")
         self.mix = clients if isinstance(clients, ModelMix) else ModelMix([clients])

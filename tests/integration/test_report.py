@@ -62,7 +62,7 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
     stored = json.loads(discover("verify", str(db), str(summary["best_id"]), "--task", str(task), "--json"))
     assert stored["test_scores"]["program"]["score"] is not None
     assert stored["complexity"]["num_params"] >= 2
+    # Whenever two or more simulated sets were refitted, the engine draws them all on one plot, last.
+    refitted = max((len(pairs) for pairs in stored["recovery_pairs"].values()), default=0)
     titles = [figure["title"] for figure in stored["figures"]]
-    if not stored["recovery_failed_sets"]:  # every simulated set refitted: the engine draws them all on one plot
-        assert titles[-1] == "Parameter recovery: refitted vs generating values"
-        assert len(stored["figures"][-1]["series"]) >= 2
+    assert (titles[-1:] == ["Parameter recovery: refitted vs generating values"]) == (refitted >= 2), (refitted, titles)

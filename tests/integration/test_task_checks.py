@@ -2,25 +2,24 @@
 
 Each check validates the spec, scores the seed and the baselines through the run's sandbox path and compares the
 seed with the task's `seed_score` (a scoring change without a version bump fails here). On a synthetic twin the
-model that generated the data must also beat the seed. Full data: each check takes 20-40 s on two cores.
+model that generated the data must also beat the seed. Full data: each check takes 10-35 s on two cores.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 TASK_FILES = sorted(
-    path.relative_to(REPO) for name in ("bandit", "neuron", "tuning", "ddm") for path in (REPO / "tasks" / name).glob("*.yaml")
+    path.relative_to(REPO) for name in ("bandit", "neuron", "tuning", "ddm")
+    for path in (REPO / "tasks" / name).glob("*.yaml")
 )
 
 
@@ -35,8 +34,7 @@ def test_each_task_has_a_real_data_file_and_a_synthetic_twin():
 def test_task_check_passes(task_file: Path):
     result = subprocess.run(
         [sys.executable, "-m", "engine.cli", "task", "check", str(task_file), "--json", "--workers", "2"],
-        capture_output=True, text=True, timeout=600, cwd=REPO,
-        env=dict(os.environ),  # tests/conftest.py points DISCOVER_DATA_MIRROR at the mirror beside the checkout
+        capture_output=True, text=True, timeout=600, cwd=REPO,  # the environment (data mirror) is inherited
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout)
@@ -47,4 +45,3 @@ def test_task_check_passes(task_file: Path):
     for row in rows.values():
         if row["kind"] == "ground_truth":
             assert row["score"] > rows["seed"]["score"], (row["name"], row["score"], rows["seed"]["score"])
-
