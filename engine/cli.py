@@ -322,7 +322,7 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
-    from engine.verify import recovery_failures, recovery_summary, verify_program
+    from engine.verify import check_lines, recovery_failures, recovery_summary, verify_program
 
     record = verify_program(db, program_id, task_yaml=task, workers=workers)
     if plots is not None:
@@ -351,6 +351,8 @@ def verify(
     failures = recovery_failures(record)
     if failures:
         print(failures)
+    for line in check_lines(record):
+        print(line)
     if record.get("verify_outcome") not in ("OK", "NOT_DEFINED"):
         print(f"task verification {record['verify_outcome']}: {record.get('verify_error', '')}")
     print(f"{len(record.get('figures', []))} predictive-check figures stored in {db}"

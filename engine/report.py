@@ -156,7 +156,7 @@ def _test_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
-    from engine.verify import recovery_failures, recovery_summary
+    from engine.verify import check_lines, recovery_failures, recovery_summary
 
     parts = [
         f'<h2 id="program-{program.id}">Program {program.id}</h2>',
@@ -176,6 +176,10 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
         failures = recovery_failures(record)
         if failures:
             parts.append(f"<p>{html.escape(failures)}</p>")
+        lines = check_lines(record)
+        if lines:
+            parts.append(f"<h3>{html.escape(lines[0][0].upper() + lines[0][1:])}</h3><ul>"
+                         + "".join(f"<li>{html.escape(line)}</li>" for line in lines[1:]) + "</ul>")
         figures = [f for f in record.get("figures", []) if not validate_figure(f)]
         if figures:
             parts.append("<h3>Posterior predictive checks</h3>")

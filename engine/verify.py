@@ -21,7 +21,8 @@ from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "locate_task", "recovery_failures", "recovery_figure", "recovery_summary"]
+__all__ = ["verify_program", "locate_task", "check_lines", "recovery_failures", "recovery_figure", "recovery_summary",
+           "task_checks"]
 
 RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
 
@@ -34,6 +35,44 @@ def locate_task(meta, task_yaml: Path | None) -> Path:
             f"cannot find the task.yaml of task '{meta.task_name}' (recorded: {path}); pass it with --task."
         )
     return Path(path)
+
+
+def task_checks(returned: Any) -> list[dict[str, Any]]:
+    """Returns the pass/fail checks a task's verify returned, as [{"name", "passed", "detail"}, ...].
+
+    A task's verify may return "checks": [{"name": str, "passed": bool, "detail": str}, ...] for properties that
+    a model must have whatever its score (the neuron task: spike count rises with the current). An entry of any
+    other shape becomes a failed check that says what was wrong with it, so a broken check is never read as a pass.
+    """
+    if returned is None:
+        return []
+    if not isinstance(returned, (list, tuple)):
+        return [{"name": "task checks", "passed": False,
+                 "detail": f"the task's verify returned checks of type {type(returned).__name__}; expected a list"}]
+    checks = []
+    for index, entry in enumerate(returned):
+        if (isinstance(entry, Mapping) and isinstance(entry.get("name"), str) and isinstance(entry.get("passed"), bool)
+                and isinstance(entry.get("detail", ""), str)):
+            checks.append({"name": entry["name"], "passed": entry["passed"], "detail": entry.get("detail", "")})
+        else:
+            checks.append({"name": f"check {index}", "passed": False,
+                           "detail": f"malformed check {str(entry)[:200]}; "
+                                     "expected {name: str, passed: bool, detail: str}"})
+    return checks
+
+
+def check_lines(record: Mapping[str, Any]) -> list[str]:
+    """Returns the task checks as lines for `discover verify` and the report, a count first; [] without checks.
+
+    For example ["task checks: 1 of 2 FAILED", "FAILED f-I gain, cell B6: ...", "passed f-I gain, cell D2: ..."].
+    """
+    checks = list(record.get("checks") or [])
+    if not checks:
+        return []
+    failed = sum(not check["passed"] for check in checks)
+    head = f"task checks: {failed} of {len(checks)} FAILED" if failed else f"task checks: all {len(checks)} passed"
+    return [head] + [f"{'passed' if check['passed'] else 'FAILED'} {check['name']}: {check['detail']}"
+                     for check in checks]
 
 
 def recovery_failures(record: Mapping[str, Any]) -> str:
@@ -166,12 +205,14 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["recovery_failed_sets"] = list(verify_result.details.get("recovery_failed_sets") or [])
         record["recovery_circular"] = list(verify_result.details.get("recovery_circular") or [])
         record["figures"] = list(verify_result.details.get("figures") or [])
+        record["checks"] = task_checks(verify_result.details.get("checks"))
         figure = recovery_figure(record)
         if figure is not None:
             record["figures"].append(figure)
     else:
         record["verify_outcome"] = "NOT_DEFINED"
         record["figures"] = []
+        record["checks"] = []
     record["wall_s"] = time.perf_counter() - started
     save_verification(db_path, program_id, record)
     return record

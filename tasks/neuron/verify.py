@@ -6,6 +6,10 @@ plus 0.5 mV white noise, and its spikes), the model is refitted to them, and gen
 correlated over all sets and cells.
 Figures per cell: the f-I curve (spikes during the step vs step amplitude, every sweep, model vs data) and the
 voltage of the first held-out sweep, model vs data.
+Checks per cell: the f-I gain (least-squares slope of spikes during the step vs step current, over the training
+and held-out sweeps) of the model is within a factor FI_GAIN_FACTOR of the data's. A model that fires at one rate
+whatever the current can still score fairly on two held-out sweeps, and parameter recovery does not object to it
+(its parameters are identifiable); this check does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
 NOISE_MV = 0.5
 TRACE_STRIDE = 4  # plot every 4th step (2 ms)
+FI_GAIN_FACTOR = 2.0
 Split = Mapping[str, np.ndarray]
 
 
@@ -46,8 +51,32 @@ def _in_step(n_steps: int) -> np.ndarray:
     return (time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS)
 
 
-def _figures(membrane, fitted, train: Split, heldout: Split) -> list[dict[str, Any]]:
-    figures = []
+def fi_gain_check(cell_name: str, steps_pA, data_counts, model_counts) -> dict[str, Any]:
+    """Returns the check that the model's f-I gain is within FI_GAIN_FACTOR of the data's, for one cell.
+
+    Args:
+        steps_pA, data_counts, model_counts: per sweep, the step current (pA) and the spikes during the step.
+    Returns:
+        {"name", "passed", "detail"}; gains are least-squares slopes in spikes per 100 pA.
+    """
+    steps = np.asarray(steps_pA, float)
+    data_gain = round(100.0 * np.polyfit(steps, np.asarray(data_counts, float), 1)[0], 6) + 0.0  # + 0.0: no "-0.0"
+    model_gain = round(100.0 * np.polyfit(steps, np.asarray(model_counts, float), 1)[0], 6) + 0.0
+    name = f"f-I gain, cell {cell_name}"
+    counts = (f"model {model_gain:.1f} vs data {data_gain:.1f} spikes per 100 pA "
+              f"(model {int(min(model_counts))}-{int(max(model_counts))} spikes, data "
+              f"{int(min(data_counts))}-{int(max(data_counts))}, over {len(steps)} sweeps)")
+    if data_gain <= 0:
+        return {"name": name, "passed": True, "detail": f"not checked: the data's gain is not positive; {counts}"}
+    ratio = round(model_gain / data_gain, 6) + 0.0
+    passed = 1.0 / FI_GAIN_FACTOR <= ratio <= FI_GAIN_FACTOR
+    return {"name": name, "passed": bool(passed),
+            "detail": f"{counts}: ratio {ratio:.2f}, {'within' if passed else 'outside'} "
+                      f"[{1 / FI_GAIN_FACTOR:.2f}, {FI_GAIN_FACTOR:.2f}]"}
+
+
+def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple[list[dict[str, Any]], list[dict]]:
+    figures, checks = [], []
     for c, params in enumerate(fitted):
         params = {k: jnp.float32(v) for k, v in params.items()}
         steps, data_counts, model_counts = [], [], []
@@ -58,6 +87,7 @@ def _figures(membrane, fitted, train: Split, heldout: Split) -> list[dict[str, A
             steps.extend(cell["step_pA"].tolist())
             data_counts.extend(cell["spikes"][:, inside].sum(axis=1).tolist())
             model_counts.extend(spikes[:, inside].sum(axis=1).tolist())
+        checks.append(fi_gain_check(CELLS[c], steps, data_counts, model_counts))
         order = np.argsort(steps)
         x = [float(steps[i]) for i in order]
         figures.append({
@@ -82,11 +112,11 @@ def _figures(membrane, fitted, train: Split, heldout: Split) -> list[dict[str, A
                  "kind": "line", "role": "model"},
             ],
         })
-    return figures
+    return figures, checks
 
 
 def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
-    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
+    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, figures and f-I checks."""
     membrane = candidate.membrane
     spec = read_params(candidate.__source__, "membrane")
     result = score(candidate, train, heldout, seed=seed)
@@ -112,5 +142,6 @@ def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int 
     refit = fit_cross_entropy(objective, spec, stacked, guide_weight=0.5, population=64, generations=20, seed=seed)
     recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
     recovery, pairs = recovery_table(spec, generating, recovered)
-    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
-            "figures": _figures(membrane, fitted, train, heldout)}
+    figures, checks = _figures_and_checks(membrane, fitted, train, heldout)
+    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs, "figures": figures,
+            "checks": checks}

@@ -160,7 +160,21 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",
                                        "refractory_ms"}
     assert len(result["figures"]) == 2
+    assert [check["name"] for check in result["checks"]] == ["f-I gain, cell B6"]
+    assert isinstance(result["checks"][0]["passed"], bool)
     for figure in result["figures"]:
         assert {"title", "xlabel", "ylabel", "series"} <= set(figure)
         for series in figure["series"]:
             assert len(series["x"]) == len(series["y"]) and series["role"] in ("data", "model")
+
+
+def test_the_f_i_check_fails_a_model_that_fires_at_one_rate_whatever_the_current():
+    from tasks.neuron.verify import fi_gain_check
+
+    steps, data = [100.0, 150.0, 200.0, 250.0], [15, 40, 70, 98]  # counts like cell B6's in the twin
+    constant = fi_gain_check("B6", steps, data, [28, 28, 28, 28])  # the version-2 search's winner (program 163)
+    assert not constant["passed"] and "ratio 0.00, outside [0.50, 2.00]" in constant["detail"]
+    assert fi_gain_check("B6", steps, data, [14, 42, 66, 99])["passed"]
+    assert not fi_gain_check("B6", steps, data, [0, 60, 130, 200])["passed"]  # three times too steep
+    flat = fi_gain_check("B8", steps, [20, 20, 20, 20], [5, 5, 5, 5])
+    assert flat["passed"] and flat["detail"].startswith("not checked: the data's gain is not positive")

@@ -1,9 +1,10 @@
-"""What `discover verify` and the report say about parameter recovery: failed sets, the line, the figure."""
+"""What `discover verify` and the report say about parameter recovery (failed sets, the line, the figure) and about
+a task's pass/fail checks."""
 
 import pytest
 
 from engine.figures import validate_figure
-from engine.verify import recovery_failures, recovery_figure, recovery_summary
+from engine.verify import check_lines, recovery_failures, recovery_figure, recovery_summary, task_checks
 
 
 def test_no_failed_sets_says_nothing():
@@ -47,3 +48,36 @@ def test_the_recovery_figure_puts_every_parameter_on_one_standardized_scale():
     assert alpha["x"] == pytest.approx(alpha["y"]) and alpha["x"][0] == pytest.approx(-1.2247, abs=1e-4)
     assert figure["series"][1]["y"] == pytest.approx([-0.6124, -0.9798, -0.2449], abs=1e-4)
     assert recovery_figure({"recovery_pairs": {}}) is None and recovery_figure({}) is None
+
+
+def test_task_checks_are_counted_and_failures_are_loud():
+    checks = task_checks([{"name": "f-I gain, cell B6", "passed": False, "detail": "ratio 0.00"},
+                          {"name": "f-I gain, cell B8", "passed": True, "detail": "ratio 0.94"}])
+    assert check_lines({"checks": checks}) == [
+        "task checks: 1 of 2 FAILED", "FAILED f-I gain, cell B6: ratio 0.00", "passed f-I gain, cell B8: ratio 0.94"]
+    assert check_lines({"checks": checks[1:]})[0] == "task checks: all 1 passed"
+    assert check_lines({}) == [] and task_checks(None) == []  # records from before checks; tasks without them
+
+
+def test_a_malformed_check_is_a_failed_check_never_a_pass():
+    checks = task_checks([{"name": "gain", "passed": "yes"}, "ok"])
+    assert [check["passed"] for check in checks] == [False, False]
+    assert "malformed check" in checks[0]["detail"] and "expected {name: str, passed: bool" in checks[1]["detail"]
+    assert task_checks({"name": "gain", "passed": True}) == [{
+        "name": "task checks", "passed": False,
+        "detail": "the task's verify returned checks of type dict; expected a list"}]
+
+
+def test_the_report_lists_the_task_checks_under_a_heading_that_counts_failures():
+    from engine.report import _program_section
+    from islands.program import Program
+
+    program = Program(id=7, island_id=0, source="def f(x):\n    return x\n", parent_ids=(), outcome="OK", score=0.5,
+                      scores_per_test={}, error="", fitted_params={}, timings={}, extra_scores={}, behaviour=None,
+                      proposer="mutator", tokens=0, cost_usd=0.0, canonical_hash="h", num_params=0, ast_size=3,
+                      created_at=0.0)
+    record = {"test_scores": {}, "figures": [],
+              "checks": task_checks([{"name": "f-I gain, cell B6", "passed": False, "detail": "ratio 0.00 < 0.50"}])}
+    html_text = _program_section(program, {}, record)
+    expected = "<h3>Task checks: 1 of 1 FAILED</h3><ul><li>FAILED f-I gain, cell B6: ratio 0.00 &lt; 0.50</li></ul>"
+    assert expected in html_text
