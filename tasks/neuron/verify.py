@@ -5,7 +5,7 @@ RECOVERY_SPREAD in the unconstrained space); training-like sweeps are simulated 
 plus 0.5 mV white noise, and its spikes), the model is refitted to them, and generating and recovered values are
 correlated over all sets and cells.
 Figures per cell: the f-I curve (spikes during the step vs step amplitude, every sweep, model vs data) and the
-voltage of the first held-out sweep, model vs data.
+voltage of the first held-out sweep, model vs data: the whole sweep, and its first ZOOM_MS with both spike trains.
 Checks per cell: the f-I gain (least-squares slope of spikes during the step vs step current, over the training
 and held-out sweeps) of the model is within a factor FI_GAIN_FACTOR of the data's. A model that fires at one rate
 whatever the current can still score fairly on two held-out sweeps, and parameter recovery does not object to it
@@ -35,7 +35,8 @@ except ImportError:
 RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
 NOISE_MV = 0.5
-TRACE_STRIDE = 4  # plot every 4th step (2 ms)
+TRACE_STRIDE = 4  # the whole held-out sweep is drawn with one point per 4 steps (2 ms)
+ZOOM_MS = 300.0  # and its first 300 ms after the step's onset at full resolution
 FI_GAIN_FACTOR = 2.0
 Split = Mapping[str, np.ndarray]
 
@@ -49,6 +50,57 @@ def _simulate_cell(membrane, params, cell: Split) -> tuple[np.ndarray, np.ndarra
 def _in_step(n_steps: int) -> np.ndarray:
     time_ms = WINDOW_START_MS + DT_MS * (np.arange(n_steps) + 1.0)
     return (time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS)
+
+
+def _peaks(trace: np.ndarray, stride: int) -> np.ndarray:
+    """Returns the largest value of each block of `stride` samples, so that thinning a trace keeps its spikes."""
+    usable = trace[: len(trace) // stride * stride]
+    return usable.reshape(-1, stride).max(axis=1)
+
+
+def _trace_figures(cell_name: str, cell: Split, model_voltage: np.ndarray, model_spikes: np.ndarray) -> list[dict]:
+    """Returns two figures of the first held-out sweep, model vs data: the whole sweep, and ZOOM_MS from the step's
+    onset at full resolution with both spike trains as rows of dots, where coincidences can be seen.
+
+    The whole sweep is thinned to one point per TRACE_STRIDE samples by taking each block's maximum: a spike in the
+    data can be a single sample (the twin's are), and taking every TRACE_STRIDE-th sample would drop most of them.
+    The model's voltage is reset at its spikes, so its spike times are shown by the dots and counted in the legend.
+    """
+    time_ms = WINDOW_START_MS + DT_MS * (np.arange(model_voltage.shape[0]) + 1.0)
+    data_voltage = np.asarray(cell["voltage_mV"][0], float)
+    model_voltage = np.asarray(model_voltage, float)
+    data_times = time_ms[np.asarray(cell["spikes"][0]) > 0]
+    model_times = time_ms[np.asarray(model_spikes) > 0]
+    thinned_time = time_ms[: len(time_ms) // TRACE_STRIDE * TRACE_STRIDE : TRACE_STRIDE]
+    step = f"{float(cell['step_pA'][0]):.0f} pA step"
+    whole = {
+        "title": f"Held-out sweep, cell {cell_name}, {step}", "xlabel": "time (ms)", "ylabel": "membrane voltage (mV)",
+        "series": [
+            {"label": f"data ({len(data_times)} spikes)", "x": thinned_time.tolist(),
+             "y": _peaks(data_voltage, TRACE_STRIDE).tolist(), "kind": "line", "role": "data"},
+            {"label": f"model ({len(model_times)} spikes)", "x": thinned_time.tolist(),
+             "y": _peaks(model_voltage, TRACE_STRIDE).tolist(), "kind": "line", "role": "model"},
+        ],
+    }
+    shown = (time_ms > STEP_ONSET_MS) & (time_ms <= STEP_ONSET_MS + ZOOM_MS)
+    top = float(max(data_voltage[shown].max(), model_voltage[shown].max()))
+    in_zoom = lambda times: times[(times > STEP_ONSET_MS) & (times <= STEP_ONSET_MS + ZOOM_MS)]
+    zoom = {
+        "title": f"Cell {cell_name}, {step}: the first {ZOOM_MS:.0f} ms, spike times as dots",
+        "xlabel": "time (ms)", "ylabel": "membrane voltage (mV)",
+        "series": [
+            {"label": "data", "x": time_ms[shown].tolist(), "y": data_voltage[shown].tolist(), "kind": "line",
+             "role": "data"},
+            {"label": "model", "x": time_ms[shown].tolist(), "y": model_voltage[shown].tolist(), "kind": "line",
+             "role": "model"},
+            {"label": "data spikes", "x": in_zoom(data_times).tolist(), "y": [top + 16.0] * len(in_zoom(data_times)),
+             "kind": "scatter", "role": "data"},
+            {"label": "model spikes", "x": in_zoom(model_times).tolist(),
+             "y": [top + 8.0] * len(in_zoom(model_times)), "kind": "scatter", "role": "model"},
+        ],
+        "legend": "outside",
+    }
+    return [whole, zoom]
 
 
 def fi_gain_check(cell_name: str, steps_pA, data_counts, model_counts) -> dict[str, Any]:
@@ -99,19 +151,8 @@ def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple
             ],
         })
         cell = {k: np.asarray(v[c]) for k, v in heldout.items()}
-        voltage, _ = _simulate_cell(membrane, params, cell)
-        time_ms = WINDOW_START_MS + DT_MS * (np.arange(voltage.shape[1]) + 1.0)
-        sl = slice(None, None, TRACE_STRIDE)
-        figures.append({
-            "title": f"Held-out sweep, cell {CELLS[c]}, {float(cell['step_pA'][0]):.0f} pA step",
-            "xlabel": "time (ms)", "ylabel": "membrane voltage (mV)",
-            "series": [
-                {"label": "data", "x": time_ms[sl].tolist(), "y": cell["voltage_mV"][0][sl].astype(float).tolist(),
-                 "kind": "line", "role": "data"},
-                {"label": "model", "x": time_ms[sl].tolist(), "y": voltage[0][sl].astype(float).tolist(),
-                 "kind": "line", "role": "model"},
-            ],
-        })
+        voltage, spikes = _simulate_cell(membrane, params, cell)
+        figures.extend(_trace_figures(CELLS[c], cell, voltage[0], spikes[0]))
     return figures, checks
 
 

@@ -159,7 +159,9 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",
                                        "refractory_ms"}
-    assert len(result["figures"]) == 2
+    assert [figure["title"].split(",")[0] for figure in result["figures"]] == ["f-I curve", "Held-out sweep", "Cell B6"]
+    whole = result["figures"][1]  # thinned by block maxima, so every spike of the data keeps its peak
+    assert max(whole["series"][0]["y"]) == pytest.approx(float(np.max(splits["selection"]["voltage_mV"][0, 0])))
     assert [check["name"] for check in result["checks"]] == ["f-I gain, cell B6"]
     assert isinstance(result["checks"][0]["passed"], bool)
     for figure in result["figures"]:
