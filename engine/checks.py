@@ -35,6 +35,7 @@ def evaluate_sources(
     heldout: str,
     workers: int = 2,
     timeout_s: float | None = None,
+    seed: int | None = None,
 ) -> dict[str, RunResult]:
     """Evaluates named models through the sandbox; returns name -> result.
 
@@ -42,11 +43,13 @@ def evaluate_sources(
         models: name -> (module source, scoring entry "path.py:function" or None for the task's score).
         heldout: the split scored: "selection" (what the search sees) or "test" (reports only).
         timeout_s: a wall-clock limit other than the task's `timeout_s` (e.g. for verification).
+        seed: the seed passed to the scoring entry (its fitter's random starts); by default the run's seed.
     """
     from sandbox.pool import make_runner
 
     config = prepared.config.sandbox.model_copy(update={"runner": "local", "num_workers": workers})
-    context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
+    seed = prepared.config.run.seed if seed is None else seed
+    context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=seed)
     if timeout_s is not None:
         context = replace(context, limits=replace(context.limits, timeout_s=timeout_s))
     names = list(models)

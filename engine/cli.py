@@ -319,12 +319,15 @@ def verify(
     task: Annotated[Optional[Path], typer.Option("--task", help="The task.yaml, if it moved since the run.")] = None,
     plots: Annotated[Optional[Path], typer.Option(help="Also write the verification figures as PNG files here.")] = None,
     workers: Annotated[int, typer.Option(help="Models evaluated at the same time.")] = 2,
+    fit_seeds: Annotated[int, typer.Option(
+        help="Fit every model this many times (seeds run seed, +1, ...) and show the test scores' mean and s.d.: "
+             "the search ranked the program on one fit.")] = 1,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
-    from engine.verify import check_lines, recovery_failures, recovery_summary, verify_program
+    from engine.verify import check_lines, fit_spread, recovery_failures, recovery_summary, verify_program
 
-    record = verify_program(db, program_id, task_yaml=task, workers=workers)
+    record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds)
     if plots is not None:
         from engine.figures import draw_task_figure, to_png, validate_figure
 
@@ -337,13 +340,30 @@ def verify(
         _print_json(record)
         return
     table = Table(title=f"program {program_id}: test-split scores (never seen by the search)")
-    for column in ("model", "kind", "outcome", "test score", "train score"):
+    seeds = record.get("fit_seeds") or []
+    columns = ["model", "kind", "outcome", "test score", "train score"]
+    if len(seeds) > 1:
+        columns.append(f"test, {len(seeds)} fits: mean ± s.d.")
+    for column in columns:
         table.add_column(column)
-    for name, row in sorted(record["test_scores"].items(), key=lambda kv: -(kv[1]["score"] or -1e300)):
-        table.add_row(name, row["kind"], row["outcome"],
-                      f"{row['score']:.4f}" if row["score"] is not None else "-",
-                      f"{row['train_score']:.4f}" if row["train_score"] is not None else "-")
+
+    def order(item):  # by the mean over fits where there is one, else by the one fit
+        spread = fit_spread(item[1])
+        return -(spread[0] if spread else item[1]["score"] if item[1]["score"] is not None else -1e300)
+
+    for name, row in sorted(record["test_scores"].items(), key=order):
+        cells = [name, row["kind"], row["outcome"],
+                 f"{row['score']:.4f}" if row["score"] is not None else "-",
+                 f"{row['train_score']:.4f}" if row["train_score"] is not None else "-"]
+        if len(seeds) > 1:
+            spread = fit_spread(row)
+            cells.append(f"{spread[0]:.4f} ± {spread[1]:.4f}" + (f" (n={spread[2]})" if spread[2] < len(seeds) else "")
+                         if spread else "-")
+        table.add_row(*cells)
     console.print(table)
+    if len(seeds) > 1:
+        print(f"test score and train score: the fit with the run's seed ({seeds[0]}), the one the search ranked; "
+              f"the last column refits with seeds {seeds[0]}-{seeds[-1]}.")
     print(f"selection score {record['selection_score']:.4f}; complexity: {record['complexity']['num_params']} free "
           f"parameters, AST size {record['complexity']['ast_size']}")
     if record.get("recovery"):

@@ -147,12 +147,23 @@ def _test_table(record: dict[str, Any]) -> str:
         score = item[1]["score"]
         return -score if score is not None else math.inf
 
+    from engine.verify import fit_spread
+
+    fits = len(record.get("fit_seeds") or [])
+
+    def spread_cell(row) -> str:
+        spread = fit_spread(row)
+        return f"<td>{_number(spread[0])} ± {_number(spread[1])}</td>" if spread else "<td>-</td>"
+
     rows = [
         f"<tr><td>{html.escape(name)}</td><td>{html.escape(row['kind'])}</td>"
-        f"<td>{_number(row['score']) if row['score'] is not None else html.escape(row['outcome'])}</td></tr>"
+        f"<td>{_number(row['score']) if row['score'] is not None else html.escape(row['outcome'])}</td>"
+        + (spread_cell(row) if fits > 1 else "") + "</tr>"
         for name, row in sorted(record["test_scores"].items(), key=order)
     ]
-    return "<table><tr><th>model</th><th>kind</th><th>test score</th></tr>" + "".join(rows) + "</table>"
+    head = "<tr><th>model</th><th>kind</th><th>test score</th>" + (
+        f"<th>mean ± s.d. over {fits} fits</th>" if fits > 1 else "") + "</tr>"
+    return "<table>" + head + "".join(rows) + "</table>"
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:

@@ -21,8 +21,8 @@ from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "locate_task", "check_lines", "recovery_failures", "recovery_figure", "recovery_summary",
-           "task_checks"]
+__all__ = ["verify_program", "locate_task", "check_lines", "fit_spread", "recovery_failures", "recovery_figure",
+           "recovery_summary", "task_checks"]
 
 RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
 
@@ -141,8 +141,29 @@ def recovery_figure(record: Mapping[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2) -> dict[str, Any]:
-    """Runs the checks for one program and stores them in the database; returns the stored record."""
+def fit_spread(row: Mapping[str, Any]) -> tuple[float, float, int] | None:
+    """Returns (mean, s.d., n) of one model's test scores over the fitter seeds, or None with fewer than two.
+
+    `row` is one entry of a record's "test_scores"; a fit that failed counts as missing, not as zero.
+    """
+    values = [value for value in row.get("scores_by_fit_seed") or [] if value is not None]
+    if len(values) < 2:
+        return None
+    return float(np.mean(values)), float(np.std(values, ddof=1)), len(values)
+
+
+def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2,
+                   fit_seeds: int = 1) -> dict[str, Any]:
+    """Runs the checks for one program and stores them in the database; returns the stored record.
+
+    Args:
+        fit_seeds: how many times every model is fitted for its test score, with seeds run seed, run seed + 1, ...
+            The search ranked the program on one fit (the run's seed), and a fitter with random starts can give
+            the same model quite different scores; with fit_seeds > 1 each test-score row also holds the scores of
+            the other fits ("scores_by_fit_seed"), which `fit_spread` summarises. The first fit is the run's seed.
+    """
+    if fit_seeds < 1:
+        raise EngineError(f"fit_seeds must be at least 1; got {fit_seeds}.")
     from islands import ProgramDatabase, save_verification
 
     reader = ProgramDatabase.open_readonly(db_path)
@@ -165,6 +186,9 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
     models = {name: (source, entry) for name, (_, source, entry) in reference_models(prepared).items()}
     models["program"] = (program.source, None)
     results = evaluate_sources(prepared, models, heldout="test", workers=workers)
+    run_seed = prepared.config.run.seed
+    refits = [evaluate_sources(prepared, models, heldout="test", workers=workers, seed=run_seed + k)
+              for k in range(1, fit_seeds)]
     if task.file.verify:
         verify_entry = str(task.resolve_entry(task.file.verify, "verify"))
         results.update(
@@ -187,6 +211,11 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
             "train_score": result.scores.get("train_score") if ok else None,
             "error": result.error[-500:],
         }
+        if refits:
+            test_scores[name]["scores_by_fit_seed"] = [
+                one.scores.get("score") if one.outcome is Outcome.OK else None
+                for one in [result] + [refit[name] for refit in refits]
+            ]
     record: dict[str, Any] = {
         "program_id": program_id,
         "created_at": time.time(),
@@ -195,6 +224,7 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         "test_scores": test_scores,
         "complexity": {"num_params": program.num_params, "ast_size": program.ast_size},
         "fitted_params": dict(program.fitted_params),
+        "fit_seeds": [run_seed + k for k in range(fit_seeds)],
     }
     verify_result = results.get("verify")
     if verify_result is not None:

@@ -59,8 +59,13 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
         capture_output=True, text=True, timeout=120,
     )
     assert shot.returncode == 0 and screenshot.stat().st_size > 20_000
-    stored = json.loads(discover("verify", str(db), str(summary["best_id"]), "--task", str(task), "--json"))
+    stored = json.loads(discover("verify", str(db), str(summary["best_id"]), "--task", str(task), "--fit-seeds", "2",
+                                 "--json"))
     assert stored["test_scores"]["program"]["score"] is not None
+    # Two fits per model: the first with the run's seed (the stored score), the second with the next seed.
+    assert len(stored["fit_seeds"]) == 2 and stored["fit_seeds"][1] == stored["fit_seeds"][0] + 1
+    for row in stored["test_scores"].values():
+        assert len(row["scores_by_fit_seed"]) == 2 and row["scores_by_fit_seed"][0] == row["score"]
     assert stored["complexity"]["num_params"] >= 2
     # Whenever two or more simulated sets were refitted, the engine draws them all on one plot, last.
     refitted = max((len(pairs) for pairs in stored["recovery_pairs"].values()), default=0)

@@ -4,7 +4,7 @@ a task's pass/fail checks."""
 import pytest
 
 from engine.figures import validate_figure
-from engine.verify import check_lines, recovery_failures, recovery_figure, recovery_summary, task_checks
+from engine.verify import check_lines, fit_spread, recovery_failures, recovery_figure, recovery_summary, task_checks
 
 
 def test_no_failed_sets_says_nothing():
@@ -81,3 +81,23 @@ def test_the_report_lists_the_task_checks_under_a_heading_that_counts_failures()
     html_text = _program_section(program, {}, record)
     expected = "<h3>Task checks: 1 of 1 FAILED</h3><ul><li>FAILED f-I gain, cell B6: ratio 0.00 &lt; 0.50</li></ul>"
     assert expected in html_text
+
+
+def test_the_fit_spread_leaves_failed_fits_out_and_needs_two():
+    mean, sd, n = fit_spread({"score": -0.52, "scores_by_fit_seed": [-0.52, None, -1.25, -0.60]})
+    assert n == 3 and mean == pytest.approx(-0.79) and sd == pytest.approx(0.4003748, rel=1e-6)
+    assert fit_spread({"score": -0.52, "scores_by_fit_seed": [-0.52, None]}) is None
+    assert fit_spread({"score": -0.52}) is None  # verified with one fit, or before fits were repeated
+
+
+def test_the_report_shows_the_spread_over_fits_next_to_the_run_seeds_score():
+    from engine.report import _test_table
+
+    record = {"fit_seeds": [0, 1, 2], "test_scores": {
+        "program": {"kind": "discovered", "outcome": "OK", "score": -0.52, "scores_by_fit_seed": [-0.52, -1.25, -0.60]},
+        "adex": {"kind": "ground_truth", "outcome": "OK", "score": -0.55, "scores_by_fit_seed": [-0.55, -0.50, None]},
+    }}
+    table = _test_table(record)
+    assert "<th>mean ± s.d. over 3 fits</th>" in table
+    assert "<td>program</td><td>discovered</td><td>-0.5200</td><td>-0.7900 ± 0.4004</td>" in table
+    assert "<td>adex</td><td>ground_truth</td><td>-0.5500</td><td>-0.5250 ± 0.0354</td>" in table
