@@ -22,7 +22,8 @@ config_app = typer.Typer(help="Inspect configuration.", no_args_is_help=True)
 app.add_typer(task_app, name="task")
 app.add_typer(config_app, name="config")
 
-console = Console()
+# Piped or logged output has no terminal width; rich would then use 80 columns and cut model names in tables.
+console = Console() if sys.stdout.isatty() else Console(width=140)
 STATE = {"verbose": False}
 
 
