@@ -347,12 +347,8 @@ def verify(
         columns.append(f"test, {len(seeds)} fits: mean ± s.d.")
     for column in columns:
         table.add_column(column)
-
-    def order(item):  # by the mean over fits where there is one, else by the one fit
-        spread = fit_spread(item[1])
-        return -(spread[0] if spread else item[1]["score"] if item[1]["score"] is not None else -1e300)
-
-    for name, row in sorted(record["test_scores"].items(), key=order):
+    by_score = lambda kv: -kv[1]["score"] if kv[1]["score"] is not None else float("inf")  # a score of 0 is a score
+    for name, row in sorted(record["test_scores"].items(), key=by_score):
         cells = [name, row["kind"], row["outcome"],
                  f"{row['score']:.4f}" if row["score"] is not None else "-",
                  f"{row['train_score']:.4f}" if row["train_score"] is not None else "-"]

@@ -132,9 +132,9 @@ def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple
     for c, params in enumerate(fitted):
         params = {k: jnp.float32(v) for k, v in params.items()}
         steps, data_counts, model_counts = [], [], []
-        for split in (train, heldout):
+        for split in (train, heldout):  # heldout last: its simulation also draws the trace figures below
             cell = {k: np.asarray(v[c]) for k, v in split.items()}
-            _, spikes = _simulate_cell(membrane, params, cell)
+            voltage, spikes = _simulate_cell(membrane, params, cell)
             inside = _in_step(spikes.shape[1])
             steps.extend(cell["step_pA"].tolist())
             data_counts.extend(cell["spikes"][:, inside].sum(axis=1).tolist())
@@ -150,8 +150,6 @@ def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple
                 {"label": "model", "x": x, "y": [float(model_counts[i]) for i in order], "kind": "line", "role": "model"},
             ],
         })
-        cell = {k: np.asarray(v[c]) for k, v in heldout.items()}
-        voltage, spikes = _simulate_cell(membrane, params, cell)
         figures.extend(_trace_figures(CELLS[c], cell, voltage[0], spikes[0]))
     return figures, checks
 
