@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from engine.evaluation import build_context
+from engine.evaluation import build_context, make_job
 from engine.session import Prepared, prepare
-from sandbox.results import Job, Outcome, RunResult
+from sandbox.results import Outcome, RunResult
 
 __all__ = ["CheckRow", "check_task", "evaluate_sources", "reference_models"]
 
@@ -61,7 +61,7 @@ def evaluate_sources(
             for job_id, name in enumerate(names):
                 source, model_entry = models[name]
                 if (model_entry or context.entry) == entry:
-                    runner.submit(Job(job_id=job_id, source=source))
+                    runner.submit(make_job(job_id, source, prepared.task.function_name))
                     waiting[job_id] = name
             while waiting:
                 for result in runner.results(1.0):

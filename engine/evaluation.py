@@ -8,10 +8,12 @@ from typing import Any, Mapping
 
 from engine.fit import read_params
 from islands import Candidate, Program
-from sandbox.results import Limits, Outcome, RunResult, TaskContext
+from sandbox.exported import parse_input
+from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
+from tasks.errors import TaskSpecError
 from tasks.spec import TaskSpec
 
-__all__ = ["build_context", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
+__all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
 
 SPLIT_FOR_SEARCH = "selection"
 
@@ -20,8 +22,14 @@ def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = S
     """Returns the sandbox context that fits on `train` and scores on the `heldout` split.
 
     The search uses heldout="selection"; only `discover verify` and reports use "test". The other splits are
-    never sent to a worker, so a candidate cannot read them.
+    never sent to a worker. The splits go only to the trusted scoring stage; the candidate's Python runs in a
+    tracing stage that gets the task's `inputs` (shapes and dtypes) and no data (`sandbox/staged.py`).
     """
+    for name, spec in task.file.inputs.items():
+        try:
+            parse_input(spec)
+        except ValueError as error:
+            raise TaskSpecError(f"{task.yaml_path}: inputs.{name}: {error}") from None
     limits = task.file.limits
     return TaskContext(
         entry=str(task.score),
@@ -29,6 +37,7 @@ def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = S
         function_name=task.function_name,
         allowed_imports=tuple(task.file.allowed_imports),
         root=str(task.folder),
+        inputs=tuple(task.file.inputs.values()),
         limits=Limits(
             timeout_s=limits.timeout_s,
             memory_mb=limits.memory_mb,
@@ -36,6 +45,18 @@ def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = S
             max_file_mb=limits.max_file_mb,
         ),
     )
+
+
+def make_job(job_id: int, source: str, function_name: str) -> Job:
+    """Returns the job for one candidate, with the free parameters read from its PARAMS here, by the engine.
+
+    A source whose PARAMS cannot be read becomes a job the sandbox records as INVALID_OUTPUT without running it.
+    """
+    try:
+        spec = read_params(source, function_name)
+    except ValueError as error:
+        return Job(job_id=job_id, source=source, rejection=str(error))
+    return Job(job_id=job_id, source=source, parameters=tuple(zip(spec.names, spec.lows, spec.highs)))
 
 
 def _finite(value: Any) -> bool:

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
-from engine.evaluation import at_bounds, to_candidate
+from engine.evaluation import at_bounds, make_job, to_candidate
 from engine.llm.errors import LLMBudgetExhausted
 from engine.errors import EngineError
 from engine.prompts import diagnostics_text, render_prompt
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase
-from sandbox.results import Job, Outcome, RunResult
+from sandbox.results import Outcome, RunResult
 from tasks.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
@@ -84,9 +84,9 @@ class _Pending:
     submitted_at: float = field(default_factory=time.monotonic)
 
 
-def evaluate_once(runner: Runner, source: str, job_id: int = 0, poll_s: float = 0.5) -> RunResult:
+def evaluate_once(runner: Runner, source: str, function_name: str, job_id: int = 0, poll_s: float = 0.5) -> RunResult:
     """Runs one candidate through the pool and waits for its result."""
-    runner.submit(Job(job_id=job_id, source=source))
+    runner.submit(make_job(job_id, source, function_name))
     while True:
         for result in runner.results(poll_s):
             if result.job_id == job_id:
@@ -134,7 +134,7 @@ class SearchLoop:
         seed_id = self.database.seed_id
         if seed_id is not None:
             return self.database.get(seed_id)
-        result = evaluate_once(self.runner, self.task.seed_source, job_id=0)
+        result = evaluate_once(self.runner, self.task.seed_source, self.task.function_name, job_id=0)
         candidate = to_candidate(
             result, source=self.task.seed_source, parent_ids=(), island_id=0, proposer="seed"
         )
@@ -253,7 +253,7 @@ class SearchLoop:
         job_id = self._next_job_id
         self._next_job_id += 1
         self._pending[job_id] = _Pending(proposal.source, parent_ids, island_id, proposal, propose_s)
-        self.runner.submit(Job(job_id=job_id, source=proposal.source))
+        self.runner.submit(make_job(job_id, proposal.source, self.task.function_name))
 
     async def _propose(self, context: PromptContext) -> tuple[Proposal, float]:
         started = time.perf_counter()

@@ -198,7 +198,7 @@ def evaluate_file(
     context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
     runner = make_runner(prepared.config.sandbox, context)
     try:
-        result = evaluate_once(runner, Path(candidate_py).read_text())
+        result = evaluate_once(runner, Path(candidate_py).read_text(), prepared.task.function_name)
     finally:
         runner.close()
     return result, prepared.task

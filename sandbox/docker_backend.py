@@ -123,7 +123,8 @@ def container_settings(
     return settings
 
 
-def worker_init(context: TaskContext, *, root: str, scratch: str, gpu: bool = False) -> dict[str, Any]:
+def worker_init(context: TaskContext, *, root: str, scratch: str, gpu: bool = False,
+                stage: str = "run") -> dict[str, Any]:
     """Returns the init message of `sandbox/zygote.py`'s `Worker` for a task mounted at `root`.
 
     `gpu`: the container is handed GPUs. The candidate's process then bounds its private writable memory
@@ -157,12 +158,14 @@ def worker_init(context: TaskContext, *, root: str, scratch: str, gpu: bool = Fa
         "isolated": True,  # its own pid namespace: processes left behind are killed (only when we are pid 1)
         "nproc_extra": RUNTIME_PIDS,
         "gpu": gpu,
+        "stage": stage,
+        "inputs": list(context.inputs or ()),
     }
 
 
 def result_from_container(
     job_id: int, stdout: bytes, exit_code: int | None, *, timed_out: bool, wall_s: float, deadline_s: float,
-    memory_mb: int,
+    memory_mb: int, stage: str = "run",
 ) -> RunResult:
     """Returns the RunResult for one container from its stdout (one reply frame) and its exit status."""
     from sandbox.process import _result_from_reply
@@ -172,7 +175,7 @@ def result_from_container(
                          error=f"no result within {deadline_s:g} s (startup grace + timeout_s); the container was killed")
     reply = _parse_reply(stdout)
     if reply is not None and reply.get("type") == "result":
-        return _result_from_reply(job_id, reply, 0.0, wall_s)
+        return _result_from_reply(job_id, reply, 0.0, wall_s, stage=stage)
     if reply is not None and reply.get("type") == "error":
         raise SandboxError(f"the container could not load the task: {reply.get('message', '')}")
     if exit_code == 137:
@@ -211,7 +214,11 @@ class DockerSandbox:
     """
 
     def __init__(self, context: TaskContext, *, image: str, extra_env: Mapping[str, str] | None = None,
-                 startup_grace_s: float = 20.0, cpus: float = 1.0, client: Any = None) -> None:
+                 startup_grace_s: float = 20.0, cpus: float = 1.0, client: Any = None, stage: str = "run") -> None:
+        if stage not in ("run", "trace"):
+            raise SandboxError(f"a DockerSandbox runs the 'run' or 'trace' stage; got {stage!r} (the trusted "
+                               "'score' stage runs in a ProcessSandbox on the host).")
+        self.stage = stage
         self.context = context
         self.image = image
         self.extra_env = dict(extra_env or {})
@@ -219,7 +226,8 @@ class DockerSandbox:
         self.cpus = cpus
         self.uid = isolation.allocate_uid()
         gpus = [i for i in self.extra_env.get("CUDA_VISIBLE_DEVICES", "").split(",") if i.strip()]
-        init = worker_init(context, root=TASK_MOUNT, scratch=SCRATCH_MOUNT, gpu=bool(gpus))
+        init = worker_init(context, root=TASK_MOUNT, scratch=SCRATCH_MOUNT, gpu=bool(gpus) and stage == "run",
+                           stage=stage)
         if client is None:
             import docker
             import docker.errors
@@ -239,9 +247,12 @@ class DockerSandbox:
         self._lock = threading.Lock()
         self._closed = False
 
-    def run(self, job: Job) -> RunResult:
-        """Evaluates one candidate in a new container; never raises for anything the candidate does."""
+    def run(self, job: Job, exported: str | None = None) -> RunResult:
+        """Evaluates (or, in the "trace" stage, traces) one candidate in a new container; never raises for anything
+        the candidate does."""
         started = time.perf_counter()
+        if job.rejection:
+            return RunResult(job.job_id, Outcome.INVALID_OUTPUT, error=job.rejection)
         rejection = check_source(job.source, self.context.allowed_imports)
         if rejection is not None:
             return RunResult(job.job_id, rejection.outcome, error=rejection.message,
@@ -249,12 +260,13 @@ class DockerSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("this DockerSandbox is closed; create a new one to run more jobs.")
-            _write_private(Path(self._job_dir) / "job.pkl", pickle.dumps({"job_id": job.job_id, "source": job.source}))
+            _write_private(Path(self._job_dir) / "job.pkl", pickle.dumps({"job_id": job.job_id, "source": job.source,
+                                                                          "parameters": [list(p) for p in job.parameters]}))
             stdout, exit_code, timed_out = self._run_container()
         limits = self.context.limits
         return result_from_container(
             job.job_id, stdout, exit_code, timed_out=timed_out, wall_s=time.perf_counter() - started,
-            deadline_s=self.startup_grace_s + limits.timeout_s, memory_mb=limits.memory_mb,
+            deadline_s=self.startup_grace_s + limits.timeout_s, memory_mb=limits.memory_mb, stage=self.stage,
         )
 
     def close(self) -> None:

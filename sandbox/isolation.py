@@ -195,13 +195,46 @@ def gpu_library_dirs() -> tuple[str, ...]:
     return tuple(sorted({p for p in found if os.path.isdir(p)}))
 
 
-def needed_paths(task_root: str) -> list[str]:
-    """Returns the directories a worker must read: the Python installation, its import paths, the task root."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(Path(__file__).parent),
-             str(Path(task_root).resolve()), str(Path(sys.executable).resolve().parent.parent)}
-    paths.update(site.getsitepackages())
-    paths.update(p for p in sys.path if p)
+def needed_paths(task_root: str, *, python_only: bool = False) -> list[str]:
+    """Returns the directories a worker must read: the Python installation, its import paths, the task root and
+    the code beside this package (where the engine that a task's score imports lives, in a checkout).
+
+    With `python_only` (the tracing stage), only the Python installation and this package's folder.
+    """
+    python = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, str(Path(__file__).parent),
+              str(Path(sys.executable).resolve().parent.parent), *site.getsitepackages()}
+    paths = set(python)
+    if python_only:
+        # The standard library's own folders (lib-dynload, a zip) lie under the prefixes; nothing else on sys.path
+        # (the working directory, a checkout) is bound back.
+        prefixes = [os.path.realpath(p) for p in python]
+        paths.update(p for p in sys.path if p and any(_is_under(os.path.realpath(p), q) for q in prefixes))
+    else:
+        paths.update({str(Path(task_root).resolve()), code_root()})
+        paths.update(p for p in sys.path if p)
     return sorted(p for p in (os.path.realpath(p) for p in paths) if os.path.isdir(p))
+
+
+def code_root() -> str:
+    """Returns the folder holding this package and its siblings (engine, tasks): a checkout, or site-packages."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def trace_hidden_paths() -> tuple[str, ...]:
+    """Returns what the tracing stage hides beyond `default_hidden_paths`: the code beside this package (the
+    tasks' data modules and scorers, the engine; a whole checkout, tests and all), the working directory, and the
+    data mirror and download cache. The Python installation is bound back where it lies under one of them.
+    """
+    root = Path(code_root())
+    paths = [str(root / name) for name in ("engine", "islands", "tasks")]
+    python = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, *site.getsitepackages())}
+    if str(root) not in python:  # a checkout, not site-packages itself
+        paths.append(str(root))
+    paths.append(os.getcwd())
+    for name in ("DISCOVER_DATA_MIRROR", "DISCOVER_CACHE", "XDG_CACHE_HOME"):
+        if os.environ.get(name):
+            paths.append(os.path.expanduser(os.environ[name]))
+    return tuple(p for p in dict.fromkeys(os.path.realpath(p) for p in paths) if os.path.lexists(p) and p != "/")
 
 
 def default_hidden_paths() -> list[str]:
@@ -218,7 +251,8 @@ def scratch_entries_to_keep(task_root: str, readable_paths: Sequence[str] = ()) 
 
 def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str], *, task_root: str,
                   hidden_paths: Sequence[str] = (), scratch_mb: int = 256, as_root: bool | None = None,
-                  device_nodes: Sequence[tuple[str, str]] = (), readable_paths: Sequence[str] = ()) -> list[str]:
+                  device_nodes: Sequence[tuple[str, str]] = (), readable_paths: Sequence[str] = (),
+                  python_only: bool = False) -> list[str]:
     """Returns the bwrap command line that runs `worker_argv` isolated as described in this module's docstring.
 
     Args:
@@ -232,6 +266,8 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
             (GPU mode: `gpu_device_nodes()`); none by default.
         readable_paths: extra folders that must stay readable even under a hidden directory (GPU mode:
             `gpu_library_dirs()`).
+        python_only: bind back only the Python installation and this package under hidden folders (the tracing
+            stage; see `needed_paths`).
     """
     as_root = os.geteuid() == 0 if as_root is None else as_root
     command = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
@@ -248,7 +284,8 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
     hidden = [os.path.realpath(p) for p in [*default_hidden_paths(), *hidden_paths] if os.path.lexists(p)]
     hidden_dirs = {p for p in hidden if os.path.isdir(p)} | {"/run", "/var/tmp"}
     hidden_files = [p for p in hidden if not os.path.isdir(p)]
-    needed = sorted({*needed_paths(task_root), *(os.path.realpath(p) for p in readable_paths if os.path.isdir(p))})
+    needed = sorted({*needed_paths(task_root, python_only=python_only),
+                     *(os.path.realpath(p) for p in readable_paths if os.path.isdir(p))})
     covered = hidden_dirs | {SANDBOX_SCRATCH}
     # A needed path that is itself a covered directory (e.g. a script's folder /tmp on sys.path) stays covered.
     rebound = [p for p in needed if p not in covered and any(_is_under(p, h) for h in covered)]

@@ -18,8 +18,10 @@ import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from sandbox import isolation
 from sandbox.config import DEFAULT_DOCKER_IMAGE, SandboxConfig
 from sandbox.errors import SandboxError
 from sandbox.results import Job, RunResult, TaskContext
@@ -143,22 +145,40 @@ class SandboxSpec:
         )
 
     def __call__(self, context: TaskContext, extra_env: Mapping[str, str]) -> Sandbox:
-        if self.backend == "process":
-            from sandbox.process import ProcessSandbox
+        """Opens one worker's sandbox: a `StagedSandbox` when the context declares `inputs` (every task does),
+        whose tracing stage runs in a `ProcessSandbox` (or a container) and whose scoring stage, the trusted
+        worker, in a `ProcessSandbox` on this machine."""
+        if self.backend not in ("process", "docker"):
+            raise SandboxError(f"sandbox backend must be 'process' or 'docker', found {self.backend!r}")
+        from sandbox.process import ProcessSandbox
 
-            return ProcessSandbox(
-                context, use_bwrap=self.use_bwrap, hidden_paths=self.hidden_paths, extra_env=extra_env
-            )
-        if self.backend == "docker":
-            from sandbox.docker_backend import DockerSandbox
+        if context.inputs is None:
+            if self.backend == "docker":
+                return self._docker(context, extra_env, "run")
+            return ProcessSandbox(context, use_bwrap=self.use_bwrap, hidden_paths=self.hidden_paths,
+                                  extra_env=extra_env)
+        from sandbox.staged import StagedSandbox
 
-            return DockerSandbox(
-                context,
-                image=self.docker_image,
-                extra_env=extra_env,
-                startup_grace_s=self.docker_startup_grace_s,
-            )
-        raise SandboxError(f"sandbox backend must be 'process' or 'docker', found {self.backend!r}")
+        cuda = isolation.wants_cuda(isolation.sandbox_env(extra_env)["JAX_PLATFORMS"])
+        # The tracing stage needs no GPU: it lowers for the scorer's platform without running anything.
+        trace_env = {**extra_env, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
+
+        def open_stage(stage_context: TaskContext, stage: str) -> Sandbox:
+            if stage == "score":
+                return ProcessSandbox(stage_context, use_bwrap=self.use_bwrap, hidden_paths=self.hidden_paths,
+                                      extra_env=extra_env, stage="score")
+            if self.backend == "docker":
+                return self._docker(stage_context, trace_env, "trace")
+            return ProcessSandbox(stage_context, use_bwrap=self.use_bwrap, extra_env=trace_env, stage="trace",
+                                  hidden_paths=(*self.hidden_paths, str(Path(context.root).resolve())))
+
+        return StagedSandbox(context, open_stage, platforms=("cuda",) if cuda else ("cpu",))
+
+    def _docker(self, context: TaskContext, extra_env: Mapping[str, str], stage: str) -> Sandbox:
+        from sandbox.docker_backend import DockerSandbox
+
+        return DockerSandbox(context, image=self.docker_image, extra_env=extra_env,
+                             startup_grace_s=self.docker_startup_grace_s, stage=stage)
 
 
 class LocalRunner:

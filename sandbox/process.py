@@ -86,7 +86,7 @@ from typing import Any, Mapping, Sequence
 from sandbox import isolation, zygote
 from sandbox.errors import SandboxError
 from sandbox.results import Job, Outcome, RunResult, TaskContext
-from sandbox.static_check import check_source
+from sandbox.static_check import Rejection, check_source
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,10 @@ class ProcessSandbox:
         gpu: GPU mode (see this module's docstring). None (default): on when the worker's JAX_PLATFORMS (from
             `extra_env`, else the host's, else "cpu") names cuda. True with JAX_PLATFORMS=cpu applies GPU mode's
             memory limit to a CPU-only worker.
+        stage: "run" (default: the entry receives the candidate's module), "trace" (the candidate's Python is
+            traced and exported; the worker sees neither the task's folder nor the code beside this package, nor
+            the data mirror or cache, nor the working directory) or "score" (the trusted scorer: jobs carry an
+            exported computation, no candidate Python runs). See `sandbox/staged.py`.
 
     Raises:
         SandboxError: a bad entry or `max_jobs_per_worker`; bubblewrap required but missing; JAX is to use CUDA
@@ -151,9 +155,15 @@ class ProcessSandbox:
     def __init__(self, context: TaskContext, *, use_bwrap: bool | None = None, hidden_paths: Sequence[str] = (),
                  max_jobs_per_worker: int = 500, preload: Sequence[str] | None = None,
                  startup_timeout_s: float = 120.0, scratch_mb: int = 256,
-                 extra_env: Mapping[str, str] | None = None, gpu: bool | None = None) -> None:
+                 extra_env: Mapping[str, str] | None = None, gpu: bool | None = None,
+                 stage: str = "run") -> None:
         if max_jobs_per_worker < 1:
             raise SandboxError(f"max_jobs_per_worker must be at least 1; got {max_jobs_per_worker}.")
+        if stage not in ("run", "trace", "score"):
+            raise SandboxError(f"stage must be 'run', 'trace' or 'score'; got {stage!r}.")
+        if stage == "score" and not context.inputs:
+            raise SandboxError("the 'score' stage needs TaskContext.inputs (the evolved function's arguments).")
+        self.stage = stage
         self.context = context
         self.root = str(Path(context.root).resolve())
         _check_entry(context.entry, self.root)
@@ -164,9 +174,11 @@ class ProcessSandbox:
         self.bwrap = bwrap if use_bwrap is not False else None
         if self.bwrap is None and use_bwrap is None:
             _warn_once_no_bwrap()
-        self.hidden_paths = tuple(hidden_paths)
+        self.hidden_paths = tuple(hidden_paths) + (isolation.trace_hidden_paths() if stage == "trace" else ())
         self.max_jobs_per_worker = max_jobs_per_worker
         self.preload = preload_for(context.allowed_imports) if preload is None else tuple(preload)
+        if stage != "run":
+            self.preload = tuple(dict.fromkeys((*self.preload, "jax", "jax.numpy", "jax.export")))
         self.startup_timeout_s = startup_timeout_s
         self.scratch_mb = scratch_mb
         self.extra_env = dict(extra_env or {})
@@ -189,25 +201,38 @@ class ProcessSandbox:
         """Whether workers run under bubblewrap (False: plain subprocesses with rlimits only)."""
         return self.bwrap is not None
 
-    def run(self, job: Job) -> RunResult:
+    def run(self, job: Job, exported: str | None = None) -> RunResult:
         """Evaluates one candidate and returns how it ended; never raises for anything the candidate does.
+
+        Args:
+            job: the candidate; in the "score" stage its source is not sent to the worker.
+            exported: "score" stage: the candidate's exported computation (the "trace" stage's
+                details["exported"]).
 
         Raises:
             SandboxError: the sandbox is closed, or a worker cannot start (a broken entry file or payload).
         """
         started = time.perf_counter()
-        rejection = check_source(job.source, self.context.allowed_imports)
+        if job.rejection:
+            rejection = Rejection(Outcome.INVALID_OUTPUT, job.rejection)
+        elif self.stage == "score":
+            rejection = None if exported else Rejection(Outcome.CRASHED, "no exported computation to score")
+        else:
+            rejection = check_source(job.source, self.context.allowed_imports)
         if rejection is not None:
             wall_s = time.perf_counter() - started
             return RunResult(job.job_id, rejection.outcome, error=rejection.message, timings={"wall": wall_s},
                              wall_time_s=wall_s)
+        message = {"job_id": job.job_id, "parameters": [list(p) for p in job.parameters]}
+        message.update({"exported": exported} if self.stage == "score" else {"source": job.source})
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
             self._startup_cpu_s = 0.0
-            reply, startup_s = self._run_with_one_retry(job)
+            reply, startup_s = self._run_with_one_retry(message)
         wall_s = time.perf_counter() - started
-        return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=self._startup_cpu_s)
+        return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=self._startup_cpu_s,
+                                  stage=self.stage)
 
     def close(self) -> None:
         """Kills the worker and everything it started, at once, even while a job runs. Safe to call twice.
@@ -233,7 +258,7 @@ class ProcessSandbox:
             worker.kill()
 
     # -------------------------------------------------------------------------------------------- internals
-    def _run_with_one_retry(self, job: Job) -> tuple[dict[str, Any], float]:
+    def _run_with_one_retry(self, job: dict[str, Any]) -> tuple[dict[str, Any], float]:
         """Runs `job` on a live worker; if the worker itself dies, starts a new one and tries once more."""
         startup_s = 0.0
         for attempt in range(2):
@@ -280,7 +305,7 @@ class ProcessSandbox:
             "drop_uid": self.drop_uid, "isolated": self.bwrap is not None,
             "scratch_keep": isolation.scratch_entries_to_keep(self.root, readable) if self.bwrap else [],
             "nproc_extra": 4 * cores + 8 + (4 * cores + 32 if self.gpu else 0),
-            "gpu": self.gpu,
+            "gpu": self.gpu, "stage": self.stage, "inputs": list(self.context.inputs or ()),
         }
         python_argv = [sys.executable, "-I", "-B", "-u", str(Path(zygote.__file__).resolve())]
         env = isolation.sandbox_env(self.extra_env, scratch=scratch, gpu=self.gpu)
@@ -288,7 +313,7 @@ class ProcessSandbox:
             argv = isolation.bwrap_command(self.bwrap, python_argv, env, task_root=self.root,
                                            hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb,
                                            device_nodes=isolation.gpu_device_nodes() if self.gpu else (),
-                                           readable_paths=readable)
+                                           readable_paths=readable, python_only=self.stage == "trace")
         else:
             argv = python_argv
         self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch,
@@ -344,11 +369,11 @@ class _WorkerProcess:
             raise SandboxError(f"the sandbox worker could not load the task: {reply.get('message', reply)}")
         self.ready = reply
 
-    def run(self, job: Job, timeout_s: float) -> dict[str, Any]:
-        """Sends one job and waits at most `timeout_s`; on timeout kills the whole worker tree."""
+    def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Sends one job message and waits at most `timeout_s`; on timeout kills the whole worker tree."""
         self.jobs_run += 1
         try:
-            self._send({"job_id": job.job_id, "source": job.source})
+            self._send(job)
             reply = self._receive(time.monotonic() + timeout_s)
         except TimeoutError:
             self.kill()
@@ -449,11 +474,12 @@ def kill_processes_of_uid(uid: int) -> int:
 
 
 def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float, *,
-                       startup_cpu_s: float = 0.0) -> RunResult:
+                       startup_cpu_s: float = 0.0, stage: str = "run") -> RunResult:
     """Returns the RunResult for a worker's JSON reply.
 
     The reply is untrusted (a candidate can write its own verdict to the result pipe), so every field is checked
-    and anything malformed is dropped; only a candidate's own score can be forged this way, never our process.
+    and anything malformed is dropped. In the "run" stage a candidate can forge its own score this way; in the
+    "trace" stage a reply never carries scores, only the exported computation, which the "score" stage checks.
     """
     def mapping(value: Any) -> dict:
         return value if isinstance(value, dict) else {}
@@ -471,10 +497,18 @@ def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, 
         outcome = Outcome[str(reply.get("outcome"))]
     except KeyError:
         outcome = Outcome.CRASHED
-    scores = numbers(reply.get("scores")) if outcome is Outcome.OK else {}
-    if outcome is Outcome.OK and "score" not in scores:
-        outcome = Outcome.INVALID_OUTPUT
     details = mapping(reply.get("details"))
+    if stage == "trace":
+        exported = details.get("exported") if outcome is Outcome.OK else None
+        details = {"exported": exported} if isinstance(exported, str) else {}
+        scores: dict[str, float] = {}
+        if outcome is Outcome.OK and not details:
+            outcome = Outcome.CRASHED
+            reply = {**reply, "error": "the tracing sandbox returned no exported computation"}
+    else:
+        scores = numbers(reply.get("scores")) if outcome is Outcome.OK else {}
+        if outcome is Outcome.OK and "score" not in scores:
+            outcome = Outcome.INVALID_OUTPUT
     if reply.get("anomaly"):
         details["sandbox_anomaly"] = str(reply["anomaly"])[:1000]
     return RunResult(job_id=job_id, outcome=outcome, scores=scores, details=details,

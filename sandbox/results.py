@@ -46,6 +46,12 @@ class TaskContext:
         allowed_imports: top-level module names the candidate may import; ("*",) allows all.
         root: the directory `entry` is relative to and that is put on sys.path.
         limits: resource limits for each candidate.
+        inputs: the evolved function's arguments after `params`, as "dtype[shape]" (`sandbox/exported.py`).
+            When set, a candidate is evaluated in two stages (`sandbox/staged.py`): its Python runs only in a
+            tracing sandbox that holds no data and exports it as a computation, and the entry is called in a
+            trusted worker with that computation (a `CandidateFunction`) instead of the candidate's module.
+            When None, the entry receives the candidate's module in the candidate's own process: a sandbox for
+            running untrusted code, not a verifier (the engine always sets `inputs`).
     """
 
     entry: str
@@ -54,14 +60,24 @@ class TaskContext:
     allowed_imports: tuple[str, ...] = ("math", "numpy", "jax", "optax")
     root: str = "."
     limits: Limits = field(default_factory=Limits)
+    inputs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One candidate to evaluate."""
+    """One candidate to evaluate.
+
+    Attributes:
+        parameters: (name, low, high) of each free parameter, as the engine read them from the source; the
+            candidate is traced with these names and the entry receives them as `candidate.PARAMS`.
+        rejection: why the engine refused the source before running it (e.g. its PARAMS do not parse); the job
+            then ends INVALID_OUTPUT with this message, and nothing runs.
+    """
 
     job_id: int
     source: str
+    parameters: tuple[tuple[str, float, float], ...] = ()
+    rejection: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,19 @@ Life of a worker:
 
 Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
 
+Stages (init["stage"]; see `sandbox/staged.py`):
+- "run": the child builds the candidate's module from its source and calls `entry(module, **payload)`, which
+  returns scores (a generic sandbox for untrusted code);
+- "trace": the same, with `sandbox/exported.py`'s `export_candidate` as the entry and no data in the payload;
+  the verdict carries the exported computation (base64 text) instead of scores;
+- "score": the trusted scorer. No candidate Python runs: the child rebuilds the candidate from the job's
+  exported computation (`exported.load_candidate`, which checks it) and calls `entry(candidate, **payload)`.
+
 Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_backend.py`):
 - host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
   limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra,
-  gpu (bool, optional: GPU mode's rlimits)}, then one {job_id, source} per job;
+  gpu (bool, optional: GPU mode's rlimits), stage (optional, default "run"), inputs (the task's input
+  specifications, "score" stage)}, then one {job_id, source, parameters, exported} per job;
 - worker -> host, JSON: {"type": "ready", "startup_s", "startup_cpu_s", "pid"} or {"type": "error", "message"}, then per job
   {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
   "anomaly", "child_s", "max_rss_mb"}.
@@ -107,6 +116,7 @@ class Worker:
         self.reply_fd = reply_fd
         self.entry = None  # the entry function, when it could be imported before forking
         self.payload: dict = {}
+        self.exported = None  # sandbox/exported.py, in the "score" stage
 
     def start(self) -> dict:
         """Imports the heavy modules and the entry once; returns the ready message."""
@@ -119,6 +129,8 @@ class Worker:
             except ImportError:
                 pass
         self.entry = load_entry(self.init["entry"], root)
+        if self.init.get("stage") == "score":
+            self.exported = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "exported.py"))
         self.payload = pickle.loads(self.init["payload"])
         problem = fork_hazard()
         if problem:
@@ -340,6 +352,18 @@ def load_entry(entry: str, root: str):
     if not path or not function_name:
         raise ValueError(f"entry {entry!r} is not of the form 'path/to/score.py:function'")
     path = path if os.path.isabs(path) else os.path.join(root, path)
+    module = load_module(path)
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        found = ", ".join(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise ValueError(f"entry file {path} has no function {function_name!r}. Found: {found or 'none'}.")
+    return function
+
+
+def load_module(path: str) -> types.ModuleType:
+    """Imports the Python file at `path` as a module named after it."""
+    import importlib.util
+
     module_name = "_sandbox_entry_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -347,11 +371,7 @@ def load_entry(entry: str, root: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        found = ", ".join(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
-        raise ValueError(f"entry file {path} has no function {function_name!r}. Found: {found or 'none'}.")
-    return function
+    return module
 
 
 # --------------------------------------------------------------------------------------------------- child
@@ -380,7 +400,7 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    verdict = evaluate(job["source"], worker, started)
+    verdict = evaluate(job, worker, started)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -448,37 +468,73 @@ def plan_limits(limits: dict, nproc_extra: int, *, gpu: bool, vm_size_bytes: int
             (resource.RLIMIT_FSIZE, limits["max_file_mb"] * mib), (resource.RLIMIT_CORE, 0)]
 
 
-def evaluate(source: str, worker: Worker, started: float) -> dict:
-    """Builds the candidate module, calls the entry and returns the verdict (a JSON-able dict)."""
+def evaluate(job: dict, worker: Worker, started: float) -> dict:
+    """Builds the candidate (its module, or in the "score" stage its exported computation), calls the entry and
+    returns the verdict (a JSON-able dict)."""
     init = worker.init
+    stage = init.get("stage", "run")
     timings = {"startup": time.perf_counter() - started}
+    arguments = {}
     try:
-        import linecache
-
-        module = types.ModuleType("candidate")
-        module.__file__ = "candidate.py"
-        module.__source__ = source
-        linecache.cache["candidate.py"] = (len(source), None, source.splitlines(True), "candidate.py")
-        sys.modules["candidate"] = module
-        exec(compile(source, "candidate.py", "exec"), module.__dict__)
-        function = module.__dict__.get(init["function_name"])
-        if not callable(function):
-            defined = sorted(n for n, v in module.__dict__.items() if callable(v) and not n.startswith("_"))
-            return {"outcome": "INVALID_OUTPUT", "timings": timings,
-                    "error": f"candidate defines no function {init['function_name']!r}; "
-                             f"it defines: {', '.join(defined) or 'no functions'}"}
+        if stage == "score":
+            begun = time.perf_counter()
+            try:
+                candidate = worker.exported.load_candidate(
+                    job["exported"], function_name=init["function_name"], inputs=init["inputs"],
+                    parameters={name: (low, high) for name, low, high in job["parameters"]})
+            except worker.exported.ExportRejected as error:
+                return {"outcome": "INVALID_OUTPUT", "error": str(error), "timings": timings}
+            timings["load"] = time.perf_counter() - begun
+        else:
+            candidate = build_module(job["source"], init["function_name"])
+            if isinstance(candidate, dict):
+                return {**candidate, "timings": timings}
+            if stage == "trace":
+                arguments = {"parameters": [name for name, _, _ in job["parameters"]]}
         entry = worker.entry or load_entry(init["entry"], init["root"])
     except BaseException as error:  # the outermost frame of a candidate: classify everything
         return _exception_verdict(error, timings)
     try:
         begun = time.perf_counter()
-        returned = entry(module, **worker.payload)
+        returned = entry(candidate, **worker.payload, **arguments)
         timings["entry"] = time.perf_counter() - begun
-        return validate(returned, timings)
+        return validate_export(returned, timings) if stage == "trace" else validate(returned, timings)
     except ValueError as error:
         return {"outcome": "INVALID_OUTPUT", "error": _tail(f"{type(error).__name__}: {error}"), "timings": timings}
     except BaseException as error:  # the outermost frame of a candidate: classify everything
         return _exception_verdict(error, timings)
+
+
+def build_module(source: str, function_name: str) -> types.ModuleType | dict:
+    """Executes the candidate's source as a module; returns it, or an INVALID_OUTPUT verdict when it lacks the
+    evolved function."""
+    import linecache
+
+    module = types.ModuleType("candidate")
+    module.__file__ = "candidate.py"
+    module.__source__ = source
+    linecache.cache["candidate.py"] = (len(source), None, source.splitlines(True), "candidate.py")
+    sys.modules["candidate"] = module
+    exec(compile(source, "candidate.py", "exec"), module.__dict__)
+    function = module.__dict__.get(function_name)
+    if not callable(function):
+        defined = sorted(n for n, v in module.__dict__.items() if callable(v) and not n.startswith("_"))
+        return {"outcome": "INVALID_OUTPUT",
+                "error": f"candidate defines no function {function_name!r}; "
+                         f"it defines: {', '.join(defined) or 'no functions'}"}
+    return module
+
+
+def validate_export(returned, timings: dict) -> dict:
+    """The tracing stage's verdict: the exported computation as text, and nothing the host would believe."""
+    exported = returned.get("exported") if isinstance(returned, dict) else None
+    if not isinstance(exported, str):
+        return {"outcome": "CRASHED", "timings": timings, "error": "tracing returned no exported computation"}
+    for phase, seconds in (returned.get("timings") or {}).items():
+        number = _as_float(seconds)
+        if number is not None and math.isfinite(number):
+            timings[str(phase)] = number
+    return {"outcome": "OK", "details": {"exported": exported}, "timings": timings}
 
 
 def _exception_verdict(error: BaseException, timings: dict) -> dict:

@@ -6,6 +6,7 @@ A task is a folder holding `task.yaml`, the seed model, a scoring module, a data
     version: 1                       # bump whenever scoring changes; scores of different versions never mix
     summary: Cognitive model of choices in two-armed bandits.
     evolve: seed.py:agent            # the function the proposer rewrites
+    inputs: {state: "float32[8]", choice: int32, reward: float32}   # its arguments after params
     score: score.py:score            # score(candidate, train, heldout, seed) -> {"score": ..., ...}
     data: data.py:load               # load(**data_options) -> {"train": .., "selection": .., "test": ..}
     limits: {timeout_s: 60, memory_mb: 4096}
@@ -72,6 +73,10 @@ class TaskFile(BaseModel):
     summary: str
     reference: str = ""
     evolve: str
+    # The evolved function's arguments after `params`, in order: name -> "dtype[shape]" (e.g. "float32[8]",
+    # "int32", "float32[n_trials, 9]"; a name in a shape is any size). The candidate is traced with these shapes
+    # and no data, and the task's score receives the exported computation with the same signature.
+    inputs: dict[str, str] = Field(min_length=1)
     score: str
     data: str
     data_options: dict[str, Any] = Field(default_factory=dict)

@@ -3,14 +3,14 @@
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_maximum_likelihood, read_params
+from engine.fit import ParamSpec, fit_maximum_likelihood
 
 
 def score(candidate, train, heldout, seed=0):
-    spec = read_params(candidate.__source__, "psychometric")
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
 
     def log_likelihood(params, data):
-        p_right = candidate.psychometric(params, data["strength"])
+        p_right = candidate(params, data["strength"])
         if p_right.shape != data["choice"].shape:
             raise ValueError(f"psychometric returned shape {p_right.shape}; expected {data['choice'].shape}.")
         p_right = jnp.clip(p_right, 1e-6, 1 - 1e-6)

@@ -6,11 +6,16 @@ sessions minus a validation slice (VALIDATION_FRACTION of them, chosen by `seed`
 validation log-likelihood has not improved for PATIENCE evaluations, and the best weights are kept. The held-out
 score is the task's normalized likelihood (geometric-mean probability of each held-out choice), as in score.py.
 How far the best mechanistic model stays below this score bounds how much behaviour it leaves unexplained.
+
+The GRU is this task's own code, imported from its file here in the trusted scorer; the candidate this entry
+receives (the exported placeholder `agent` of baselines/gru.py) is not used.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import time
+from pathlib import Path
 import types
 from typing import Any, Callable, Mapping
 
@@ -47,8 +52,16 @@ def _rows(split: Split, rows: np.ndarray) -> dict[str, jax.Array]:
     return {key: jnp.asarray(np.asarray(split[key])[rows]) for key in ("choices", "rewards", "mask")}
 
 
-def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
-    """Trains the GRU of `candidate` (baselines/gru.py) on `train` and scores `heldout`.
+def gru_network() -> types.ModuleType:
+    """Returns the GRU's module, baselines/gru.py (`HIDDEN_UNITS`, `init_weights`, `gru_step`)."""
+    spec = importlib.util.spec_from_file_location("bandit_gru", Path(__file__).parent / "baselines" / "gru.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+    """Trains the GRU of baselines/gru.py on `train` and scores `heldout` (`candidate` is not used).
 
     Returns:
         score: held-out normalized likelihood (geometric-mean choice probability per trial).
@@ -58,7 +71,8 @@ def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int =
         timings: seconds for "fit" and "score".
     """
     started = time.perf_counter()
-    hidden_units = int(candidate.HIDDEN_UNITS)
+    network = gru_network()
+    hidden_units = int(network.HIDDEN_UNITS)
     n_sessions = np.asarray(train["choices"]).shape[0]
     order = np.random.default_rng(seed).permutation(n_sessions)
     n_validation = max(1, int(round(VALIDATION_FRACTION * n_sessions)))
@@ -67,9 +81,9 @@ def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int =
     fit_trials = float(np.asarray(train["mask"])[fit_rows, 1:].sum())
 
     def loss(weights, split):
-        return -jnp.sum(session_log_likelihoods(candidate.gru_step, weights, hidden_units, split))
+        return -jnp.sum(session_log_likelihoods(network.gru_step, weights, hidden_units, split))
 
-    weights = candidate.init_weights(jax.random.PRNGKey(seed), hidden_units)
+    weights = network.init_weights(jax.random.PRNGKey(seed), hidden_units)
     optimizer = optax.adam(LEARNING_RATE)
     opt_state = optimizer.init(weights)
 
@@ -97,7 +111,7 @@ def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int =
     started = time.perf_counter()
     held = {key: jnp.asarray(heldout[key]) for key in ("choices", "rewards", "mask")}
     per_session = np.asarray(
-        jax.jit(lambda w, d: session_log_likelihoods(candidate.gru_step, w, hidden_units, d))(best_weights, held)
+        jax.jit(lambda w, d: session_log_likelihoods(network.gru_step, w, hidden_units, d))(best_weights, held)
     )
     trials_per_session = np.asarray(heldout["mask"])[:, 1:].sum(axis=1)
     heldout_score = float(np.exp(per_session.sum() / trials_per_session.sum()))

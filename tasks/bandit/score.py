@@ -7,14 +7,13 @@ score = exp(mean log-probability of each held-out choice): the geometric mean pe
 from __future__ import annotations
 
 import time
-import types
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_maximum_likelihood, read_params
+from engine.fit import ParamSpec, fit_maximum_likelihood
 
 N_STATE = 8
 Split = Mapping[str, np.ndarray]
@@ -58,7 +57,7 @@ def n_scored_trials(split: Split) -> float:
 
 
 def score(
-    candidate: types.ModuleType,
+    candidate: Callable,
     train: Split,
     heldout: Split,
     seed: int = 0,
@@ -74,8 +73,8 @@ def score(
         fitted_params: parameter name -> fitted value; at_bounds: parameters that ended at a bound.
         timings: seconds for "compile" and "fit" (from the fitter) and "score".
     """
-    agent = candidate.agent
-    spec = read_params(candidate.__source__, "agent")
+    agent = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_agent(agent, spec.names)
     train = {k: jnp.asarray(v) for k, v in train.items()}
     heldout_arrays = {k: jnp.asarray(v) for k, v in heldout.items()}

@@ -19,14 +19,13 @@ the drifting probabilities; for the human data (fixed 0.8/0.2, 0.7/0.3, 0.6/0.4 
 
 from __future__ import annotations
 
-import types
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import failed_sets, fit_per_group, read_params, recovery_table
+from engine.fit import ParamSpec, failed_sets, fit_per_group, recovery_table
 
 try:  # imported as the package module tasks.bandit.verify, or by path by the engine
     from tasks.bandit.score import N_STATE, check_agent, score, session_log_likelihoods
@@ -120,11 +119,11 @@ def _as_jax(split: Split) -> dict[str, jax.Array]:
     return {key: jnp.asarray(split[key]) for key in ("choices", "rewards", "mask")}
 
 
-def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
            n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300) -> dict[str, Any]:
     """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures."""
-    agent = candidate.agent
-    spec = read_params(candidate.__source__, "agent")
+    agent = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_agent(agent, spec.names)
     scored = score(candidate, train, heldout, seed=seed)
     fitted = scored["fitted_params"]

@@ -14,14 +14,13 @@ Higher is better. Each monkey gets its own parameters (fit_per_group).
 from __future__ import annotations
 
 import time
-import types
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_per_group, read_params
+from engine.fit import ParamSpec, fit_per_group
 
 try:  # imported as the package module tasks.ddm.score, or by path by the engine
     from tasks.ddm.first_passage import first_passage_densities
@@ -80,7 +79,7 @@ def trial_log_likelihoods(decision: Callable, params: Mapping[str, jax.Array], g
 
 
 def score(
-    candidate: types.ModuleType,
+    candidate: Callable,
     train: Split,
     heldout: Split,
     seed: int = 0,
@@ -97,8 +96,8 @@ def score(
         fitted_params: "<name>_<monkey>" -> fitted value; at_bounds: the same names for parameters at a bound.
         timings: "compile_s", "fit_s" (from the fitter) and "score_s".
     """
-    decision = candidate.decision
-    spec = read_params(candidate.__source__, "decision")
+    decision = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     n_coherences = int(np.asarray(train["coherences"]).shape[1])
     check_decision(decision, spec.names, n_coherences)
 

@@ -10,13 +10,12 @@ model vs held-out data, per monkey.
 
 from __future__ import annotations
 
-import types
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import failed_sets, fit_per_group, perturbed_parameters, read_params, recovery_table
+from engine.fit import ParamSpec, failed_sets, fit_per_group, perturbed_parameters, recovery_table
 
 try:
     from tasks.ddm.score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
@@ -95,10 +94,10 @@ def _figures(decision, fitted: list[dict[str, float]], heldout: Split) -> list[d
     return figures
 
 
-def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
-    decision = candidate.decision
-    spec = read_params(candidate.__source__, "decision")
+    decision = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_groups = np.asarray(train["mask"]).shape[0]
     fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]

@@ -22,14 +22,13 @@ monkeys. Higher is better. The ceiling is minus the entropy of the held-out cate
 from __future__ import annotations
 
 import time
-import types
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_simulation_based, read_params
+from engine.fit import ParamSpec, fit_simulation_based
 
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 FIT_TRIALS_PER_COHERENCE = 40
@@ -132,7 +131,7 @@ def _log_probabilities(edges, levels, simulate_draws) -> np.ndarray:
 
 
 def score(
-    candidate: types.ModuleType,
+    candidate: Callable,
     train: Split,
     heldout: Split,
     seed: int = 0,
@@ -153,8 +152,8 @@ def score(
         fitted_params: "<name>_<monkey>" -> weighted posterior mean; at_bounds: those within 2 % of a bound.
         timings: "compile_s", "fit_s" (SMC-ABC, both monkeys) and "score_s".
     """
-    simulate = candidate.simulate
-    spec = read_params(candidate.__source__, "simulate")
+    simulate = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     levels = np.asarray(train["coherences"][0], np.float64)
     n_coherences = levels.shape[0]
     fit_coherence, fit_index = _design(levels, FIT_TRIALS_PER_COHERENCE)

@@ -10,14 +10,13 @@ model (FIGURE_TRIALS_PER_COHERENCE trials simulated at the posterior mean) vs he
 
 from __future__ import annotations
 
-import types
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import fit_simulation_based, perturbed_parameters, read_params, recovery_table
+from engine.fit import ParamSpec, fit_simulation_based, perturbed_parameters, recovery_table
 
 try:
     from tasks.ddm_sim.score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
@@ -78,10 +77,10 @@ def _figures(simulate, fitted: list[dict[str, float]], heldout: Split, seed: int
     return figures
 
 
-def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
-    simulate = candidate.simulate
-    spec = read_params(candidate.__source__, "simulate")
+    simulate = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_groups = int(np.asarray(train["mask"]).shape[0])
     fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]

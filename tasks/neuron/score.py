@@ -27,14 +27,13 @@ half of the search a spike-count mismatch term (`training_objective`) guides it 
 from __future__ import annotations
 
 import time
-import types
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import read_params
+from engine.fit import ParamSpec
 
 try:  # imported as the package module tasks.neuron.score, or with the task folder on the path
     from tasks.neuron.fit_cross_entropy import fit_cross_entropy
@@ -168,7 +167,7 @@ def training_objective(membrane: Callable, params: Mapping[str, jax.Array], cell
 
 
 def score(
-    candidate: types.ModuleType,
+    candidate: Callable,
     train: Split,
     heldout: Split,
     seed: int = 0,
@@ -186,8 +185,8 @@ def score(
         fitted_params: "<name>_<cell>" -> value; at_bounds: the same names for parameters at a bound.
         timings: "compile_s", "fit_s", "score_s".
     """
-    membrane = candidate.membrane
-    spec = read_params(candidate.__source__, "membrane")
+    membrane = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_membrane(membrane, spec.names)
     train = {k: jnp.asarray(v) for k, v in train.items() if k != "step_pA"}
 

@@ -14,14 +14,13 @@ whatever the current can still score fairly on two held-out sweeps, and paramete
 
 from __future__ import annotations
 
-import types
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import perturbed_parameters, read_params, recovery_table
+from engine.fit import ParamSpec, perturbed_parameters, recovery_table
 
 try:
     from tasks.neuron.fit_cross_entropy import fit_cross_entropy
@@ -154,10 +153,10 @@ def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple
     return figures, checks
 
 
-def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, figures and f-I checks."""
-    membrane = candidate.membrane
-    spec = read_params(candidate.__source__, "membrane")
+    membrane = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_cells = np.asarray(train["voltage_mV"]).shape[0]
     fitted = [{name: result["fitted_params"][f"{name}_{CELLS[c]}"] for name in spec.names} for c in range(n_cells)]

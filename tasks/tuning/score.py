@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-import types
 from typing import Any, Callable, Mapping
 
 import jax
@@ -25,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from engine.fit import ParamSpec, fit_per_group, read_params
+from engine.fit import ParamSpec, fit_per_group
 
 Split = Mapping[str, np.ndarray]
 FIT_KEYS = ("direction_deg", "contrast", "spike_count", "mask")
@@ -69,9 +68,9 @@ def trial_log_likelihoods(tuning: Callable, params: Mapping[str, jax.Array], dat
     return jnp.where(data["mask"] > 0, log_p, 0.0)
 
 
-def fit_spec(source: str, noise: str) -> tuple[ParamSpec, ParamSpec]:
+def fit_spec(declared_bounds: Mapping[str, tuple[float, float]], noise: str) -> tuple[ParamSpec, ParamSpec]:
     """Returns (the candidate's declared parameters, those plus the noise model's own parameters)."""
-    declared = read_params(source, "tuning")
+    declared = ParamSpec.from_bounds(declared_bounds)
     if noise == "poisson":
         return declared, declared
     if SHAPE_PARAM in declared.names:
@@ -80,15 +79,15 @@ def fit_spec(source: str, noise: str) -> tuple[ParamSpec, ParamSpec]:
     return declared, ParamSpec.from_bounds({**bounds, SHAPE_PARAM: SHAPE_BOUNDS})
 
 
-def fit_neurons(candidate: types.ModuleType, train: Split, heldout: Split | None, *, noise: str = "poisson",
+def fit_neurons(candidate: Callable, train: Split, heldout: Split | None, *, noise: str = "poisson",
                 seed: int = 0, restarts: int = 16, max_steps: int = 200):
     """Fits the candidate to each neuron of `train`; returns (GroupFitResult, ParamSpec of the fit).
 
     `heldout` (same neurons, any number of trials) is scored at each neuron's fitted parameters in the same
     compiled program; pass None to skip it.
     """
-    tuning = candidate.tuning
-    declared, spec = fit_spec(candidate.__source__, noise)
+    tuning = candidate
+    declared, spec = fit_spec(candidate.PARAMS, noise)
     check_tuning(tuning, declared.names, train)
 
     def neg_log_likelihood(params, data):
@@ -109,7 +108,7 @@ def constant_rate_log_likelihood(train: Split, heldout: Split) -> np.ndarray:
     return np.sum(log_p * heldout["mask"], axis=1)
 
 
-def _score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int, noise: str,
+def _score(candidate: Callable, train: Split, heldout: Split, seed: int, noise: str,
            restarts: int, max_steps: int) -> dict[str, Any]:
     result, spec = fit_neurons(candidate, train, heldout, noise=noise, seed=seed, restarts=restarts,
                                max_steps=max_steps)
@@ -135,7 +134,7 @@ def _score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int,
     }
 
 
-def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0, restarts: int = 16,
+def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0, restarts: int = 16,
           max_steps: int = 200) -> dict[str, Any]:
     """Fits the candidate's PARAMS per neuron on `train` (Poisson counts) and scores `heldout`.
 
@@ -150,7 +149,7 @@ def score(candidate: types.ModuleType, train: Split, heldout: Split, seed: int =
     return _score(candidate, train, heldout, seed, "poisson", restarts, max_steps)
 
 
-def score_negative_binomial(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
+def score_negative_binomial(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
                             restarts: int = 16, max_steps: int = 200) -> dict[str, Any]:
     """As `score`, with negative binomial counts whose per-neuron shape (noise_log_shape) the engine fits."""
     return _score(candidate, train, heldout, seed, "negative_binomial", restarts, max_steps)

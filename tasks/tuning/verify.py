@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import types
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import failed_sets, fit_per_group, read_params, recovery_table
+from engine.fit import ParamSpec, failed_sets, fit_per_group, recovery_table
 
 try:  # imported as the package module tasks.tuning.verify, or by path by the engine
     from tasks.tuning.score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
@@ -91,11 +90,11 @@ def condition_means(split: Split, rate: np.ndarray, neuron: int) -> tuple[list[f
     return predicted, observed
 
 
-def verify(candidate: types.ModuleType, train: Split, heldout: Split, seed: int = 0,
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
            n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 200) -> dict[str, Any]:
     """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures."""
-    tuning = candidate.tuning
-    spec = read_params(candidate.__source__, "tuning")
+    tuning = candidate
+    spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_tuning(tuning, spec.names, train)
     scored = score(candidate, train, heldout, seed=seed)
     units = [str(unit) for unit in np.asarray(train["unit_names"])]

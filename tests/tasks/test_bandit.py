@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
-from tests.tasks.candidates import module_from
+from tests.tasks.candidates import candidate_from
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def test_fit_recovers_the_generating_parameters():
     splits = task.load_splits()
     everything = {key: np.concatenate([splits[s][key] for s in ("train", "selection", "test")]) for key in splits["train"]}
     score = task.score.load()
-    truth = module_from(REPO / "tasks/bandit/baselines/forgetting_perseveration.py")
+    truth = candidate_from(REPO / "tasks/bandit/baselines/forgetting_perseveration.py")
     result = score(truth, everything, splits["test"], seed=0)
     fitted = result["fitted_params"]
     tolerance = {"alpha": 0.1, "beta": 1.5, "forget": 0.1, "perseveration": 0.4}
@@ -44,6 +44,6 @@ def test_the_generating_model_beats_the_seed_on_held_out_sessions():
     task = load_task(REPO / "tasks/bandit/task.yaml")
     splits = task.load_splits()
     score = task.score.load()
-    seed = score(module_from(REPO / "tasks/bandit/seed.py"), splits["train"], splits["selection"])
-    truth = score(module_from(REPO / "tasks/bandit/baselines/forgetting_perseveration.py"), splits["train"], splits["selection"])
+    seed = score(candidate_from(REPO / "tasks/bandit/seed.py"), splits["train"], splits["selection"])
+    truth = score(candidate_from(REPO / "tasks/bandit/baselines/forgetting_perseveration.py"), splits["train"], splits["selection"])
     assert 0.5 < seed["score"] < truth["score"] < 1.0

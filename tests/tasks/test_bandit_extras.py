@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
-from tests.tasks.candidates import module_from
+from tests.tasks.candidates import candidate_from
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/bandit"
@@ -56,7 +56,7 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits()
     verify = task.resolve_entry(task.file.verify, "verify").load()
-    truth = module_from(TASK / "baselines/forgetting_perseveration.py")
+    truth = candidate_from(TASK / "baselines/forgetting_perseveration.py")
     result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4)
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
     assert all(len(pairs) == 6 for pairs in result["recovery_pairs"].values())
@@ -79,6 +79,6 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
 def test_gru_ceiling_learns_above_chance_and_below_one():
     splits = small_synthetic_splits()
     ceiling = load_task(TASK / "task.yaml").resolve_entry("ceiling.py:score", "baselines.gru.score").load()
-    result = ceiling(module_from(TASK / "baselines/gru.py"), splits["train"], splits["selection"])
+    result = ceiling(candidate_from(TASK / "baselines/gru.py"), splits["train"], splits["selection"])
     assert 0.55 < result["score"] < 1.0
     assert result["n_weights"] > 500 and result["best_step"] > 0

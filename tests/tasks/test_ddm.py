@@ -11,7 +11,7 @@ import pytest
 
 from tasks.ddm.first_passage import first_passage_densities, navarro_fuss_density
 from tasks.spec import load_task
-from tests.tasks.candidates import module_from, module_from_source
+from tests.tasks.candidates import candidate_from, module_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/ddm"
@@ -101,8 +101,8 @@ def test_synthetic_ground_truth_beats_the_seed_and_is_recovered():
     task = load_task(TASK / "synthetic.yaml")
     splits = task.load_splits(subset=1000, block_trials=50)
     score = task.score.load()
-    seed = score(module_from(TASK / "seed.py"), splits["train"], splits["selection"])
-    truth = score(module_from(TASK / "baselines/collapsing_bound.py"), splits["train"], splits["selection"])
+    seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"])
+    truth = score(candidate_from(TASK / "baselines/collapsing_bound.py"), splits["train"], splits["selection"])
     assert np.isfinite(seed["score"]) and truth["score"] > seed["score"]
     for monkey, params in GROUND_TRUTH.items():
         fitted = {name: truth["fitted_params"][f"{name}_{monkey}"] for name in params}
@@ -117,7 +117,7 @@ def test_verify_returns_recovery_and_well_formed_figures():
     splits = task.load_splits(subset=300, block_trials=20)
     from tasks.ddm.verify import verify as run_verify
 
-    result = run_verify(module_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
+    result = run_verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
     assert all(len(pairs) == 8 for pairs in result["recovery_pairs"].values())

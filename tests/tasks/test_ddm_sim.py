@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
-from tests.tasks.candidates import MIRROR, module_from
+from tests.tasks.candidates import MIRROR, candidate_from, module_from
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/ddm_sim"
@@ -95,8 +95,8 @@ def test_the_twins_generating_model_beats_the_seed_on_held_out_trials(data_mirro
 
     splits = load(source="synthetic", seed=0)
     small = {"num_particles": 100, "max_generations": 3, "max_simulations": 1000}
-    seed_result = score(module_from(TASK / "seed.py"), splits["train"], splits["selection"], **small)
-    truth = score(module_from(TASK / "baselines/collapsing_bound.py"), splits["train"], splits["selection"], **small)
+    seed_result = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], **small)
+    truth = score(candidate_from(TASK / "baselines/collapsing_bound.py"), splits["train"], splits["selection"], **small)
     for result in (seed_result, truth):
         assert np.isfinite(result["score"]) and -2.49 < result["score"] < -1.5
         assert set(result["scores_per_test"]) == {f"{m}_coh{c:g}" for m in "BN" for c in

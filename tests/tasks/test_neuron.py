@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tasks.spec import load_task
-from tests.tasks.candidates import module_from, module_from_source
+from tests.tasks.candidates import candidate_from, module_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/neuron"
@@ -139,8 +139,8 @@ def test_synthetic_ground_truth_beats_the_seed():
     task = load_task(TASK / "synthetic.yaml")
     splits = task.load_splits(subset=1)
     score = task.score.load()
-    seed = score(module_from(TASK / "seed.py"), splits["train"], splits["selection"])
-    truth = score(module_from(TASK / "baselines/adex.py"), splits["train"], splits["selection"])
+    seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"])
+    truth = score(candidate_from(TASK / "baselines/adex.py"), splits["train"], splits["selection"])
     assert np.isfinite(seed["score"]) and truth["score"] > seed["score"]
     assert set(seed["scores_per_test"]) == {"B6_175pA"}
 
@@ -155,7 +155,7 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     monkeypatch.setattr(verify_module, "RECOVERY_SETS", 2)
     fast_score = lambda *args, **kwargs: score_module.score(*args, **kwargs, population=32, generations=6)
     monkeypatch.setattr(verify_module, "score", fast_score)
-    result = verify_module.verify(module_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
+    result = verify_module.verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",
                                        "refractory_ms"}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tasks.spec import load_task
-from tests.tasks.candidates import module_from
+from tests.tasks.candidates import candidate_from, candidate_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/tuning"
@@ -53,11 +52,9 @@ def test_a_rate_of_the_wrong_shape_is_rejected_with_one_sentence():
 
     splits = load_task(TASK / "task.yaml").load_splits(units=["m620r35"])
     source = (TASK / "seed.py").read_text().replace("jnp.sum(contrast * response, axis=-1)", "contrast * response")
-    module = types.ModuleType("candidate")
-    module.__source__ = source
-    exec(compile(source, "candidate", "exec"), module.__dict__)
+    candidate = candidate_from_source(source, TASK / "task.yaml")
     with pytest.raises(ValueError, match=r"tuning returned rate of shape \(1056, 9\); expected \(1056,\)"):
-        score(module, splits["train"], splits["selection"])
+        score(candidate, splits["train"], splits["selection"])
 
 
 @pytest.mark.slow
@@ -67,8 +64,8 @@ def test_ground_truth_beats_the_seed_and_its_parameters_are_recovered():
     from tasks.tuning.score import score
 
     splits = load_task(TASK / "synthetic.yaml").load_splits(units=TWO_UNITS)
-    seed = score(module_from(TASK / "seed.py"), splits["train"], splits["selection"], restarts=8)
-    truth = score(module_from(TASK / "baselines/tuned_normalization.py"), splits["train"], splits["selection"], restarts=8)
+    seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], restarts=8)
+    truth = score(candidate_from(TASK / "baselines/tuned_normalization.py"), splits["train"], splits["selection"], restarts=8)
     assert truth["score"] > seed["score"] + 0.5, (truth["score"], seed["score"])
     for unit in TWO_UNITS:
         fitted = {name: truth["fitted_params"][f"{name}[{unit}]"] for name in GROUND_TRUTH[unit]}
@@ -82,7 +79,7 @@ def test_negative_binomial_scoring_fits_a_dispersion_per_neuron():
     from tasks.tuning.score import score, score_negative_binomial
 
     splits = load_task(TASK / "task.yaml").load_splits(units=["m620r35"])
-    seed = module_from(TASK / "seed.py")
+    seed = candidate_from(TASK / "seed.py")
     poisson = score(seed, splits["train"], splits["selection"], restarts=4)
     negative_binomial = score_negative_binomial(seed, splits["train"], splits["selection"], restarts=4)
     assert "noise_log_shape[m620r35]" in negative_binomial["fitted_params"]
@@ -95,7 +92,7 @@ def test_verify_returns_recovery_and_well_formed_figures():
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits(units=TWO_UNITS)
     verify = task.resolve_entry(task.file.verify, "verify").load()
-    result = verify(module_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4)
+    result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4)
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert result["recovery"]["gain"] > 0.8

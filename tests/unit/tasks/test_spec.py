@@ -19,7 +19,7 @@ def write_task(folder: Path, yaml_text: str) -> Path:
     return path
 
 
-GOOD = "name: toy\nversion: 1\nsummary: A toy.\nevolve: seed.py:model\nscore: score.py:score\ndata: data.py:load\n"
+GOOD = "name: toy\nversion: 1\nsummary: A toy.\nevolve: seed.py:model\ninputs: {x: float32}\nscore: score.py:score\ndata: data.py:load\n"
 
 
 def test_the_bandit_task_loads():
