@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import re
 import struct
 import time
@@ -131,7 +132,8 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
         platforms: what to lower for ("cpu", "cuda"): the trusted scorer's platform.
 
     Returns:
-        {"exported": base64 text of the three serialized computations, "timings": {"trace": s}}.
+        {"exported": base64 text of the three serialized computations (a derivative that cannot be traced is
+        empty) and the reasons for missing ones, "timings": {"trace": s}}.
     """
     import jax
     from jax import export
@@ -166,10 +168,17 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
     primal = lower(jax.jit(jax.vmap(function)))(*abstract)
     variables = [leaf for leaf, is_inexact in zip(leaves, inexact) if is_inexact]
     outputs = [jax.ShapeDtypeStruct(aval.shape, aval.dtype) for aval in primal.out_avals if _inexact(aval.dtype)]
-    forward = lower(jax.jit(jax.vmap(jvp)))(*leaves, *variables)
-    backward = lower(jax.jit(jax.vmap(vjp)))(*leaves, *outputs)
-    blob = b"".join(_HEADER.pack(len(part)) + part
-                    for part in (primal.serialize(), forward.serialize(), backward.serialize()))
+    parts, problems = [primal.serialize()], {}
+    # A model may be differentiable one way only (lax.while_loop has no reverse mode): a derivative that cannot be
+    # traced is left out, with the reason, and only a scorer that asks for it fails.
+    for what, derivative, arguments in (("forward", jvp, [*leaves, *variables]), ("reverse", vjp, [*leaves, *outputs])):
+        try:
+            parts.append(lower(jax.jit(jax.vmap(derivative)))(*arguments).serialize())
+        except Exception as error:  # whatever JAX raises while differentiating the candidate's code
+            parts.append(b"")
+            problems[what] = f"{type(error).__name__}: {error}"[:500]
+    parts.append(json.dumps(problems).encode())
+    blob = b"".join(_HEADER.pack(len(part)) + part for part in parts)
     return {"exported": base64.b64encode(blob).decode("ascii"), "timings": {"trace": time.perf_counter() - started}}
 
 
@@ -236,14 +245,22 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
         except (ValueError, UnicodeEncodeError) as error:
             raise ExportRejected(f"the candidate's exported computation is not valid base64 ({error}).") from None
     parts, view = [], memoryview(blob)
-    while len(view) >= _HEADER.size and len(parts) < 3:
+    while len(view) >= _HEADER.size and len(parts) < 4:
         (size,) = _HEADER.unpack(view[:_HEADER.size])
         parts.append(bytes(view[_HEADER.size:_HEADER.size + size]))
         view = view[_HEADER.size + size:]
-    if len(parts) != 3 or len(view) or any(not part for part in parts):
-        raise ExportRejected("the candidate's exported computation is not three serialized computations.")
+    if len(parts) != 4 or len(view) or not parts[0]:
+        raise ExportRejected("the candidate's exported computation is not a computation, its two derivatives and "
+                             "the reasons for missing ones.")
+    try:
+        problems = {str(k): str(v)[:500] for k, v in json.loads(parts[3].decode("utf-8")).items()}
+    except (ValueError, AttributeError) as error:
+        raise ExportRejected(f"the candidate's exported computation is malformed ({error}).") from None
     loaded = []
-    for what, part in zip(("computation", "forward derivative", "reverse derivative"), parts):
+    for what, part in zip(("computation", "forward derivative", "reverse derivative"), parts[:3]):
+        if not part:
+            loaded.append(None)
+            continue
         try:
             loaded.append(export.deserialize(bytearray(part)))
         except Exception as error:  # malformed bytes from the tracing sandbox raise anything; all are rejections
@@ -257,17 +274,19 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
     inexact = tuple(_inexact(leaf.dtype) for leaf in leaves)
     variables = [leaf for leaf, is_inexact in zip(leaves, inexact) if is_inexact]
     outputs = [aval for aval in primal.out_avals if _inexact(aval.dtype)]
-    check_exported(forward, what="forward derivative", in_avals=[*leaves, *variables])
-    check_exported(backward, what="reverse derivative", in_avals=[*leaves, *outputs])
     def signature(avals):
         return [(str(a.dtype), str(a.shape)) for a in avals]
 
-    if signature(forward.out_avals) != signature(outputs):
-        raise ExportRejected("the candidate's forward derivative does not match its computation's results.")
-    if signature(backward.out_avals) != signature(variables):
-        raise ExportRejected("the candidate's reverse derivative does not match its computation's arguments.")
+    if forward is not None:
+        check_exported(forward, what="forward derivative", in_avals=[*leaves, *variables])
+        if signature(forward.out_avals) != signature(outputs):
+            raise ExportRejected("the candidate's forward derivative does not match its computation's results.")
+    if backward is not None:
+        check_exported(backward, what="reverse derivative", in_avals=[*leaves, *outputs])
+        if signature(backward.out_avals) != signature(variables):
+            raise ExportRejected("the candidate's reverse derivative does not match its computation's arguments.")
     functions = _Functions(primal, forward, backward, tree, inexact,
-                           tuple(_inexact(aval.dtype) for aval in primal.out_avals))
+                           tuple(_inexact(aval.dtype) for aval in primal.out_avals), problems)
     return CandidateFunction(function_name, {n: (float(lo), float(hi)) for n, (lo, hi) in parameters.items()},
                              functions, [parse_input(spec)[0] for spec in inputs])
 
@@ -316,9 +335,10 @@ class _Functions:
     """The three exported computations of one candidate; hashed by identity (a primitive's static parameter)."""
 
     def __init__(self, primal, forward, backward, in_tree, inexact_in: tuple[bool, ...],
-                 inexact_out: tuple[bool, ...]) -> None:
+                 inexact_out: tuple[bool, ...], problems: Mapping[str, str]) -> None:
         self.primal, self.forward, self.backward = primal, forward, backward
         self.in_tree, self.inexact_in, self.inexact_out = in_tree, inexact_in, inexact_out
+        self.problems = dict(problems)
 
     def call(self, kind: str, args: Sequence[Any]) -> list[Any]:
         """Calls one exported computation on flat arguments that all carry one leading batch dimension."""
@@ -326,7 +346,11 @@ class _Functions:
 
         if kind == "primal":
             return jax.tree.leaves(self.primal.call(*jax.tree.unflatten(self.in_tree, args)))
-        return list((self.forward if kind == "jvp" else self.backward).call(*args))
+        derivative, what = (self.forward, "forward") if kind == "jvp" else (self.backward, "reverse")
+        if derivative is None:
+            raise ValueError(f"the candidate cannot be differentiated in {what} mode, which this task's fit needs: "
+                             f"{self.problems.get(what, 'no derivative was exported')}")
+        return list(derivative.call(*args))
 
 
 def _impl(*args, functions: _Functions, kind: str, rank: int):
