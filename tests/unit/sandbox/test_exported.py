@@ -196,3 +196,11 @@ def test_malformed_or_mismatched_computations_are_rejected():
                        inputs=INPUTS)
     with pytest.raises(ExportRejected, match="argument"):  # the task's inputs differ
         load_candidate(good, function_name="agent", parameters=PARAMETERS, inputs=["float32[4]", "int32", "float32"])
+
+
+def test_a_cpu_only_tracing_sandbox_lowers_for_the_gpu_scorer():
+    """GPU runs: the tracing stage has no GPU and lowers for "cuda"; what it exports passes the scorer's check."""
+    blob = export_candidate(module(), function_name="agent", parameters=("alpha", "beta"), inputs=INPUTS,
+                            platforms=("cuda",))["exported"]
+    candidate = load_candidate(blob, function_name="agent", parameters=PARAMETERS, inputs=INPUTS)
+    assert candidate._functions.primal.platforms == ("cuda",)
