@@ -36,12 +36,9 @@ SEED = '''def model(params, x):
     PARAMS = {"a": (0.0, 1.0), "b": (0.0, 2.0)}
     return 0.5 * x + 0.001
 '''
-SCORE = '''import collections
-
-
-def score(candidate, train, heldout, seed=0):
-    # Every parameter the candidate reads is 0.5 (mutants add parameters); no fit.
-    value = float(candidate.model(collections.defaultdict(lambda: 0.5), 1.0))
+SCORE = '''def score(candidate, train, heldout, seed=0):
+    # Every declared parameter is 0.5 (mutants add parameters); no fit.
+    value = float(candidate({name: 0.5 for name in candidate.PARAMS}, 1.0))
     return {"score": value, "scores_per_test": {"x": value}}
 '''
 DATA = '''def load():
@@ -51,6 +48,7 @@ TASK = '''name: trivial
 version: 1
 summary: A task whose score is the candidate's return value, for measuring the loop itself.
 evolve: seed.py:model
+inputs: {x: float32}
 score: score.py:score
 data: data.py:load
 limits: {timeout_s: 10, memory_mb: 2048}

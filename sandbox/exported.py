@@ -147,8 +147,9 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
     def flat(*args):
         return jax.tree.leaves(function(*jax.tree.unflatten(tree, args)))
 
-    def differentiable(args, variables):
-        """`flat` as a function of the floating-point arguments, returning the floating-point results."""
+    def differentiable(args):
+        """Returns `flat` as a function of the floating-point arguments (returning the floating-point results), and
+        those arguments."""
         def partial(*chosen):
             chosen = iter(chosen)
             full = [next(chosen) if is_inexact else arg for arg, is_inexact in zip(args, inexact)]
@@ -156,11 +157,11 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
         return partial, [arg for arg, is_inexact in zip(args, inexact) if is_inexact]
 
     def jvp(*args):
-        partial, variables = differentiable(args[:len(leaves)], None)
+        partial, variables = differentiable(args[:len(leaves)])
         return jax.jvp(partial, variables, list(args[len(leaves):]))[1]
 
     def vjp(*args):
-        partial, variables = differentiable(args[:len(leaves)], None)
+        partial, variables = differentiable(args[:len(leaves)])
         outputs, pullback = jax.vjp(partial, *variables)
         return pullback(list(args[len(leaves):len(leaves) + len(outputs)]))
 
