@@ -161,11 +161,14 @@ class Worker:
         forked = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            child_pid = os.getpid()
             try:
                 os.close(result_r)
                 os.close(output_r)
                 child_main(self, job, result_w, output_w)
             except BaseException as error:  # the child's outermost frame: report a failed set-up, then exit
+                if os.getpid() != child_pid:  # a copy the candidate forked: only the child itself reports
+                    os._exit(70)
                 _write_all(result_w, json.dumps({"outcome": "CRASHED", "error": "the sandbox could not prepare the "
                                                  "candidate process: " + _tail("".join(
                                                      traceback.format_exception(error)))}).encode())
@@ -244,7 +247,7 @@ def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
             verdict = None
         if isinstance(verdict, dict) and "outcome" in verdict:
             return verdict
-        return {"outcome": "CRASHED", "error": "the candidate wrote a malformed result; output tail:\n" + tail}
+        return {"outcome": "CRASHED", "error": "the candidate wrote a malformed result" + _output_tail(tail)}
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
@@ -254,12 +257,17 @@ def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
             return {"outcome": "CRASHED", "error": f"wrote a file larger than max_file_mb={limits['max_file_mb']}"}
         if any(word in tail for word in _MEMORY_WORDS):
             return {"outcome": "OUT_OF_MEMORY",
-                    "error": f"killed by {name} after an allocation failed; output tail:\n{tail}"}
-        return {"outcome": "CRASHED", "error": f"killed by {name}; output tail:\n{tail}"}
+                    "error": f"killed by {name} after an allocation failed" + _output_tail(tail)}
+        return {"outcome": "CRASHED", "error": f"killed by {name}" + _output_tail(tail)}
     code = os.WEXITSTATUS(status)
     if any(word in tail for word in _MEMORY_WORDS) and code != 0:
         return {"outcome": "OUT_OF_MEMORY", "error": f"exited with status {code} after an allocation failed:\n{tail}"}
-    return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result; output tail:\n{tail}"}
+    return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result" + _output_tail(tail)}
+
+
+def _output_tail(tail: str) -> str:
+    """Returns what ends a message about a dead child: its output's tail, or that it printed nothing."""
+    return f"; output tail:\n{tail}" if tail.strip() else "; it printed nothing."
 
 
 def stray_processes(uid: int | None) -> str:
@@ -400,7 +408,12 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    child_pid = os.getpid()
     verdict = evaluate(job, worker, started)
+    if os.getpid() != child_pid:
+        # A copy of the candidate that it forked got back here (e.g. `while True: os.fork()` until the process
+        # limit): its verdict would be written after the child's into the same pipe, and would garble it.
+        os._exit(0)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -493,7 +506,7 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
                 arguments = {"parameters": [name for name, _, _ in job["parameters"]]}
         entry = worker.entry or load_entry(init["entry"], init["root"])
     except BaseException as error:  # the outermost frame of a candidate: classify everything
-        return _exception_verdict(error, timings)
+        return _exception_verdict(error, timings, init["limits"]["max_processes"])
     try:
         begun = time.perf_counter()
         returned = entry(candidate, **worker.payload, **arguments)
@@ -502,7 +515,7 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
     except ValueError as error:
         return {"outcome": "INVALID_OUTPUT", "error": _tail(f"{type(error).__name__}: {error}"), "timings": timings}
     except BaseException as error:  # the outermost frame of a candidate: classify everything
-        return _exception_verdict(error, timings)
+        return _exception_verdict(error, timings, init["limits"]["max_processes"])
 
 
 def build_module(source: str, function_name: str) -> types.ModuleType | dict:
@@ -537,7 +550,7 @@ def validate_export(returned, timings: dict) -> dict:
     return {"outcome": "OK", "details": {"exported": exported}, "timings": timings}
 
 
-def _exception_verdict(error: BaseException, timings: dict) -> dict:
+def _exception_verdict(error: BaseException, timings: dict, max_processes: int) -> dict:
     frames = error.__traceback__
     while frames is not None and frames.tb_frame.f_code.co_filename == __file__:  # our own frames say nothing
         frames = frames.tb_next
@@ -546,7 +559,20 @@ def _exception_verdict(error: BaseException, timings: dict) -> dict:
     tail = _tail("\n".join(lines[-30:]))
     memory = isinstance(error, MemoryError) or any(word in f"{type(error).__name__}: {error}"
                                                     for word in _MEMORY_WORDS[1:6])
+    if _process_limit_reached(error):
+        # The traceback alone ends in "Resource temporarily unavailable", which names no limit.
+        tail += (f"\nthe candidate could not start another process or thread: it reached max_processes="
+                 f"{max_processes} (RLIMIT_NPROC, which counts threads too).")
     return {"outcome": "OUT_OF_MEMORY" if memory else "CRASHED", "error": tail, "timings": timings}
+
+
+def _process_limit_reached(error: BaseException) -> bool:
+    """Returns whether `error` is how fork() or a new thread fails under RLIMIT_NPROC (EAGAIN)."""
+    import errno
+
+    if isinstance(error, BlockingIOError):
+        return error.errno == errno.EAGAIN
+    return isinstance(error, RuntimeError) and "can't start new thread" in str(error)
 
 
 def validate(returned, timings: dict) -> dict:
