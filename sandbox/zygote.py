@@ -16,6 +16,8 @@ Life of a worker:
    copy-on-write address space, so whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
+5. When the host dies (its command pipe closes, or the parent-death signal arrives; `_die_with_host`), remove
+   the scratch folder where it is not the sandbox's own tmpfs, and exit.
 
 Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
 
@@ -151,6 +153,14 @@ class Worker:
             job = pickle.loads(frame)
             reply = self.run_job(job)
             write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+
+    def stop(self) -> None:
+        """Outside a sandbox's own tmpfs, removes the scratch folder, which the host would otherwise leave behind
+        if it died."""
+        if not self.init["isolated"]:
+            import shutil
+
+            shutil.rmtree(self.init["scratch"], ignore_errors=True)
 
     def run_job(self, job: dict) -> dict:
         limits = self.init["limits"]
@@ -386,6 +396,7 @@ def load_module(path: str) -> types.ModuleType:
 def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
     """Runs one candidate in the freshly forked child and writes its verdict to `result_w`; never returns."""
     init = worker.init
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the worker's handler would remove the scratch we work in
     os.setsid()
     os.close(worker.command_fd)
     os.close(worker.reply_fd)
@@ -637,29 +648,64 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     _set_not_dumpable()
+    host_pid = os.getppid()
     frame = read_frame(command_fd)
     if frame is None:
         return 1
     worker = Worker(pickle.loads(frame), command_fd, reply_fd)
+    _die_with_host(worker, host_pid)
     try:
-        ready = worker.start()
-    except BaseException as error:  # report why the worker cannot start, then stop
-        ready = {"type": "error", "message": _tail("".join(traceback.format_exception(error)))}
-    write_frame(reply_fd, json.dumps(ready).encode())
-    if ready["type"] != "ready":
-        return 1
-    worker.serve()
-    return 0
+        try:
+            ready = worker.start()
+        except BaseException as error:  # report why the worker cannot start, then stop
+            ready = {"type": "error", "message": _tail("".join(traceback.format_exception(error)))}
+        write_frame(reply_fd, json.dumps(ready).encode())
+        if ready["type"] != "ready":
+            return 1
+        worker.serve()
+        return 0
+    finally:  # the host has gone, or we could not start: nothing of ours outlives us
+        worker.stop()
+
+
+def _die_with_host(worker: Worker, host_pid: int) -> None:
+    """Makes the worker clean up and exit when the process that started it dies.
+
+    Without bubblewrap nothing else would: a killed engine (kill -9, a second Ctrl-C) would leave the scratch
+    folder behind. The kernel sends SIGTERM when the host thread that started us ends (the whole engine, or the
+    thread that owns this sandbox). The closed command pipe says the same; `Worker.serve` then returns.
+    """
+    def on_host_gone(signum: int, frame: object) -> None:
+        worker.stop()
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_host_gone)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != host_pid:  # the host died before the signal was set
+        on_host_gone(signal.SIGTERM, None)
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+_libc = None
+
+
+def _prctl(option: int, value: int) -> None:
+    """Calls prctl(2), where the C library has it (Linux); elsewhere does nothing."""
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None)
+        _libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _set_not_dumpable() -> None:
     """Stops processes of the same uid (the candidate, when we cannot drop to another uid) reading our memory."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass
+    _prctl(PR_SET_DUMPABLE, 0)
 
 
 if __name__ == "__main__":
