@@ -63,8 +63,9 @@ because a CUDA context does not survive a fork.
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
 the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;
-this is logged once as a warning. It still removes its scratch folder when the engine dies, even one killed with
-SIGKILL: a parent-death signal and the closed command pipe tell it (`zygote._die_with_host`).
+this is logged once as a warning. It still dies with the engine, even one killed with SIGKILL: a parent-death
+signal and the closed command pipe make it kill the running candidate and remove its scratch folder
+(`zygote._die_with_host`), and the candidate's process dies with the worker.
 """
 
 from __future__ import annotations

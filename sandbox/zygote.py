@@ -16,8 +16,9 @@ Life of a worker:
    copy-on-write address space, so whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
-5. When the host dies (its command pipe closes, or the parent-death signal arrives; `_die_with_host`), remove
-   the scratch folder where it is not the sandbox's own tmpfs, and exit.
+5. When the host dies (its command pipe closes, or the parent-death signal arrives; `_die_with_host`), kill the
+   running candidate and everything it started, remove the scratch folder where it is not the sandbox's own
+   tmpfs, and exit. The candidate's process dies with the worker too (its own parent-death signal).
 
 Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
 
@@ -109,6 +110,10 @@ def write_frame(fd: int, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- worker
+class HostGone(Exception):
+    """The host closed the command pipe while a candidate ran: it died."""
+
+
 class Worker:
     """State of the zygote between jobs."""
 
@@ -119,6 +124,8 @@ class Worker:
         self.entry = None  # the entry function, when it could be imported before forking
         self.payload: dict = {}
         self.exported = None  # sandbox/exported.py, in the "score" stage
+        self.pid = os.getpid()
+        self.child_pid: int | None = None  # the candidate's process while a job runs
 
     def start(self) -> dict:
         """Imports the heavy modules and the entry once; returns the ready message."""
@@ -146,23 +153,37 @@ class Worker:
                 "startup_cpu_s": usage.ru_utime + usage.ru_stime}
 
     def serve(self) -> None:
-        while True:
-            frame = read_frame(self.command_fd)
-            if frame is None:
-                return
-            job = pickle.loads(frame)
-            reply = self.run_job(job)
-            write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+        """Runs jobs until the host closes the command pipe, even in the middle of one (the host died)."""
+        try:
+            while (frame := read_frame(self.command_fd)) is not None:
+                reply = self.run_job(pickle.loads(frame), host_fd=self.command_fd)
+                write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+        except HostGone:
+            pass
 
     def stop(self) -> None:
-        """Outside a sandbox's own tmpfs, removes the scratch folder, which the host would otherwise leave behind
-        if it died."""
+        """Kills the running candidate and everything it started; outside a sandbox's own tmpfs, also removes the
+        scratch folder, which the host would otherwise leave behind if it died."""
+        if self.child_pid is not None:
+            for kill in (os.kill, os.killpg):  # the child, then its process group (it may not have made one yet)
+                try:
+                    kill(self.child_pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.init["drop_uid"] is not None or self.init["isolated"]:
+            stray_processes(self.init["drop_uid"])
         if not self.init["isolated"]:
             import shutil
 
             shutil.rmtree(self.init["scratch"], ignore_errors=True)
 
-    def run_job(self, job: dict) -> dict:
+    def run_job(self, job: dict, host_fd: int | None = None) -> dict:
+        """Runs one job in a forked child and returns the reply for the host.
+
+        Args:
+            host_fd: the command pipe, watched while the child runs: the host sends nothing then, so the pipe
+                turns readable only when the host has gone, and HostGone is raised (the candidate still runs).
+        """
         limits = self.init["limits"]
         result_r, result_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -184,10 +205,11 @@ class Worker:
                                                      traceback.format_exception(error)))}).encode())
             finally:
                 os._exit(70)
+        self.child_pid = pid
         os.close(result_w)
         os.close(output_w)
         result, output, output_bytes, status, usage = collect(pid, result_r, output_r,
-                                                             limits["max_output_kb"] * 1024)
+                                                             limits["max_output_kb"] * 1024, host_fd)
         reply = classify(result, output, status, limits)
         reply["type"] = "result"
         reply["output"] = output.decode("utf-8", "replace")
@@ -202,24 +224,28 @@ class Worker:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+        self.child_pid = None
         if self.init["drop_uid"] is not None or self.init["isolated"]:
             reply["anomaly"] = stray_processes(self.init["drop_uid"])
         clear_scratch(self.init["scratch"], keep=self.init["scratch_keep"])
         return reply
 
 
-def collect(pid: int, result_r: int, output_r: int, max_output_bytes: int):
+def collect(pid: int, result_r: int, output_r: int, max_output_bytes: int, host_fd: int | None = None):
     """Reads the child's result and output until it exits; returns (result, output, output_bytes, status, rusage).
 
     Output beyond `max_output_bytes` is read and dropped. A background grandchild that keeps a pipe open does
-    not keep us waiting once the child itself has exited.
+    not keep us waiting once the child itself has exited. Raises HostGone when `host_fd` turns readable first.
     """
     result, output = bytearray(), bytearray()
     output_bytes = 0
     open_fds = {result_r, output_r}
     exited = None
     while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [], 0.05 if exited is None else 0)
+        watched = [*open_fds, host_fd] if host_fd is not None and exited is None else list(open_fds)
+        ready, _, _ = select.select(watched, [], [], 0.05 if exited is None else 0)
+        if host_fd is not None and host_fd in ready:
+            raise HostGone("the host closed the command pipe while a candidate ran")
         for fd in ready:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -419,6 +445,11 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    # Die with the worker, whatever killed it. Set after the uid change, which clears it; a worker that died
+    # before that is no longer our parent.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != worker.pid:
+        os._exit(0)
     child_pid = os.getpid()
     verdict = evaluate(job, worker, started)
     if os.getpid() != child_pid:
@@ -669,11 +700,12 @@ def main() -> int:
 
 
 def _die_with_host(worker: Worker, host_pid: int) -> None:
-    """Makes the worker clean up and exit when the process that started it dies.
+    """Makes the worker stop its candidate, clean up and exit when the process that started it dies.
 
-    Without bubblewrap nothing else would: a killed engine (kill -9, a second Ctrl-C) would leave the scratch
-    folder behind. The kernel sends SIGTERM when the host thread that started us ends (the whole engine, or the
-    thread that owns this sandbox). The closed command pipe says the same; `Worker.serve` then returns.
+    Without bubblewrap nothing else would: the worker and its candidate run in process groups of their own, so a
+    killed engine (kill -9, a second Ctrl-C) would leave them running, and the scratch folder behind. The kernel
+    sends SIGTERM when the host thread that started us ends (the whole engine, or the thread that owns this
+    sandbox). The closed command pipe says the same; `Worker.serve` watches it.
     """
     def on_host_gone(signum: int, frame: object) -> None:
         worker.stop()
