@@ -10,7 +10,8 @@ Under bubblewrap (`bwrap`) a worker gets:
 - an environment rebuilt from nothing (`--clearenv`): PATH, HOME=/tmp, TMPDIR, LANG, single-threaded BLAS and
   only the JAX/XLA variables of `PASSTHROUGH_ENV`; API keys never get in. bwrap itself is started with the same
   clean environment, so even its own /proc/1/environ is clean;
-- `--die-with-parent`, so killing the worker's bwrap kills everything inside it.
+- `--die-with-parent`, so killing the worker's bwrap kills everything inside it, and so does the engine's end,
+  SIGKILL included.
 
 GPU mode (`ProcessSandbox(gpu=True)`, or a JAX_PLATFORMS that names cuda): `--dev /dev` gives the worker a
 minimal /dev without GPUs, so the NVIDIA device nodes that exist on the host (`gpu_device_nodes`) are bound

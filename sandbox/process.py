@@ -63,7 +63,9 @@ because a CUDA context does not survive a fork.
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
 the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;
-this is logged once as a warning.
+this is logged once as a warning. It still dies with the engine, even one killed with SIGKILL: a parent-death
+signal and the closed command pipe make it kill the running candidate and remove its scratch folder
+(`zygote._die_with_host`), and the candidate's process dies with the worker.
 """
 
 from __future__ import annotations
@@ -509,11 +511,14 @@ def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, 
         scores = numbers(reply.get("scores")) if outcome is Outcome.OK else {}
         if outcome is Outcome.OK and "score" not in scores:
             outcome = Outcome.INVALID_OUTPUT
+            reply = {**reply, "error": "the sandbox worker's result carries no finite 'score'"}
     if reply.get("anomaly"):
         details["sandbox_anomaly"] = str(reply["anomaly"])[:1000]
-    return RunResult(job_id=job_id, outcome=outcome, scores=scores, details=details,
-                     error=str(reply.get("error", ""))[:8000], timings=timings, wall_time_s=wall_s,
-                     output=str(reply.get("output", "")))
+    error = str(reply.get("error", ""))[:8000]
+    if outcome is not Outcome.OK and not error.strip():  # a failure always says something, even a forged one
+        error = f"the sandbox worker reported {outcome.name} and gave no reason."
+    return RunResult(job_id=job_id, outcome=outcome, scores=scores, details=details, error=error, timings=timings,
+                     wall_time_s=wall_s, output=str(reply.get("output", "")))
 
 
 def _check_entry(entry: str, root: str) -> None:

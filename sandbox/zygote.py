@@ -16,6 +16,9 @@ Life of a worker:
    copy-on-write address space, so whatever it patches dies with it.
 4. Collect the child's output (first `max_output_kb`, the rest is read and discarded so the child never blocks and
    nothing reaches the disk) and exit status, classify the end and send it to the host as JSON.
+5. When the host dies (its command pipe closes, or the parent-death signal arrives; `_die_with_host`), kill the
+   running candidate and everything it started, remove the scratch folder where it is not the sandbox's own
+   tmpfs, and exit. The candidate's process dies with the worker too (its own parent-death signal).
 
 Replies to the host are JSON only: the host must never unpickle anything that came out of a sandbox.
 
@@ -107,6 +110,10 @@ def write_frame(fd: int, data: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------------------- worker
+class HostGone(Exception):
+    """The host closed the command pipe while a candidate ran: it died."""
+
+
 class Worker:
     """State of the zygote between jobs."""
 
@@ -117,6 +124,8 @@ class Worker:
         self.entry = None  # the entry function, when it could be imported before forking
         self.payload: dict = {}
         self.exported = None  # sandbox/exported.py, in the "score" stage
+        self.pid = os.getpid()
+        self.child_pid: int | None = None  # the candidate's process while a job runs
 
     def start(self) -> dict:
         """Imports the heavy modules and the entry once; returns the ready message."""
@@ -144,15 +153,37 @@ class Worker:
                 "startup_cpu_s": usage.ru_utime + usage.ru_stime}
 
     def serve(self) -> None:
-        while True:
-            frame = read_frame(self.command_fd)
-            if frame is None:
-                return
-            job = pickle.loads(frame)
-            reply = self.run_job(job)
-            write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+        """Runs jobs until the host closes the command pipe, even in the middle of one (the host died)."""
+        try:
+            while (frame := read_frame(self.command_fd)) is not None:
+                reply = self.run_job(pickle.loads(frame), host_fd=self.command_fd)
+                write_frame(self.reply_fd, json.dumps(reply, default=_jsonable).encode())
+        except HostGone:
+            pass
 
-    def run_job(self, job: dict) -> dict:
+    def stop(self) -> None:
+        """Kills the running candidate and everything it started; outside a sandbox's own tmpfs, also removes the
+        scratch folder, which the host would otherwise leave behind if it died."""
+        if self.child_pid is not None:
+            for kill in (os.kill, os.killpg):  # the child, then its process group (it may not have made one yet)
+                try:
+                    kill(self.child_pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if self.init["drop_uid"] is not None or self.init["isolated"]:
+            stray_processes(self.init["drop_uid"])
+        if not self.init["isolated"]:
+            import shutil
+
+            shutil.rmtree(self.init["scratch"], ignore_errors=True)
+
+    def run_job(self, job: dict, host_fd: int | None = None) -> dict:
+        """Runs one job in a forked child and returns the reply for the host.
+
+        Args:
+            host_fd: the command pipe, watched while the child runs: the host sends nothing then, so the pipe
+                turns readable only when the host has gone, and HostGone is raised (the candidate still runs).
+        """
         limits = self.init["limits"]
         result_r, result_w = os.pipe()
         output_r, output_w = os.pipe()
@@ -161,20 +192,24 @@ class Worker:
         forked = time.perf_counter()
         pid = os.fork()
         if pid == 0:  # the child: never returns
+            child_pid = os.getpid()
             try:
                 os.close(result_r)
                 os.close(output_r)
                 child_main(self, job, result_w, output_w)
             except BaseException as error:  # the child's outermost frame: report a failed set-up, then exit
+                if os.getpid() != child_pid:  # a copy the candidate forked: only the child itself reports
+                    os._exit(70)
                 _write_all(result_w, json.dumps({"outcome": "CRASHED", "error": "the sandbox could not prepare the "
                                                  "candidate process: " + _tail("".join(
                                                      traceback.format_exception(error)))}).encode())
             finally:
                 os._exit(70)
+        self.child_pid = pid
         os.close(result_w)
         os.close(output_w)
         result, output, output_bytes, status, usage = collect(pid, result_r, output_r,
-                                                             limits["max_output_kb"] * 1024)
+                                                             limits["max_output_kb"] * 1024, host_fd)
         reply = classify(result, output, status, limits)
         reply["type"] = "result"
         reply["output"] = output.decode("utf-8", "replace")
@@ -189,24 +224,28 @@ class Worker:
             os.killpg(pid, signal.SIGKILL)
         except OSError:
             pass
+        self.child_pid = None
         if self.init["drop_uid"] is not None or self.init["isolated"]:
             reply["anomaly"] = stray_processes(self.init["drop_uid"])
         clear_scratch(self.init["scratch"], keep=self.init["scratch_keep"])
         return reply
 
 
-def collect(pid: int, result_r: int, output_r: int, max_output_bytes: int):
+def collect(pid: int, result_r: int, output_r: int, max_output_bytes: int, host_fd: int | None = None):
     """Reads the child's result and output until it exits; returns (result, output, output_bytes, status, rusage).
 
     Output beyond `max_output_bytes` is read and dropped. A background grandchild that keeps a pipe open does
-    not keep us waiting once the child itself has exited.
+    not keep us waiting once the child itself has exited. Raises HostGone when `host_fd` turns readable first.
     """
     result, output = bytearray(), bytearray()
     output_bytes = 0
     open_fds = {result_r, output_r}
     exited = None
     while open_fds:
-        ready, _, _ = select.select(list(open_fds), [], [], 0.05 if exited is None else 0)
+        watched = [*open_fds, host_fd] if host_fd is not None and exited is None else list(open_fds)
+        ready, _, _ = select.select(watched, [], [], 0.05 if exited is None else 0)
+        if host_fd is not None and host_fd in ready:
+            raise HostGone("the host closed the command pipe while a candidate ran")
         for fd in ready:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
@@ -244,7 +283,7 @@ def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
             verdict = None
         if isinstance(verdict, dict) and "outcome" in verdict:
             return verdict
-        return {"outcome": "CRASHED", "error": "the candidate wrote a malformed result; output tail:\n" + tail}
+        return {"outcome": "CRASHED", "error": "the candidate wrote a malformed result" + _output_tail(tail)}
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         name = signal.Signals(number).name if number in signal.Signals._value2member_map_ else str(number)
@@ -254,12 +293,17 @@ def classify(result: bytes, output: bytes, status: int, limits: dict) -> dict:
             return {"outcome": "CRASHED", "error": f"wrote a file larger than max_file_mb={limits['max_file_mb']}"}
         if any(word in tail for word in _MEMORY_WORDS):
             return {"outcome": "OUT_OF_MEMORY",
-                    "error": f"killed by {name} after an allocation failed; output tail:\n{tail}"}
-        return {"outcome": "CRASHED", "error": f"killed by {name}; output tail:\n{tail}"}
+                    "error": f"killed by {name} after an allocation failed" + _output_tail(tail)}
+        return {"outcome": "CRASHED", "error": f"killed by {name}" + _output_tail(tail)}
     code = os.WEXITSTATUS(status)
     if any(word in tail for word in _MEMORY_WORDS) and code != 0:
         return {"outcome": "OUT_OF_MEMORY", "error": f"exited with status {code} after an allocation failed:\n{tail}"}
-    return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result; output tail:\n{tail}"}
+    return {"outcome": "CRASHED", "error": f"exited with status {code} before returning a result" + _output_tail(tail)}
+
+
+def _output_tail(tail: str) -> str:
+    """Returns what ends a message about a dead child: its output's tail, or that it printed nothing."""
+    return f"; output tail:\n{tail}" if tail.strip() else "; it printed nothing."
 
 
 def stray_processes(uid: int | None) -> str:
@@ -378,6 +422,7 @@ def load_module(path: str) -> types.ModuleType:
 def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
     """Runs one candidate in the freshly forked child and writes its verdict to `result_w`; never returns."""
     init = worker.init
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the worker's handler would remove the scratch we work in
     os.setsid()
     os.close(worker.command_fd)
     os.close(worker.reply_fd)
@@ -400,7 +445,17 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    # Die with the worker, whatever killed it. Set after the uid change, which clears it; a worker that died
+    # before that is no longer our parent.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != worker.pid:
+        os._exit(0)
+    child_pid = os.getpid()
     verdict = evaluate(job, worker, started)
+    if os.getpid() != child_pid:
+        # A copy of the candidate that it forked got back here (e.g. `while True: os.fork()` until the process
+        # limit): its verdict would be written after the child's into the same pipe, and would garble it.
+        os._exit(0)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -493,7 +548,7 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
                 arguments = {"parameters": [name for name, _, _ in job["parameters"]]}
         entry = worker.entry or load_entry(init["entry"], init["root"])
     except BaseException as error:  # the outermost frame of a candidate: classify everything
-        return _exception_verdict(error, timings)
+        return _exception_verdict(error, timings, init["limits"]["max_processes"])
     try:
         begun = time.perf_counter()
         returned = entry(candidate, **worker.payload, **arguments)
@@ -502,7 +557,7 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
     except ValueError as error:
         return {"outcome": "INVALID_OUTPUT", "error": _tail(f"{type(error).__name__}: {error}"), "timings": timings}
     except BaseException as error:  # the outermost frame of a candidate: classify everything
-        return _exception_verdict(error, timings)
+        return _exception_verdict(error, timings, init["limits"]["max_processes"])
 
 
 def build_module(source: str, function_name: str) -> types.ModuleType | dict:
@@ -537,7 +592,7 @@ def validate_export(returned, timings: dict) -> dict:
     return {"outcome": "OK", "details": {"exported": exported}, "timings": timings}
 
 
-def _exception_verdict(error: BaseException, timings: dict) -> dict:
+def _exception_verdict(error: BaseException, timings: dict, max_processes: int) -> dict:
     frames = error.__traceback__
     while frames is not None and frames.tb_frame.f_code.co_filename == __file__:  # our own frames say nothing
         frames = frames.tb_next
@@ -546,7 +601,20 @@ def _exception_verdict(error: BaseException, timings: dict) -> dict:
     tail = _tail("\n".join(lines[-30:]))
     memory = isinstance(error, MemoryError) or any(word in f"{type(error).__name__}: {error}"
                                                     for word in _MEMORY_WORDS[1:6])
+    if _process_limit_reached(error):
+        # The traceback alone ends in "Resource temporarily unavailable", which names no limit.
+        tail += (f"\nthe candidate could not start another process or thread: it reached max_processes="
+                 f"{max_processes} (RLIMIT_NPROC, which counts threads too).")
     return {"outcome": "OUT_OF_MEMORY" if memory else "CRASHED", "error": tail, "timings": timings}
+
+
+def _process_limit_reached(error: BaseException) -> bool:
+    """Returns whether `error` is how fork() or a new thread fails under RLIMIT_NPROC (EAGAIN)."""
+    import errno
+
+    if isinstance(error, BlockingIOError):
+        return error.errno == errno.EAGAIN
+    return isinstance(error, RuntimeError) and "can't start new thread" in str(error)
 
 
 def validate(returned, timings: dict) -> dict:
@@ -611,29 +679,65 @@ def main() -> int:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     _set_not_dumpable()
+    host_pid = os.getppid()
     frame = read_frame(command_fd)
     if frame is None:
         return 1
     worker = Worker(pickle.loads(frame), command_fd, reply_fd)
+    _die_with_host(worker, host_pid)
     try:
-        ready = worker.start()
-    except BaseException as error:  # report why the worker cannot start, then stop
-        ready = {"type": "error", "message": _tail("".join(traceback.format_exception(error)))}
-    write_frame(reply_fd, json.dumps(ready).encode())
-    if ready["type"] != "ready":
-        return 1
-    worker.serve()
-    return 0
+        try:
+            ready = worker.start()
+        except BaseException as error:  # report why the worker cannot start, then stop
+            ready = {"type": "error", "message": _tail("".join(traceback.format_exception(error)))}
+        write_frame(reply_fd, json.dumps(ready).encode())
+        if ready["type"] != "ready":
+            return 1
+        worker.serve()
+        return 0
+    finally:  # the host has gone, or we could not start: nothing of ours outlives us
+        worker.stop()
+
+
+def _die_with_host(worker: Worker, host_pid: int) -> None:
+    """Makes the worker stop its candidate, clean up and exit when the process that started it dies.
+
+    Without bubblewrap nothing else would: the worker and its candidate run in process groups of their own, so a
+    killed engine (kill -9, a second Ctrl-C) would leave them running, and the scratch folder behind. The kernel
+    sends SIGTERM when the host thread that started us ends (the whole engine, or the thread that owns this
+    sandbox). The closed command pipe says the same; `Worker.serve` watches it.
+    """
+    def on_host_gone(signum: int, frame: object) -> None:
+        worker.stop()
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_host_gone)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != host_pid:  # the host died before the signal was set
+        on_host_gone(signal.SIGTERM, None)
+
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+_libc = None
+
+
+def _prctl(option: int, value: int) -> None:
+    """Calls prctl(2), where the C library has it (Linux); elsewhere does nothing."""
+    global _libc
+    try:
+        if _libc is None:
+            import ctypes
+
+            _libc = ctypes.CDLL(None)
+        _libc.prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _set_not_dumpable() -> None:
     """Stops processes of the same uid (the candidate, when we cannot drop to another uid) reading our memory."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):
-        pass
+    _prctl(PR_SET_DUMPABLE, 0)
 
 
 if __name__ == "__main__":

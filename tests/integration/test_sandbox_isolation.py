@@ -106,6 +106,22 @@ def test_fork_bomb_is_contained_and_killed(sandbox) -> None:
     assert_next_candidate_untouched(sandbox)
 
 
+@pytest.mark.parametrize("use_bwrap", [pytest.param(True, marks=needs_bwrap), False], ids=["bwrap", "plain"])
+def test_a_fork_bomb_at_import_says_it_reached_max_processes(task_root: Path, use_bwrap: bool) -> None:
+    context = TaskContext(entry="entry_call.py:score", payload={"x": 2.0}, function_name="agent",
+                          allowed_imports=("*",), root=str(task_root), limits=LIMITS)
+    with ProcessSandbox(context, use_bwrap=use_bwrap, preload=()) as own:
+        bomb = run(own, "import os\nwhile True:\n    os.fork()\ndef agent(x):\n    return 1.0\n")
+        assert bomb.outcome is Outcome.CRASHED
+        # Every copy the bomb forked ends in the same exception; only the candidate's own process reports it.
+        assert bomb.error.strip().splitlines()[-1] == (
+            "the candidate could not start another process or thread: it reached max_processes=16 "
+            "(RLIMIT_NPROC, which counts threads too).")
+        time.sleep(0.2)
+        assert processes_of_uid(own.drop_uid) == []
+        assert own.run(Job(2, "def agent(x):\n    return x\n")).scores == {"score": 2.0}
+
+
 @needs_bwrap
 @pytest.mark.parametrize("allocation", ["bytearray(50 * 2**30)", "__import__('numpy').ones(50 * 2**27)"])
 def test_allocating_50_gb_is_out_of_memory(sandbox, allocation: str) -> None:

@@ -203,3 +203,11 @@ def test_a_forged_verdict_cannot_break_the_host(sandbox) -> None:
         assert result.outcome in (Outcome.INVALID_OUTPUT, Outcome.CRASHED)
         assert result.scores == {}
         assert own.run(Job(2, "def agent(x):\n    return x\n")).scores == {"score": 2.0}
+
+
+@pytest.mark.parametrize("reply", [{"outcome": "CRASHED"}, {"outcome": "TIMEOUT", "error": " "},
+                                   {"outcome": "OK", "scores": {"other": 1.0}}])
+def test_a_failure_always_says_something(reply) -> None:
+    result = process._result_from_reply(1, reply, startup_s=0.0, wall_s=0.1)
+    assert result.outcome is not Outcome.OK
+    assert result.error.strip()
