@@ -42,6 +42,9 @@ __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input"
 
 #: The symbolic leading dimension every exported argument and result carries.
 BATCH_DIMENSION = "batch"
+#: The forward derivative's tangents carry a second symbolic dimension, the number of tangent directions (e.g. one
+#: per parameter under `jax.jacfwd`), so that one evaluation of the model serves every direction.
+DIRECTIONS_DIMENSION = "directions"
 
 #: Custom calls an exported computation may contain: shape checks that `jax.export` adds for symbolic shapes,
 #: sharding annotations, and numerical kernels that ship with jaxlib (LAPACK and cuSOLVER factorizations, the
@@ -80,22 +83,24 @@ def parse_input(spec: str) -> tuple[str, tuple[int | str, ...]]:
             continue
         if part.isdigit():
             dims.append(int(part))
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) and part != BATCH_DIMENSION:
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part) and part not in (BATCH_DIMENSION, DIRECTIONS_DIMENSION):
             dims.append(part)
         else:
             raise ValueError(f"input {spec!r}: dimension {part!r} is neither a size nor a name "
-                             f"(names other than {BATCH_DIMENSION!r}).")
+                             f"(names other than {BATCH_DIMENSION!r} and {DIRECTIONS_DIMENSION!r}).")
     return match.group(1), tuple(dims)
 
 
 def _abstract_arguments(parameters: Sequence[str], inputs: Sequence[str]):
-    """Returns (params, *inputs) as batched `jax.ShapeDtypeStruct`s sharing one symbolic scope."""
+    """Returns ((params, *inputs) as batched `jax.ShapeDtypeStruct`s, the symbolic number of tangent directions),
+    sharing one symbolic scope."""
     import jax
     import jax.numpy as jnp
     from jax import export
 
     parsed = [parse_input(spec) for spec in inputs]
-    symbols = [BATCH_DIMENSION] + sorted({d for _, dims in parsed for d in dims if isinstance(d, str)})
+    symbols = [BATCH_DIMENSION, DIRECTIONS_DIMENSION] + sorted({d for _, dims in parsed for d in dims
+                                                                if isinstance(d, str)})
     scope = export.SymbolicScope()
     dims_by_name = dict(zip(symbols, export.symbolic_shape(", ".join(symbols), scope=scope)))
     batch = dims_by_name[BATCH_DIMENSION]
@@ -105,7 +110,7 @@ def _abstract_arguments(parameters: Sequence[str], inputs: Sequence[str]):
         return jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
 
     params = {name: struct("float32", ()) for name in parameters}
-    return (params, *(struct(dtype, dims) for dtype, dims in parsed))
+    return (params, *(struct(dtype, dims) for dtype, dims in parsed)), dims_by_name[DIRECTIONS_DIMENSION]
 
 
 def _inexact(dtype) -> bool:
@@ -140,7 +145,7 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
 
     started = time.perf_counter()
     function = getattr(candidate, function_name)
-    abstract = _abstract_arguments(parameters, inputs)
+    abstract, number_of_directions = _abstract_arguments(parameters, inputs)
     leaves, tree = jax.tree.flatten(abstract)
     inexact = [_inexact(leaf.dtype) for leaf in leaves]
 
@@ -157,8 +162,10 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
         return partial, [arg for arg, is_inexact in zip(args, inexact) if is_inexact]
 
     def jvp(*args):
+        """Tangents of the results along each of `directions` tangents of the arguments; one shared primal."""
         partial, variables = differentiable(args[:len(leaves)])
-        return jax.jvp(partial, variables, list(args[len(leaves):]))[1]
+        along = jax.vmap(lambda *tangents: jax.jvp(partial, variables, list(tangents))[1])
+        return along(*args[len(leaves):])
 
     def vjp(*args):
         partial, variables = differentiable(args[:len(leaves)])
@@ -172,7 +179,9 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
     parts, problems = [primal.serialize()], {}
     # A model may be differentiable one way only (lax.while_loop has no reverse mode): a derivative that cannot be
     # traced is left out, with the reason, and only a scorer that asks for it fails.
-    for what, derivative, arguments in (("forward", jvp, [*leaves, *variables]), ("reverse", vjp, [*leaves, *outputs])):
+    directions = [jax.ShapeDtypeStruct((leaf.shape[0], number_of_directions, *leaf.shape[1:]), leaf.dtype)
+                  for leaf in variables]
+    for what, derivative, arguments in (("forward", jvp, [*leaves, *directions]), ("reverse", vjp, [*leaves, *outputs])):
         try:
             parts.append(lower(jax.jit(jax.vmap(derivative)))(*arguments).serialize())
         except Exception as error:  # whatever JAX raises while differentiating the candidate's code
@@ -269,18 +278,22 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
                                  f"({type(error).__name__}: {str(error)[:200]}).") from None
     primal, forward, backward = loaded
     names = tuple(parameters)
-    abstract = _abstract_arguments(names, inputs)
+    abstract, number_of_directions = _abstract_arguments(names, inputs)
     leaves, tree = jax.tree.flatten(abstract)
     check_exported(primal, what="computation", in_avals=leaves, in_tree=jax.tree.structure((abstract, {})))
     inexact = tuple(_inexact(leaf.dtype) for leaf in leaves)
     variables = [leaf for leaf, is_inexact in zip(leaves, inexact) if is_inexact]
+    directions = [jax.ShapeDtypeStruct((leaf.shape[0], number_of_directions, *leaf.shape[1:]), leaf.dtype)
+                  for leaf in variables]
     outputs = [aval for aval in primal.out_avals if _inexact(aval.dtype)]
+    along = [jax.ShapeDtypeStruct((a.shape[0], number_of_directions, *a.shape[1:]), a.dtype) for a in outputs]
+
     def signature(avals):
         return [(str(a.dtype), str(a.shape)) for a in avals]
 
     if forward is not None:
-        check_exported(forward, what="forward derivative", in_avals=[*leaves, *variables])
-        if signature(forward.out_avals) != signature(outputs):
+        check_exported(forward, what="forward derivative", in_avals=[*leaves, *directions])
+        if signature(forward.out_avals) != signature(along):
             raise ExportRejected("the candidate's forward derivative does not match its computation's results.")
     if backward is not None:
         check_exported(backward, what="reverse derivative", in_avals=[*leaves, *outputs])
@@ -324,7 +337,7 @@ class CandidateFunction:
         declared = {name: jnp.asarray(params[name], jnp.float32) for name in self._names}
         cast = [jnp.asarray(value, dtype) for value, dtype in zip(inputs, self._input_dtypes)]
         leaves = jax.tree.leaves((declared, *cast))
-        outputs = _candidate_p.bind(*leaves, functions=self._functions, kind="primal", rank=0)
+        outputs = _candidate_p.bind(*leaves, functions=self._functions, kind="primal", rank=0, directions=False)
         return jax.tree.unflatten(self._functions.primal.out_tree, outputs)
 
     def __repr__(self) -> str:
@@ -354,67 +367,86 @@ class _Functions:
         return list(derivative.call(*args))
 
 
-def _impl(*args, functions: _Functions, kind: str, rank: int):
-    """Evaluates one computation on arguments with `rank` leading batch dimensions (all the same sizes)."""
+def _impl(*args, functions: _Functions, kind: str, rank: int, directions: bool):
+    """Evaluates one computation on arguments with `rank` leading batch dimensions (all the same sizes).
+
+    A forward derivative's tangents carry one more axis after those, the tangent directions, when `directions`;
+    without it they get a single direction here.
+    """
     import jax.numpy as jnp
 
-    if rank == 0:
-        return [out[0] for out in functions.call(kind, [jnp.expand_dims(a, 0) for a in args])]
+    n = len(functions.inexact_in)
+    args = list(args)
+    single = kind == "jvp" and not directions
+    if single:
+        args[n:] = [jnp.expand_dims(t, rank) for t in args[n:]]
     batch = jnp.shape(args[0])[:rank]
     size = 1
     for dim in batch:
         size *= dim
     outs = functions.call(kind, [jnp.reshape(a, (size, *jnp.shape(a)[rank:])) for a in args])
-    return [jnp.reshape(out, (*batch, *jnp.shape(out)[1:])) for out in outs]
+    outs = [jnp.reshape(out, (*batch, *jnp.shape(out)[1:])) for out in outs]
+    return [jnp.squeeze(out, rank) for out in outs] if single else outs
 
 
-def _abstract_eval(*avals, functions: _Functions, kind: str, rank: int):
+def _abstract_eval(*avals, functions: _Functions, kind: str, rank: int, directions: bool):
     import jax
 
-    shapes = jax.eval_shape(functools.partial(_impl, functions=functions, kind=kind, rank=rank),
+    shapes = jax.eval_shape(functools.partial(_impl, functions=functions, kind=kind, rank=rank,
+                                              directions=directions),
                             *[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals])
     return [jax.core.ShapedArray(s.shape, s.dtype) for s in shapes]
 
 
-def _batch(args, dims, *, functions: _Functions, kind: str, rank: int):
-    """vmap: move each batched axis to the front, broadcast the unbatched arguments, one more batch rank."""
+def _batch(args, dims, *, functions: _Functions, kind: str, rank: int, directions: bool):
+    """vmap: one more batch rank (each batched axis moved to the front, the unbatched arguments broadcast); or, for
+    a forward derivative batched only in its tangents (`jax.jacfwd`), tangent directions that share one primal."""
     import jax.numpy as jnp
 
+    n = len(functions.inexact_in)
     size = next(jnp.shape(a)[d] for a, d in zip(args, dims) if d is not None)  # None: not batched
+    if kind == "jvp" and not directions and all(d is None for d in dims[:n]):
+        tangents = [jnp.moveaxis(t, d, rank) if d is not None else
+                    jnp.broadcast_to(jnp.expand_dims(t, rank), (*jnp.shape(t)[:rank], size, *jnp.shape(t)[rank:]))
+                    for t, d in zip(args[n:], dims[n:])]
+        outs = _candidate_p.bind(*args[:n], *tangents, functions=functions, kind=kind, rank=rank, directions=True)
+        return outs, [rank] * len(outs)
     moved = [jnp.broadcast_to(a, (size, *jnp.shape(a))) if d is None else jnp.moveaxis(a, d, 0)
              for a, d in zip(args, dims)]
-    outs = _candidate_p.bind(*moved, functions=functions, kind=kind, rank=rank + 1)
+    outs = _candidate_p.bind(*moved, functions=functions, kind=kind, rank=rank + 1, directions=directions)
     return outs, [0] * len(outs)
 
 
-def _jvp(primals, tangents, *, functions: _Functions, kind: str, rank: int):
+def _jvp(primals, tangents, *, functions: _Functions, kind: str, rank: int, directions: bool):
     """Forward derivative of the candidate: the exported JVP, linear in the tangents (see `_transpose`)."""
     import jax
     from jax.interpreters import ad
 
     if kind != "primal":
         raise NotImplementedError("candidates are differentiable once (no derivatives of derivatives).")
-    outs = _candidate_p.bind(*primals, functions=functions, kind="primal", rank=rank)
+    outs = _candidate_p.bind(*primals, functions=functions, kind="primal", rank=rank, directions=False)
     variables = [ad.instantiate_zeros(t) for t, is_inexact in zip(tangents, functions.inexact_in) if is_inexact]
+
     def zero(value):
         return ad.Zero(jax.core.get_aval(value).to_tangent_aval())
 
     if not variables:
         return outs, [zero(o) for o in outs]
-    linear = iter(_candidate_p.bind(*primals, *variables, functions=functions, kind="jvp", rank=rank))
+    linear = iter(_candidate_p.bind(*primals, *variables, functions=functions, kind="jvp", rank=rank,
+                                    directions=False))
     return outs, [next(linear) if is_inexact else zero(o) for o, is_inexact in zip(outs, functions.inexact_out)]
 
 
-def _transpose(cotangents, *args, functions: _Functions, kind: str, rank: int):
+def _transpose(cotangents, *args, functions: _Functions, kind: str, rank: int, directions: bool):
     """Reverse derivative: the transpose of the JVP in its tangents is the exported VJP."""
     from jax.interpreters import ad
 
     n = len(functions.inexact_in)
     primals = args[:n]
-    if kind != "jvp" or any(ad.is_undefined_primal(p) for p in primals):
+    if kind != "jvp" or directions or any(ad.is_undefined_primal(p) for p in primals):
         raise NotImplementedError("only the candidate's derivative in its tangents can be transposed.")
     outputs = [ad.instantiate_zeros(c) for c in cotangents]
-    grads = _candidate_p.bind(*primals, *outputs, functions=functions, kind="vjp", rank=rank)
+    grads = _candidate_p.bind(*primals, *outputs, functions=functions, kind="vjp", rank=rank, directions=False)
     return [None] * n + list(grads)
 
 
