@@ -448,8 +448,8 @@ def config_show(
     print(yaml.safe_dump(merged.model_dump(mode="json"), sort_keys=False))
 
 
-def main() -> None:
-    """Console-script entry: known errors print one message and exit 1; --verbose shows tracebacks."""
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The base error classes of our packages: their messages are for people and print without a traceback."""
     from engine.errors import ConfigError, EngineError
     from tasks.errors import TaskSpecError
 
@@ -460,24 +460,71 @@ def main() -> None:
             known.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
             pass
+    return tuple(known)
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Command-line mistakes found while parsing: click's, and typer's own where typer carries its copy of click."""
+    kinds: list[type[BaseException]] = []
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    if hasattr(typer, "TyperException"):
+        kinds.append(typer.TyperException)
+    return tuple(kinds)
+
+
+def _usage_line(error: BaseException) -> str:
+    """One line for a command-line mistake: what was wrong, what was found, and where the usage is."""
+    message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    errors = getattr(error.__cause__, "errors", None)  # typer checks values with pydantic
+    if callable(errors):
+        found = (errors() or [{}])[0].get("input")
+        if found is not None:
+            message = f"{message.rstrip('.')}; found {found!r}."
+    if not message.endswith("."):
+        message += "."
+    context = getattr(error, "ctx", None)
+    if context is not None:
+        message += f" See '{context.command_path} --help'."
+    return message
+
+
+def _fail(message: str, *, as_json: bool, status: int = 1) -> None:
+    """Prints an error as one message (a JSON object under --json) and exits with `status`."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main() -> None:
+    """Console-script entry: our errors and command-line mistakes print one message, without a traceback.
+
+    Our errors exit with status 1, command-line mistakes with 2; --verbose shows our errors' tracebacks. Under
+    --json the message goes to stdout as {"error": "..."}, so a script that parses the output gets JSON either way.
+    """
+    as_json = "--json" in sys.argv[1:]
+    known, usage = _known_errors(), _usage_errors()
     try:
         app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except tuple(known) as error:
+    except known as error:
         if STATE["verbose"]:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+        _fail(str(error), as_json=as_json)
+    except usage as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # `discover` alone: the help, as click shows it
+            error.show()  # type: ignore[attr-defined]
+            sys.exit(error.exit_code)  # type: ignore[attr-defined]
+        _fail(_usage_line(error), as_json=as_json, status=getattr(error, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""Mistakes and broken environments end `discover` with one message (JSON under --json), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def discover(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Runs the real console entry (engine.cli.main) in a fresh interpreter."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, status: int = 1) -> str:
+    """Checks that the command failed with `status` and one line on stderr holding every fragment; returns it."""
+    assert result.returncode == status, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def test_a_value_that_is_not_a_number_is_one_line_naming_the_option(small_bandit_task: Path):
+    result = discover("run", str(small_bandit_task), "--max-evals", "abc")
+    line = assert_one_line_error(result, "--max-evals", "'abc'", "run --help", status=2)
+    assert len(line) < 200
+    assert result.stdout == ""
+
+    as_json = discover("run", str(small_bandit_task), "--max-evals", "abc", "--json")
+    assert as_json.returncode == 2 and as_json.stderr == ""
+    assert set(json.loads(as_json.stdout)) == {"error"} and "'abc'" in json.loads(as_json.stdout)["error"]
+
+
+def test_other_command_line_mistakes_are_one_line_too(tmp_path: Path):
+    assert_one_line_error(discover("nosuch"), "No such command 'nosuch'", status=2)
+    assert_one_line_error(discover("best"), "Missing argument", status=2)
+    assert_one_line_error(discover("show", str(tmp_path / "x.db"), "seven"), "'seven'", status=2)
