@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,10 +17,14 @@ def discover(*args: str, env: dict[str, str] | None = None, timeout: float = 300
                           timeout=timeout, env=environment)
 
 
+# Ray's own log lines ("2026-01-01 10:00:00,000\tWARNING ...") are Ray's, not the command's message.
+RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\s+(INFO|WARNING) ")
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, status: int = 1) -> str:
     """Checks that the command failed with `status` and one line on stderr holding every fragment; returns it."""
     assert result.returncode == status, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = [line for line in result.stderr.strip().splitlines() if not RAY_LOG_LINE.match(line)]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     for fragment in fragments:
@@ -42,3 +47,17 @@ def test_other_command_line_mistakes_are_one_line_too(tmp_path: Path):
     assert_one_line_error(discover("nosuch"), "No such command 'nosuch'", status=2)
     assert_one_line_error(discover("best"), "Missing argument", status=2)
     assert_one_line_error(discover("show", str(tmp_path / "x.db"), "seven"), "'seven'", status=2)
+
+
+def test_ray_failing_to_start_is_one_line_and_json_under_json(small_bandit_task: Path, tmp_path: Path):
+    # Ray keeps its sockets and logs under RAY_TMPDIR: one that does not exist makes the real ray.init fail.
+    broken_ray = {"RAY_TMPDIR": str(tmp_path / "missing")}
+    result = discover("run", str(small_bandit_task), "--db", str(tmp_path / "run.db"), "--max-evals", "1",
+                      "--quiet", env=broken_ray)
+    assert_one_line_error(result, "could not start a local Ray instance", "--runner local")
+
+    as_json = discover("run", str(small_bandit_task), "--db", str(tmp_path / "run.db"), "--max-evals", "1",
+                       "--json", env=broken_ray)
+    assert as_json.returncode == 1, as_json.stdout + as_json.stderr
+    assert "could not start a local Ray instance" in json.loads(as_json.stdout)["error"]
+    assert "Traceback" not in as_json.stderr
