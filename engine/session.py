@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
 import time
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -186,19 +188,39 @@ async def run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary
                 pass
 
 
+def _read_candidate(path: Path) -> str:
+    """Returns a candidate file's source, decoded as Python decodes it (UTF-8 unless a coding line says otherwise).
+
+    Raises EngineError when the file is missing or its bytes are not text in that encoding.
+    """
+    if not path.is_file():
+        raise EngineError(f"{path}: no such candidate file.")
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:  # bytes on the first two lines that are not UTF-8, or an unknown coding line
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise EngineError(
+            f"{path} is not {error.encoding.upper()} text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8, the encoding of Python source files, and evaluate it again."
+        ) from None
+
+
 def evaluate_file(
     task_yaml: Path, candidate_py: Path, *, heldout: str = "selection", preset: Path | None = None
 ) -> tuple[RunResult, TaskSpec]:
     """Evaluates one candidate file through the same sandbox and fitter as a run (one local worker)."""
     from sandbox.pool import make_runner
 
+    source = _read_candidate(Path(candidate_py))
     prepared = prepare(task_yaml, preset, {"sandbox": {"runner": "local", "num_workers": 1}})
-    if not Path(candidate_py).is_file():
-        raise EngineError(f"{candidate_py}: no such candidate file.")
     context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
     runner = make_runner(prepared.config.sandbox, context)
     try:
-        result = evaluate_once(runner, Path(candidate_py).read_text())
+        result = evaluate_once(runner, source)
     finally:
         runner.close()
     return result, prepared.task

@@ -61,3 +61,14 @@ def test_ray_failing_to_start_is_one_line_and_json_under_json(small_bandit_task:
     assert as_json.returncode == 1, as_json.stdout + as_json.stderr
     assert "could not start a local Ray instance" in json.loads(as_json.stdout)["error"]
     assert "Traceback" not in as_json.stderr
+
+
+def test_eval_of_a_candidate_that_is_not_utf8_names_the_file_and_the_byte(small_bandit_task: Path, tmp_path: Path):
+    candidate = tmp_path / "latin1.py"
+    candidate.write_bytes("def agent(params, state, choice, reward):\n    # café\n    return state\n".encode("cp1252"))
+    line = assert_one_line_error(discover("eval", str(small_bandit_task), str(candidate)),
+                                 str(candidate), "is not UTF-8 text", "0xe9", "save it as UTF-8")
+    assert len(line) < 250
+
+    as_json = discover("eval", str(small_bandit_task), str(candidate), "--json")
+    assert as_json.returncode == 1 and "is not UTF-8 text" in json.loads(as_json.stdout)["error"]
