@@ -72,3 +72,26 @@ def test_eval_of_a_candidate_that_is_not_utf8_names_the_file_and_the_byte(small_
 
     as_json = discover("eval", str(small_bandit_task), str(candidate), "--json")
     assert as_json.returncode == 1 and "is not UTF-8 text" in json.loads(as_json.stdout)["error"]
+
+
+def test_a_data_file_that_is_missing_is_one_sentence_naming_it(small_bandit_task: Path, tmp_path: Path):
+    missing = tmp_path / "recordings" / "trials.npz"
+    data_module = small_bandit_task.parent / "data.py"
+    loader = f"\n\ndef load(**options):\n    return dict(np.load({str(missing)!r}))\n"
+    data_module.write_text(data_module.read_text() + loader)  # replaces the module's own load
+    for command in (["run", str(small_bandit_task), "--db", str(tmp_path / "run.db")],
+                    ["eval", str(small_bandit_task), str(small_bandit_task.parent / "seed.py")]):
+        line = assert_one_line_error(discover(*command), "could not read the data file", str(missing),
+                                     "No such file or directory", "put the file there")
+        assert line.count(". ") == 0
+    assert not (tmp_path / "run.db").exists()  # it stopped before opening the database
+
+
+def test_a_registry_file_that_is_missing_says_where_it_looked_without_a_traceback(repo: Path, tmp_path: Path):
+    empty_mirror = tmp_path / "mirror"
+    empty_mirror.mkdir()
+    result = discover("run", str(repo / "tasks" / "bandit" / "human.yaml"), "--db", str(tmp_path / "run.db"),
+                      env={"DISCOVER_DATA_MIRROR": str(empty_mirror), "DISCOVER_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: hddm-cavanagh-rlddm/rlddm_data.csv") and "is not available" in result.stderr
+    assert "put the unchanged upstream file at <mirror>/hddm-cavanagh-rlddm/rlddm_data.csv" in result.stderr
