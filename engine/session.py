@@ -111,7 +111,6 @@ def run_discovery(
     prepared = prepare(task_yaml, preset, overrides)
     task, config = prepared.task, prepared.config
     db_path = Path(db_path) if db_path is not None else default_db_path(task)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     resuming = db_path.exists()
     database = ProgramDatabase.open(db_path, config.islands, prepared.meta, seed=config.run.seed)
     proposer, proposer_name = build_proposer(config)

@@ -58,7 +58,12 @@ class SqliteStore:
                 raise IslandsError(f"no program database at {self.path}; check the --db path")
             self._lock_file = None
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IslandsError(f"{self.path} is a folder; --db takes a database file, e.g. {self.path / 'run.db'}")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise IslandsError(_cannot_write(self.path, error.strerror or str(error))) from None
             self._lock_file = _lock_for_writing(self.path)
         self._engine = _make_engine(self.path, readonly)
         # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
@@ -70,6 +75,8 @@ class SqliteStore:
             self._prepare()
         except DBAPIError as error:
             self._release()
+            if not readonly and _is_write_refusal(error.orig):
+                raise IslandsError(_cannot_write(self.path, str(error.orig))) from error
             raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
         except IslandsError:
             self._release()
@@ -111,6 +118,10 @@ class SqliteStore:
                 upgrade(connection, version)
                 connection.execute(delete(_META).where(_META.c.key == "schema_version"))
                 connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            if not self.readonly:
+                # A write that changes nothing: a file this process cannot write fails here, when the store
+                # opens, rather than at the first program a run stores after evaluating it.
+                connection.exec_driver_sql("DELETE FROM meta WHERE 0")
 
     def read_meta(self) -> dict[str, str]:
         with self._transaction() as connection:
@@ -193,9 +204,26 @@ class SqliteStore:
             self._lock_file = None
 
 
+def _cannot_write(path: Path, reason: str) -> str:
+    return (
+        f"cannot write the database {path} ({reason}): a run writes it and the -wal, -shm and .lock files beside "
+        "it, so give --db a file in a folder you can write (copy the database there to resume its run); "
+        "best, show and stats can read it where it is"
+    )
+
+
+def _is_write_refusal(error: BaseException | None) -> bool:
+    """Whether SQLite failed because the file, or the folder for its -wal and -shm files, cannot be written."""
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith("SQLITE_READONLY") or name == "SQLITE_CANTOPEN" or "readonly database" in str(error)
+
+
 def _lock_for_writing(path: Path) -> IO[bytes]:
     """Takes the one writer's lock of a database file (released when the process ends, even by kill -9)."""
-    lock_file = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+    try:
+        lock_file = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+    except OSError as error:
+        raise IslandsError(_cannot_write(path, f"{error.strerror}: {error.filename}")) from None
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

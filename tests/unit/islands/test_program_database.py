@@ -384,7 +384,7 @@ def test_a_failed_write_stops_the_database_until_reopened(tmp_path: Path) -> Non
 
 
 def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
-    with pytest.raises(IslandsError, match="is not a readable SQLite database"):
+    with pytest.raises(IslandsError, match="is a folder; --db takes a database file"):
         open_database(tmp_path)
 
 
