@@ -65,14 +65,20 @@ class SqliteStore:
             except OSError as error:
                 raise IslandsError(_cannot_write(self.path, error.strerror or str(error))) from None
             self._lock_file = _lock_for_writing(self.path)
-        self._engine = _make_engine(self.path, readonly)
         # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
         # the store be called from several threads of one process.
         self._lock = threading.Lock()
         try:
-            self._connection = self._engine.connect()
-            self._connection.commit()
-            self._prepare()
+            try:
+                self._connect(immutable=False)
+            except DBAPIError as error:
+                if not (readonly and _is_write_refusal(error.orig)):
+                    raise
+                # Read-only media: SQLite reads a WAL database through a -shm file it cannot create there. A file
+                # that nobody can write does not change while it is read, so it is read as immutable instead.
+                self._release()
+                self._check_no_pending_commits()
+                self._connect(immutable=True)
         except DBAPIError as error:
             self._release()
             if not readonly and _is_write_refusal(error.orig):
@@ -81,6 +87,22 @@ class SqliteStore:
         except IslandsError:
             self._release()
             raise
+
+    def _connect(self, *, immutable: bool) -> None:
+        self._engine = _make_engine(self.path, self.readonly, immutable=immutable)
+        self._connection = self._engine.connect()
+        self._connection.commit()
+        self._prepare()
+
+    def _check_no_pending_commits(self) -> None:
+        """Refuses to read a database as immutable while its last commits wait in a -wal file (they would be missed)."""
+        wal = Path(f"{self.path}-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise IslandsError(
+                f"{self.path} is in a folder that cannot be written and its last commits are still in {wal.name}, "
+                f"which SQLite reads only with a {self.path.name}-shm file it cannot create there; copy "
+                f"{self.path.name} and {wal.name} to a folder you can write and read the copy"
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -198,7 +220,8 @@ class SqliteStore:
     def _release(self) -> None:
         if hasattr(self, "_connection"):
             self._connection.close()
-        self._engine.dispose()
+        if hasattr(self, "_engine"):
+            self._engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the writer's lock
             self._lock_file = None
@@ -235,9 +258,10 @@ def _lock_for_writing(path: Path) -> IO[bytes]:
     return lock_file
 
 
-def _make_engine(path: Path, readonly: bool) -> Engine:
+def _make_engine(path: Path, readonly: bool, *, immutable: bool = False) -> Engine:
     # The file is opened by sqlite3 directly, so that no character of its path is read as part of a URL.
     target = f"file:{quote(str(path.resolve()))}" + ("?mode=ro" if readonly else "")
+    target += "&immutable=1" if immutable else ""
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(target, uri=True, timeout=30.0, check_same_thread=False)

@@ -95,3 +95,37 @@ def test_a_run_on_a_read_only_database_file_stops_before_the_seed_is_evaluated(s
 def test_a_folder_given_as_the_database_is_named_as_such(small_bandit_task, tmp_path):
     line = error_line(discover([], "run", str(small_bandit_task), "--db", str(tmp_path)))
     assert f"{tmp_path} is a folder; --db takes a database file, e.g. {tmp_path / 'run.db'}" in line
+
+
+def test_best_show_and_stats_read_a_database_on_read_only_media(small_bandit_run, read_only, tmp_path):
+    _, db, summary = small_bandit_run
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(db, folder / "run.db")
+    prefix = read_only(folder)
+    best_id = str(summary["best_id"])
+    for command in (["best", "--n", "5", "--json"], ["best", "--pareto", "--json"], ["show", best_id, "--json"],
+                    ["stats", "--json"], ["lineage", best_id, "--json"]):
+        on_media = discover(prefix, command[0], str(folder / "run.db"), *command[1:])
+        assert on_media.returncode == 0, on_media.stdout + on_media.stderr
+        original = discover([], command[0], str(db), *command[1:])
+        assert on_media.stdout == original.stdout, command
+    assert sorted(p.name for p in folder.iterdir()) == ["run.db"]  # nothing written beside it
+
+
+def test_a_copy_whose_last_commits_wait_in_its_wal_file_is_refused_on_read_only_media(read_only, tmp_path):
+    from islands import Candidate, IslandsConfig, ProgramDatabase, RunMeta
+
+    live, media = tmp_path / "live", tmp_path / "media"
+    media.mkdir()
+    source = "def agent(params, x):\n    return x * {}\n"
+    with ProgramDatabase.open(live / "run.db", IslandsConfig(), RunMeta("bandit", 1, "d" * 16, "agent")) as database:
+        database.register_seed(Candidate(source=source.format(1), score=0.5))
+        database.register(Candidate(source=source.format(2), score=0.7, island_id=0))
+        # Copied while the run is open: the commits are in run.db-wal, not yet in run.db.
+        assert (live / "run.db-wal").stat().st_size > 0
+        for name in ("run.db", "run.db-wal"):
+            shutil.copy(live / name, media / name)
+    result = discover(read_only(media), "stats", str(media / "run.db"))
+    line = error_line(result)
+    assert "its last commits are still in run.db-wal" in line and "copy run.db and run.db-wal to a folder" in line
