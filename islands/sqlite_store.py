@@ -242,9 +242,13 @@ def _is_write_refusal(error: BaseException | None) -> bool:
 
 
 def _lock_for_writing(path: Path) -> IO[bytes]:
-    """Takes the one writer's lock of a database file (released when the process ends, even by kill -9)."""
+    """Takes the one writer's lock of a database file (released when the process ends, even by kill -9).
+
+    The lock file sits beside the file the path resolves to, so that a run through a symbolic link (or a
+    linked folder) and a run on the path itself take the same lock.
+    """
     try:
-        lock_file = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+        lock_file = open(f"{path.resolve()}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
     except OSError as error:
         raise IslandsError(_cannot_write(path, f"{error.strerror}: {error.filename}")) from None
     try:

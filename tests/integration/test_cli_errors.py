@@ -95,3 +95,18 @@ def test_a_registry_file_that_is_missing_says_where_it_looked_without_a_tracebac
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: hddm-cavanagh-rlddm/rlddm_data.csv") and "is not available" in result.stderr
     assert "put the unchanged upstream file at <mirror>/hddm-cavanagh-rlddm/rlddm_data.csv" in result.stderr
+
+
+def test_a_second_run_through_a_symbolic_link_is_refused_like_one_on_the_same_path(small_bandit_task: Path,
+                                                                                     tmp_path: Path):
+    from islands import IslandsConfig, ProgramDatabase, RunMeta
+
+    db, link = tmp_path / "run.db", tmp_path / "link.db"
+    link.symlink_to(db)
+    # This process stands in for the first run: it holds the database open for writing.
+    with ProgramDatabase.open(db, IslandsConfig(), RunMeta("bandit", 1, "d" * 16, "agent")):
+        same_path = assert_one_line_error(discover("run", str(small_bandit_task), "--db", str(db)))
+        through_link = discover("run", str(small_bandit_task), "--db", str(link))
+        line = assert_one_line_error(through_link, f"another process is writing to {link}")
+    assert line.replace(str(link), str(db)) == same_path
+    assert "resuming" not in through_link.stdout and "starting" not in through_link.stdout
