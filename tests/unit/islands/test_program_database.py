@@ -403,6 +403,14 @@ def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
         open_database(tmp_path)
 
 
+def test_a_point_whose_complexity_is_not_a_number_is_on_no_front() -> None:
+    from islands.pareto import pareto_front_ids
+
+    # As read from a database edited by hand: SQLite keeps text that does not look like a number as text.
+    points = [(1, 0.5, 2, 10), (2, 0.9, "many", 5), (3, 0.9, 3, "big"), (4, 0.7, 2.0, 12)]
+    assert pareto_front_ids(points) == [4, 1]
+
+
 def test_pareto_front_ids_agrees_with_brute_force() -> None:
     import random
 
