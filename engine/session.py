@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import sys
 import time
 import tokenize
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from engine.loop import Budget, RunSummary, SearchLoop, evaluate_once
 from engine.progress import ProgressDisplay
 from engine.proposers.base import Proposer
 from islands import IslandsError, ProgramDatabase, RunMeta
+from sandbox.config import SandboxConfig
 from sandbox.results import RunResult, TaskContext
 from tasks.spec import TaskSpec, data_hash, load_task
 
@@ -69,6 +71,30 @@ def build_runner(context: TaskContext, config: ExperimentConfig):
     return make_runner(config.sandbox, context)
 
 
+BWRAP_MISSING = (
+    "warning: bubblewrap ('bwrap') was not found, so candidates run as plain subprocesses with resource limits only "
+    "and can read your files and use the network; install it (apt-get install bubblewrap) to isolate them."
+)
+
+
+def isolation_warning(sandbox: SandboxConfig) -> str | None:
+    """Returns BWRAP_MISSING when candidates will run on this machine without bubblewrap, else None.
+
+    Only the process backend uses bubblewrap, and only workers on this machine (the local runner or a private
+    Ray) are known to lack it; with use_bwrap set, the sandbox itself uses it or refuses to start.
+    """
+    from sandbox.isolation import find_bwrap
+
+    on_this_machine = sandbox.runner == "local" or sandbox.ray_address is None
+    if sandbox.backend != "process" or sandbox.use_bwrap is not None or not on_this_machine:
+        return None
+    return BWRAP_MISSING if find_bwrap() is None else None
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _llm_key_available(config: ExperimentConfig) -> bool:
     if config.llm is None:
         return False
@@ -106,8 +132,12 @@ def run_discovery(
     overrides: Mapping[str, Any] | None = None,
     quiet: bool = False,
     echo=print,
+    warn=_warn,
 ) -> tuple[RunSummary, Path]:
-    """Runs (or resumes) a discovery and returns its summary and database path."""
+    """Runs (or resumes) a discovery and returns its summary and database path.
+
+    `echo` prints progress (not with `quiet`); `warn` prints warnings, on stderr by default, even with `quiet`.
+    """
     prepared = prepare(task_yaml, preset, overrides)
     task, config = prepared.task, prepared.config
     db_path = Path(db_path) if db_path is not None else default_db_path(task)
@@ -121,6 +151,11 @@ def run_discovery(
             f"{database.num_evaluations} evaluations stored, proposer {proposer_name}, "
             f"{config.sandbox.num_workers} workers ({config.sandbox.runner})"
         )
+    warning = isolation_warning(config.sandbox)
+    if warning is not None:
+        warn(warning)
+        # Said once here, where a person reads it; the workers then need not log it again.
+        config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"use_bwrap": False})})
     runner = build_runner(context, config)
     max_in_flight = config.run.max_in_flight or 2 * config.sandbox.num_workers
     display = ProgressDisplay(config.run.max_evals, config.sandbox.num_workers, quiet=quiet)

@@ -239,3 +239,22 @@ def test_show_and_export_never_pass_terminal_control_characters_on(small_bandit_
     assert refused.returncode == 1 and not (tmp_path / "seed.py").exists()
     assert refused.stderr.startswith(f"error: program {seed_id} has the control character \\x1b at line ")
     assert "outside comments and plain string literals" in refused.stderr and not CONTROL.search(refused.stderr)
+
+
+@pytest.mark.parametrize("runner", ["ray", "local"])
+def test_missing_bubblewrap_is_said_once_on_the_console_with_the_install_command(runner, small_bandit_task: Path,
+                                                                                 tmp_path: Path):
+    # A PATH holding only the interpreter's folder: the engine finds no bwrap, as on a machine without it.
+    without_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent), "PYTHONUNBUFFERED": "1"}
+    assert shutil.which("bwrap", path=without_bwrap["PATH"]) is None
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(small_bandit_task), "--db", str(tmp_path / "run.db"),
+         "--max-evals", "1", "--workers", "1", "--runner", runner, "--json"],
+        capture_output=True, text=True, timeout=600, env=without_bwrap,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["evaluations"] == 1  # --json output stays JSON: the warning is on stderr
+    warnings_shown = [line for line in result.stderr.splitlines() if "bubblewrap" in line]
+    assert len(warnings_shown) == 1, result.stderr
+    assert warnings_shown[0].startswith("warning: bubblewrap ('bwrap') was not found")
+    assert "apt-get install bubblewrap" in warnings_shown[0] and "read your files" in warnings_shown[0]
