@@ -153,6 +153,8 @@ def best(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the best programs of a run."""
+    from engine.inspect_runs import printable
+
     reader = _open_readonly(db)
     programs = reader.pareto_front() if pareto else reader.best(n)
     rows = [_program_summary(p) for p in programs]
@@ -163,7 +165,7 @@ def best(
     for column in ("id", "score", "island", "outcome", "num_params", "ast_size", "proposer"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(f"{row[c]:.4f}" if c == "score" and row[c] is not None else str(row[c])
+        table.add_row(*(f"{row[c]:.4f}" if c == "score" and row[c] is not None else printable(str(row[c]))
                         for c in ("id", "score", "island", "outcome", "num_params", "ast_size", "proposer")))
     console.print(table)
 
@@ -174,7 +176,14 @@ def show(
     program_id: Annotated[int, typer.Argument(help="Program id (see discover best).")],
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Show one program: code, scores, fitted parameters, parents, island, outcome, error."""
+    """Show one program: code, scores, fitted parameters, parents, island, outcome, error.
+
+    Control characters (ESC, CR, ...), which a terminal would act on, are shown as escapes such as \\x1b.
+
+    --json gives the text exactly.
+    """
+    from engine.inspect_runs import printable
+
     program = _open_readonly(db).get(program_id)
     value = {
         **_program_summary(program),
@@ -192,16 +201,17 @@ def show(
         _print_json(value)
         return
     score = f"{program.score:.4f}" if program.score is not None else "none"
-    print(f"program {program.id}  island {program.island_id}  outcome {program.outcome}  score {score}")
-    print(f"parents {list(program.parent_ids)}  proposer {program.proposer}  "
-          f"params {program.num_params}  ast size {program.ast_size}")
+    lines = [f"program {program.id}  island {program.island_id}  outcome {program.outcome}  score {score}",
+             f"parents {list(program.parent_ids)}  proposer {program.proposer}  "
+             f"params {program.num_params}  ast size {program.ast_size}"]
     if program.fitted_params:
-        print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in program.fitted_params.items()))
+        lines.append("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in program.fitted_params.items()))
     if program.extra_scores:
-        print("scores: " + ", ".join(f"{k}={v:.4f}" for k, v in program.extra_scores.items()))
+        lines.append("scores: " + ", ".join(f"{k}={v:.4f}" for k, v in program.extra_scores.items()))
     if program.error:
-        print("error:\n" + program.error)
-    print(program.source)
+        lines.append("error:\n" + program.error)
+    lines.append(program.source)
+    print(printable("\n".join(lines)))
 
 
 @app.command("eval")
@@ -259,11 +269,11 @@ def diff(
     id2: Annotated[int, typer.Argument(help="The newer program.")],
 ) -> None:
     """Show the code diff between two programs and their score change."""
-    from engine.inspect_runs import program_diff
+    from engine.inspect_runs import printable, program_diff
 
     reader = _open_readonly(db)
     old, new = reader.get(id1), reader.get(id2)
-    print(program_diff(old, new) or "(same code)")
+    print(printable(program_diff(old, new)) or "(same code)")
     if old.score is not None and new.score is not None:
         print(f"score {old.score:.4f} -> {new.score:.4f} ({new.score - old.score:+.4f})")
     else:
@@ -279,7 +289,7 @@ def lineage(
     """Show a program's ancestry back to the seed, with scores."""
     from dataclasses import asdict
 
-    from engine.inspect_runs import lineage as trace
+    from engine.inspect_runs import lineage as trace, printable
 
     steps = trace(_open_readonly(db).get, program_id)
     if json_output:
@@ -290,7 +300,8 @@ def lineage(
         table.add_column(column)
     for generation, step in enumerate(reversed(steps)):
         table.add_row(str(generation), str(step.id), f"{step.score:.4f}" if step.score is not None else "-",
-                      step.outcome, step.proposer, str(step.island_id), str(list(step.parent_ids)))
+                      printable(step.outcome), printable(step.proposer), str(step.island_id),
+                      str(list(step.parent_ids)))
     console.print(table)
 
 
@@ -300,7 +311,14 @@ def export(
     program_id: Annotated[int, typer.Argument(help="The program to export.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="The file to write, e.g. model.py.")],
 ) -> None:
-    """Write a standalone model file with the fitted parameters that runs without the engine."""
+    """Write a standalone model file with the fitted parameters that runs without the engine.
+
+    The code is written as stored, except for control characters (ESC, CR, ...), which act on a terminal showing it.
+
+    In comments and plain string literals they become escapes such as \\x1b, which stand for the same character.
+
+    CR line ends become newlines, as Python reads them. Anywhere else, nothing is written and the error says where.
+    """
     from engine.inspect_runs import export_source
 
     reader = _open_readonly(db)
@@ -448,8 +466,8 @@ def config_show(
     print(yaml.safe_dump(merged.model_dump(mode="json"), sort_keys=False))
 
 
-def main() -> None:
-    """Console-script entry: known errors print one message and exit 1; --verbose shows tracebacks."""
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The base error classes of our packages: their messages are for people and print without a traceback."""
     from engine.errors import ConfigError, EngineError
     from tasks.errors import TaskSpecError
 
@@ -460,24 +478,71 @@ def main() -> None:
             known.append(getattr(__import__(module, fromlist=[name]), name))
         except (ImportError, AttributeError):
             pass
+    return tuple(known)
+
+
+def _usage_errors() -> tuple[type[BaseException], ...]:
+    """Command-line mistakes found while parsing: click's, and typer's own where typer carries its copy of click."""
+    kinds: list[type[BaseException]] = []
+    try:
+        import click
+
+        kinds.append(click.ClickException)
+    except ImportError:
+        pass
+    if hasattr(typer, "TyperException"):
+        kinds.append(typer.TyperException)
+    return tuple(kinds)
+
+
+def _usage_line(error: BaseException) -> str:
+    """One line for a command-line mistake: what was wrong, what was found, and where the usage is."""
+    message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+    errors = getattr(error.__cause__, "errors", None)  # typer checks values with pydantic
+    if callable(errors):
+        found = (errors() or [{}])[0].get("input")
+        if found is not None:
+            message = f"{message.rstrip('.')}; found {found!r}."
+    if not message.endswith("."):
+        message += "."
+    context = getattr(error, "ctx", None)
+    if context is not None:
+        message += f" See '{context.command_path} --help'."
+    return message
+
+
+def _fail(message: str, *, as_json: bool, status: int = 1) -> None:
+    """Prints an error as one message (a JSON object under --json) and exits with `status`."""
+    if as_json:
+        sys.stdout.write(json.dumps({"error": message}) + "\n")
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+def main() -> None:
+    """Console-script entry: our errors and command-line mistakes print one message, without a traceback.
+
+    Our errors exit with status 1, command-line mistakes with 2; --verbose shows our errors' tracebacks. Under
+    --json the message goes to stdout as {"error": "..."}, so a script that parses the output gets JSON either way.
+    """
+    as_json = "--json" in sys.argv[1:]
+    known, usage = _known_errors(), _usage_errors()
     try:
         app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except tuple(known) as error:
+    except known as error:
         if STATE["verbose"]:
             raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+        _fail(str(error), as_json=as_json)
+    except usage as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # `discover` alone: the help, as click shows it
+            error.show()  # type: ignore[attr-defined]
+            sys.exit(error.exit_code)  # type: ignore[attr-defined]
+        _fail(_usage_line(error), as_json=as_json, status=getattr(error, "exit_code", 2))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from engine.llm.errors import LLMBudgetExhausted
 from engine.errors import EngineError
 from engine.prompts import diagnostics_text, render_prompt
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
-from islands import Candidate, Program, ProgramDatabase
+from islands import Candidate, Program, ProgramDatabase, canonical_hash
 from sandbox.results import Outcome, RunResult
 from tasks.spec import TaskSpec
 
@@ -50,7 +50,7 @@ class Budget:
 
 @dataclass(frozen=True, slots=True)
 class LoopEvent:
-    """What the loop tells its progress display after each registration."""
+    """What the loop tells its progress display after each registration, or a skipped duplicate (program None)."""
 
     program: Program | None
     evaluations: int
@@ -81,6 +81,7 @@ class _Pending:
     island_id: int
     proposal: Proposal
     propose_s: float
+    canonical_hash: str | None = None  # None when duplicates are not rejected
     submitted_at: float = field(default_factory=time.monotonic)
 
 
@@ -210,19 +211,36 @@ class SearchLoop:
         improved = program.score is not None and (best_before is None or program.score > best_before)
         if improved:
             self._best = program.score
-        best_score = self._best_score()
+        self._tell(program, improved, started)
+        return program
+
+    def _tell(self, program: Program | None, improved: bool, started: float) -> None:
+        """Sends the progress display a LoopEvent: after a registration, or (program None) a skipped duplicate."""
         self.on_event(
             LoopEvent(
                 program=program,
                 evaluations=self.database.num_evaluations,
-                best_score=best_score,
+                best_score=self._best_score(),
                 improved=improved,
                 duplicates=self._duplicates,
                 in_flight=self._in_flight(),
                 elapsed_s=time.monotonic() - started,
             )
         )
-        return program
+
+    def _is_duplicate(self, source: str) -> tuple[bool, str | None]:
+        """Returns (whether `source` repeats a stored program or one being evaluated, its canonical hash).
+
+        The hash is None when the islands config does not reject duplicates. Candidates in flight count too:
+        a request with several answers, or proposers that converge, would otherwise have the same program
+        evaluated several times before the first copy is stored.
+        """
+        if not self.database.config.reject_duplicates:
+            return False, None
+        key = canonical_hash(source)
+        if self.database.find_duplicate(source) is not None:
+            return True, key
+        return any(pending.canonical_hash == key for pending in self._pending.values()), key
 
     def _best_score(self) -> float | None:
         """The best score stored so far, tracked here: asking the database each time costs a scan."""
@@ -246,13 +264,15 @@ class SearchLoop:
             )
             self._register(candidate, started, self._best_score())
             return
-        if self.database.find_duplicate(proposal.source) is not None:
+        duplicate, key = self._is_duplicate(proposal.source)
+        if duplicate:
             self._duplicates += 1
             self.database.count_duplicate(island_id)
+            self._tell(None, False, started)
             return
         job_id = self._next_job_id
         self._next_job_id += 1
-        self._pending[job_id] = _Pending(proposal.source, parent_ids, island_id, proposal, propose_s)
+        self._pending[job_id] = _Pending(proposal.source, parent_ids, island_id, proposal, propose_s, key)
         self.runner.submit(make_job(job_id, proposal.source, self.task.function_name))
 
     async def _propose(self, context: PromptContext) -> tuple[Proposal, float]:

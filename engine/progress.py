@@ -64,8 +64,8 @@ class ProgressDisplay:
         return (self.last.evaluations - self.first_evaluations) / elapsed
 
     def __call__(self, event: LoopEvent) -> None:
-        if self.first_evaluations is None:
-            self.first_evaluations = event.evaluations - 1
+        if self.first_evaluations is None:  # the rate counts from the evaluation before the first one shown
+            self.first_evaluations = event.evaluations - (1 if event.program is not None else 0)
         self.last = event
         if event.program is not None:
             self.outcomes[event.program.outcome] += 1

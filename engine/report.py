@@ -45,6 +45,15 @@ def _plt():
     return plt
 
 
+def _text(value: Any) -> str:
+    """Any value read from the database, as HTML text: escaped, whatever its type (the file may have been edited)."""
+    return html.escape(str(value), quote=True)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _running_best(programs: Sequence[Program], start: float, keep) -> tuple[list[int], list[float]]:
     """Returns (evaluation numbers, best score so far) over the programs that `keep` selects."""
     xs, ys, best = [], [], start
@@ -104,9 +113,9 @@ def plot_pareto(programs: Sequence[Program], front: Sequence[Program]) -> bytes:
     """Held-out score vs complexity (free parameters; AST size), Pareto-optimal programs highlighted."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.6), sharey=True)
-    ok = [p for p in programs if p.score is not None]
     front_ids = {p.id for p in front}
     for ax, attribute, label in ((axes[0], "num_params", "free parameters"), (axes[1], "ast_size", "AST size (nodes)")):
+        ok = [p for p in programs if p.score is not None and _is_number(getattr(p, attribute))]
         ax.scatter([getattr(p, attribute) for p in ok], [p.score for p in ok], s=10, color="lightgray", label="programs")
         chosen = sorted((p for p in ok if p.id in front_ids), key=lambda p: getattr(p, attribute))
         ax.scatter(
@@ -123,7 +132,7 @@ def plot_pareto(programs: Sequence[Program], front: Sequence[Program]) -> bytes:
 
 
 def _img(png: bytes, alt: str) -> str:
-    return f'<img class="plot" alt="{html.escape(alt)}" src="{png_data_uri(png)}">'
+    return f'<img class="plot" alt="{_text(alt)}" src="{png_data_uri(png)}">'
 
 
 def _number(value: Any) -> str:
@@ -134,9 +143,9 @@ def _params_table(fitted: dict[str, Any]) -> str:
     if not fitted:
         return "<p>(no fitted parameters)</p>"
     rows = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{v:.4g}</td></tr>"
-        if isinstance(v, (int, float))
-        else f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><td>{_text(k)}</td><td>{v:.4g}</td></tr>"
+        if _is_number(v)
+        else f"<tr><td>{_text(k)}</td><td>{_text(v)}</td></tr>"
         for k, v in fitted.items()
     )
     return f"<table><tr><th>parameter</th><th>fitted value</th></tr>{rows}</table>"
@@ -156,8 +165,8 @@ def _test_table(record: dict[str, Any]) -> str:
         return f"<td>{_number(spread[0])} ± {_number(spread[1])}</td>" if spread else "<td>-</td>"
 
     rows = [
-        f"<tr><td>{html.escape(name)}</td><td>{html.escape(row['kind'])}</td>"
-        f"<td>{_number(row['score']) if row['score'] is not None else html.escape(row['outcome'])}</td>"
+        f"<tr><td>{_text(name)}</td><td>{_text(row['kind'])}</td>"
+        f"<td>{_number(row['score']) if row['score'] is not None else _text(row['outcome'])}</td>"
         + (spread_cell(row) if fits > 1 else "") + "</tr>"
         for name, row in sorted(record["test_scores"].items(), key=order)
     ]
@@ -170,15 +179,17 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
     from engine.verify import check_lines, recovery_failures, recovery_summary
 
     parts = [
-        f'<h2 id="program-{program.id}">Program {program.id}</h2>',
-        f"<p>island {program.island_id}; selection score {_number(program.score)}; proposer "
-        f"{html.escape(program.proposer)}; parents {list(program.parent_ids)}</p>",
-        "<h3>Code</h3><pre>" + html.escape(program.source) + "</pre>",
+        f'<h2 id="program-{_text(program.id)}">Program {_text(program.id)}</h2>',
+        f"<p>island {_text(program.island_id)}; selection score {_number(program.score)}; proposer "
+        f"{_text(program.proposer)}; parents {_text(list(program.parent_ids))}</p>",
+        "<h3>Code</h3><pre>" + _text(program.source) + "</pre>",
     ]
-    scored_parents = [by_id[i] for i in program.parent_ids if i in by_id and by_id[i].score is not None]
+    parents = [by_id.get(i) if isinstance(i, int) else None for i in program.parent_ids]
+    scored_parents = [p for p in parents if p is not None and _is_number(p.score)]
     if scored_parents:
         parent = max(scored_parents, key=lambda p: p.score)
-        parts.append(f"<h3>Diff to parent {parent.id}</h3><pre>" + html.escape(program_diff(parent, program)) + "</pre>")
+        diff = _text(program_diff(parent, program))
+        parts.append(f"<h3>Diff to parent {_text(parent.id)}</h3><pre>{diff}</pre>")
     parts.append("<h3>Fitted parameters</h3>" + _params_table(dict(program.fitted_params)))
     if record:
         parts.append("<h3>Test split, next to the baselines</h3>" + _test_table(record))
@@ -243,14 +254,14 @@ def build_report(
     sections = [
         "<h2>Search progress</h2>" + _img(plot_best_by_island(programs), "best score by island"),
         _img(plot_outcomes(programs), "outcomes over time"),
-        "<p>" + ", ".join(f"{html.escape(k)}: {v}" for k, v in sorted(counts.items()))
-        + f"; duplicates skipped: {stats.get('duplicates', 0)}</p>",
+        "<p>" + ", ".join(f"{_text(k)}: {v}" for k, v in sorted(counts.items()))
+        + f"; duplicates skipped: {_text(stats.get('duplicates', 0))}</p>",
         "<h2>Pareto front</h2>" + _img(plot_pareto(programs, front), "Pareto front"),
     ]
     final_rows = "".join(
-        f"<tr><td><a href='#program-{p.id}'>{p.id}</a></td><td>{_number(p.score)}</td>"
+        f"<tr><td><a href='#program-{_text(p.id)}'>{_text(p.id)}</a></td><td>{_number(p.score)}</td>"
         f"<td>{_number((verifications.get(p.id) or {}).get('test_score')) if p.id in verifications else 'not verified'}</td>"
-        f"<td>{p.num_params}</td><td>{p.ast_size}</td></tr>"
+        f"<td>{_text(p.num_params)}</td><td>{_text(p.ast_size)}</td></tr>"
         for p in best
     )
     sections.append(
@@ -263,7 +274,7 @@ def build_report(
 
     title = f"discover report: {meta.task_name} v{meta.task_version}"
     summary = (
-        f"<p>database {html.escape(str(db_path))}; {stats.get('evaluations')} evaluations; seed score "
+        f"<p>database {_text(db_path)}; {_text(stats.get('evaluations'))} evaluations; seed score "
         f"{_number(stats.get('seed_score'))}; best selection score {_number(stats.get('best_score'))}; "
         f"generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}</p>"
     )

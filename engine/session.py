@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
+import sys
 import time
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -18,6 +21,7 @@ from engine.loop import Budget, RunSummary, SearchLoop, evaluate_once
 from engine.progress import ProgressDisplay
 from engine.proposers.base import Proposer
 from islands import IslandsError, ProgramDatabase, RunMeta
+from sandbox.config import SandboxConfig
 from sandbox.results import RunResult, TaskContext
 from tasks.spec import TaskSpec, data_hash, load_task
 
@@ -67,6 +71,30 @@ def build_runner(context: TaskContext, config: ExperimentConfig):
     return make_runner(config.sandbox, context)
 
 
+BWRAP_MISSING = (
+    "warning: bubblewrap ('bwrap') was not found, so candidates run as plain subprocesses with resource limits only "
+    "and can read your files and use the network; install it (apt-get install bubblewrap) to isolate them."
+)
+
+
+def isolation_warning(sandbox: SandboxConfig) -> str | None:
+    """Returns BWRAP_MISSING when candidates will run on this machine without bubblewrap, else None.
+
+    Only the process backend uses bubblewrap, and only workers on this machine (the local runner or a private
+    Ray) are known to lack it; with use_bwrap set, the sandbox itself uses it or refuses to start.
+    """
+    from sandbox.isolation import find_bwrap
+
+    on_this_machine = sandbox.runner == "local" or sandbox.ray_address is None
+    if sandbox.backend != "process" or sandbox.use_bwrap is not None or not on_this_machine:
+        return None
+    return BWRAP_MISSING if find_bwrap() is None else None
+
+
+def _warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
 def _llm_key_available(config: ExperimentConfig) -> bool:
     if config.llm is None:
         return False
@@ -104,12 +132,15 @@ def run_discovery(
     overrides: Mapping[str, Any] | None = None,
     quiet: bool = False,
     echo=print,
+    warn=_warn,
 ) -> tuple[RunSummary, Path]:
-    """Runs (or resumes) a discovery and returns its summary and database path."""
+    """Runs (or resumes) a discovery and returns its summary and database path.
+
+    `echo` prints progress (not with `quiet`); `warn` prints warnings, on stderr by default, even with `quiet`.
+    """
     prepared = prepare(task_yaml, preset, overrides)
     task, config = prepared.task, prepared.config
     db_path = Path(db_path) if db_path is not None else default_db_path(task)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     resuming = db_path.exists()
     database = ProgramDatabase.open(db_path, config.islands, prepared.meta, seed=config.run.seed)
     proposer, proposer_name = build_proposer(config)
@@ -120,6 +151,11 @@ def run_discovery(
             f"{database.num_evaluations} evaluations stored, proposer {proposer_name}, "
             f"{config.sandbox.num_workers} workers ({config.sandbox.runner})"
         )
+    warning = isolation_warning(config.sandbox)
+    if warning is not None:
+        warn(warning)
+        # Said once here, where a person reads it; the workers then need not log it again.
+        config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"use_bwrap": False})})
     runner = build_runner(context, config)
     max_in_flight = config.run.max_in_flight or 2 * config.sandbox.num_workers
     display = ProgressDisplay(config.run.max_evals, config.sandbox.num_workers, quiet=quiet)
@@ -186,19 +222,39 @@ async def run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary
                 pass
 
 
+def _read_candidate(path: Path) -> str:
+    """Returns a candidate file's source, decoded as Python decodes it (UTF-8 unless a coding line says otherwise).
+
+    Raises EngineError when the file is missing or its bytes are not text in that encoding.
+    """
+    if not path.is_file():
+        raise EngineError(f"{path}: no such candidate file.")
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError:  # bytes on the first two lines that are not UTF-8, or an unknown coding line
+        encoding = "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise EngineError(
+            f"{path} is not {error.encoding.upper()} text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save it as UTF-8, the encoding of Python source files, and evaluate it again."
+        ) from None
+
+
 def evaluate_file(
     task_yaml: Path, candidate_py: Path, *, heldout: str = "selection", preset: Path | None = None
 ) -> tuple[RunResult, TaskSpec]:
     """Evaluates one candidate file through the same sandbox and fitter as a run (one local worker)."""
     from sandbox.pool import make_runner
 
+    source = _read_candidate(Path(candidate_py))
     prepared = prepare(task_yaml, preset, {"sandbox": {"runner": "local", "num_workers": 1}})
-    if not Path(candidate_py).is_file():
-        raise EngineError(f"{candidate_py}: no such candidate file.")
     context = build_context(prepared.task, prepared.splits, heldout=heldout, seed=prepared.config.run.seed)
     runner = make_runner(prepared.config.sandbox, context)
     try:
-        result = evaluate_once(runner, Path(candidate_py).read_text(), prepared.task.function_name)
+        result = evaluate_once(runner, source, prepared.task.function_name)
     finally:
         runner.close()
     return result, prepared.task

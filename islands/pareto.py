@@ -16,9 +16,11 @@ def pareto_front_ids(points: Sequence[Point]) -> list[int]:
 
     A point dominates another when its score is at least as high, it has at most as many parameters and at most
     as large a tree, and is strictly better in one of the three. Points equal in all three are all kept.
-    Takes O(n log n) time for n points.
+    Takes O(n log n) time for n points. A point whose complexity is not a number (a database edited by hand)
+    cannot be compared, and is on no front.
     """
-    ordered = sorted(points, key=lambda p: (-p[1], p[2], p[3], p[0]))
+    comparable = [p for p in points if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in p[2:])]
+    ordered = sorted(comparable, key=lambda p: (-p[1], p[2], p[3], p[0]))
     # Any point that dominates another sorts before it. `staircase` holds the front so far as (params, size)
     # pairs with params ascending and size strictly descending: the smallest size reachable at each params.
     staircase_params: list[int] = []

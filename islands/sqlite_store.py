@@ -58,22 +58,51 @@ class SqliteStore:
                 raise IslandsError(f"no program database at {self.path}; check the --db path")
             self._lock_file = None
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_dir():
+                raise IslandsError(f"{self.path} is a folder; --db takes a database file, e.g. {self.path / 'run.db'}")
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise IslandsError(_cannot_write(self.path, error.strerror or str(error))) from None
             self._lock_file = _lock_for_writing(self.path)
-        self._engine = _make_engine(self.path, readonly)
         # One connection for the store's life: a transaction per call costs no pool checkout. The lock lets
         # the store be called from several threads of one process.
         self._lock = threading.Lock()
         try:
-            self._connection = self._engine.connect()
-            self._connection.commit()
-            self._prepare()
+            try:
+                self._connect(immutable=False)
+            except DBAPIError as error:
+                if not (readonly and _is_write_refusal(error.orig)):
+                    raise
+                # Read-only media: SQLite reads a WAL database through a -shm file it cannot create there. A file
+                # that nobody can write does not change while it is read, so it is read as immutable instead.
+                self._release()
+                self._check_no_pending_commits()
+                self._connect(immutable=True)
         except DBAPIError as error:
             self._release()
+            if not readonly and _is_write_refusal(error.orig):
+                raise IslandsError(_cannot_write(self.path, str(error.orig))) from error
             raise IslandsError(f"{self.path} is not a readable SQLite database: {error.orig}") from error
         except IslandsError:
             self._release()
             raise
+
+    def _connect(self, *, immutable: bool) -> None:
+        self._engine = _make_engine(self.path, self.readonly, immutable=immutable)
+        self._connection = self._engine.connect()
+        self._connection.commit()
+        self._prepare()
+
+    def _check_no_pending_commits(self) -> None:
+        """Refuses to read a database as immutable while its last commits wait in a -wal file (they would be missed)."""
+        wal = Path(f"{self.path}-wal")
+        if wal.is_file() and wal.stat().st_size > 0:
+            raise IslandsError(
+                f"{self.path} is in a folder that cannot be written and its last commits are still in {wal.name}, "
+                f"which SQLite reads only with a {self.path.name}-shm file it cannot create there; copy "
+                f"{self.path.name} and {wal.name} to a folder you can write and read the copy"
+            )
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -111,6 +140,10 @@ class SqliteStore:
                 upgrade(connection, version)
                 connection.execute(delete(_META).where(_META.c.key == "schema_version"))
                 connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            if not self.readonly:
+                # A write that changes nothing: a file this process cannot write fails here, when the store
+                # opens, rather than at the first program a run stores after evaluating it.
+                connection.exec_driver_sql("DELETE FROM meta WHERE 0")
 
     def read_meta(self) -> dict[str, str]:
         with self._transaction() as connection:
@@ -187,15 +220,37 @@ class SqliteStore:
     def _release(self) -> None:
         if hasattr(self, "_connection"):
             self._connection.close()
-        self._engine.dispose()
+        if hasattr(self, "_engine"):
+            self._engine.dispose()
         if self._lock_file is not None:
             self._lock_file.close()  # releases the writer's lock
             self._lock_file = None
 
 
+def _cannot_write(path: Path, reason: str) -> str:
+    return (
+        f"cannot write the database {path} ({reason}): a run writes it and the -wal, -shm and .lock files beside "
+        "it, so give --db a file in a folder you can write (copy the database there to resume its run); "
+        "best, show and stats can read it where it is"
+    )
+
+
+def _is_write_refusal(error: BaseException | None) -> bool:
+    """Whether SQLite failed because the file, or the folder for its -wal and -shm files, cannot be written."""
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith("SQLITE_READONLY") or name == "SQLITE_CANTOPEN" or "readonly database" in str(error)
+
+
 def _lock_for_writing(path: Path) -> IO[bytes]:
-    """Takes the one writer's lock of a database file (released when the process ends, even by kill -9)."""
-    lock_file = open(f"{path}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+    """Takes the one writer's lock of a database file (released when the process ends, even by kill -9).
+
+    The lock file sits beside the file the path resolves to, so that a run through a symbolic link (or a
+    linked folder) and a run on the path itself take the same lock.
+    """
+    try:
+        lock_file = open(f"{path.resolve()}.lock", "ab")  # noqa: SIM115 -- held open for the store's life
+    except OSError as error:
+        raise IslandsError(_cannot_write(path, f"{error.strerror}: {error.filename}")) from None
     try:
         fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -207,9 +262,10 @@ def _lock_for_writing(path: Path) -> IO[bytes]:
     return lock_file
 
 
-def _make_engine(path: Path, readonly: bool) -> Engine:
+def _make_engine(path: Path, readonly: bool, *, immutable: bool = False) -> Engine:
     # The file is opened by sqlite3 directly, so that no character of its path is read as part of a URL.
     target = f"file:{quote(str(path.resolve()))}" + ("?mode=ro" if readonly else "")
+    target += "&immutable=1" if immutable else ""
 
     def connect() -> sqlite3.Connection:
         return sqlite3.connect(target, uri=True, timeout=30.0, check_same_thread=False)

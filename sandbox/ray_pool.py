@@ -345,7 +345,11 @@ def _last_line(error: BaseException) -> str:
 
 
 def _init_ray(ray_address: str | None, *, num_cpus: int) -> None:
-    """Starts a private local Ray instance, or connects to the cluster at `ray_address`."""
+    """Starts a private local Ray instance, or connects to the cluster at `ray_address`.
+
+    Raises:
+        SandboxError: one sentence saying what failed and what to try, for every way `ray.init` fails.
+    """
     quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     try:
         if ray_address is None:
@@ -353,14 +357,28 @@ def _init_ray(ray_address: str | None, *, num_cpus: int) -> None:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
         else:
             ray.init(address=ray_address, **quiet)
-    except (ConnectionError, ValueError, RuntimeError, ImportError, ray.exceptions.RayError) as error:
-        where = "a local Ray instance" if ray_address is None else f"the Ray cluster at {ray_address!r}"
+    except Exception as error:  # noqa: BLE001 -- ray.init fails in ways that change between releases; a startup
+        # timeout, for one, is a bare Exception ("The current node timed out during startup").
+        reason = _first_sentence(error)
+        if ray_address is None:
+            raise SandboxError(
+                f"could not start a local Ray instance ({reason}); run the command again, "
+                "or evaluate candidates without Ray with --runner local (sandbox.runner: local)."
+            ) from error
         raise SandboxError(
-            f"could not start or reach {where}: {error}. Check sandbox.ray_address "
-            "(null for a private local Ray, 'auto', 'ray://host:10001' or 'host:6379') and that the cluster runs. "
-            "A cluster with token authentication also needs RAY_AUTH_MODE=token here and its token in "
-            "~/.ray/auth_token or RAY_AUTH_TOKEN; 'ray://' addresses need the ray[client] package."
+            f"could not reach the Ray cluster at {ray_address!r} ({reason}); check that it "
+            "runs and that --ray-address (sandbox.ray_address) is 'auto', 'ray://host:10001' or 'host:6379' (a "
+            "cluster with token authentication also needs RAY_AUTH_MODE=token and its token in ~/.ray/auth_token "
+            "or RAY_AUTH_TOKEN here, and 'ray://' addresses need the ray[client] package)."
         ) from error
+
+
+def _first_sentence(error: Exception, max_chars: int = 300) -> str:
+    """Returns an error message's first sentence on one line, headed by its class unless it is a bare Exception."""
+    text = " ".join(str(error).split())
+    text = text.split(". ", 1)[0].rstrip(".") or "no message"
+    text = text if len(text) <= max_chars else text[:max_chars] + "..."
+    return text if type(error) is Exception else f"{type(error).__name__}: {text}"
 
 
 # ------------------------------------------------------------------------------------------------ measurement

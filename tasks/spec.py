@@ -134,7 +134,15 @@ class TaskSpec(BaseModel):
     def load_splits(self, **overrides: Any) -> dict[str, Any]:
         """Returns {"train": .., "selection": .., "test": ..} from the task's data module."""
         options = {**self.file.data_options, **overrides}
-        splits = self.data.load()(**options)
+        try:
+            splits = self.data.load()(**options)
+        except OSError as error:  # a file the data module opens itself (registry files raise DatasetError)
+            if error.filename is None:
+                raise
+            raise TaskSpecError(
+                f"{self.data}: could not read the data file {error.filename} ({error.strerror or error}); put the "
+                f"file there, or point the data module or the data_options of {self.yaml_path} at where it is."
+            ) from None
         missing = [s for s in SPLITS if s not in splits]
         if missing:
             raise TaskSpecError(

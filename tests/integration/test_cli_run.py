@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -182,3 +186,75 @@ def test_pareto_front_and_config_show(small_bandit_run, tmp_path: Path):
     bad.write_text("sandbox: {num_worker: 3}\n")
     refused = discover("config", "show", str(task), "--config", str(bad), check=False)
     assert refused.returncode == 1 and "sandbox.num_worker" in refused.stderr and "bad.yaml" in refused.stderr
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # what a terminal acts on; newline and tab are fine
+
+
+def test_show_and_export_never_pass_terminal_control_characters_on(small_bandit_run, tmp_path: Path):
+    _, db, summary = small_bandit_run
+    tampered = tmp_path / "tampered.db"
+    shutil.copy(db, tampered)
+    best_id = summary["best_id"]
+    with sqlite3.connect(tampered) as connection:  # as a proposer's answer, or anyone with the file, could write it
+        source = connection.execute("select source from programs where id = ?", (best_id,)).fetchone()[0]
+        lines = source.split("\n")
+        at = next(i for i, line in enumerate(lines) if "PARAMS = " in line) + 1
+        lines[at:at] = ["    # \x1b[2J\x1b]0;title\x07 cleared the screen\r", '    LABEL = "\x1b[31mred\\\x1b\x9b"\r']
+        evil = "\n".join(lines)
+        connection.execute("update programs set source = ?, error = ?, proposer = ? where id = ?",
+                           (evil, "over\rwritten \x1b[1A", "llm:\x1b[5m", best_id))
+        seed_id = connection.execute("select id from programs where proposer = 'seed'").fetchone()[0]
+        raw = connection.execute("select source from programs where id = ?", (seed_id,)).fetchone()[0]
+        connection.execute("update programs set source = ? where id = ?",
+                           (raw.replace("PARAMS = ", 'TAG = r"\x1b"\n    PARAMS = ', 1), seed_id))
+
+    shown = discover("show", str(tampered), str(best_id))
+    assert not CONTROL.search(shown.stdout), repr(shown.stdout)
+    # CR LF line ends print as newlines; a lone CR, which would overwrite the line, as an escape.
+    assert "# \\x1b[2J\\x1b]0;title\\x07 cleared the screen\n" in shown.stdout and "over\\x0dwritten" in shown.stdout
+    assert json.loads(discover("show", str(tampered), str(best_id), "--json").stdout)["code"] == evil  # exact
+    for command in (["best", str(tampered), "--n", "100"], ["lineage", str(tampered), str(best_id)],
+                    ["diff", str(tampered), str(seed_id), str(best_id)]):
+        assert not CONTROL.search(discover(*command).stdout), command
+
+    exported = tmp_path / "model.py"
+    discover("export", str(tampered), str(best_id), "-o", str(exported))
+    text = exported.read_text()
+    assert not CONTROL.search(text)
+    assert '    LABEL = "\\x1b[31mred\\\\\\x1b\\x9b"\n' in text and "# \\x1b[2J\\x1b]0;title\\x07 cleared" in text
+    namespace: dict = {}
+    exec(compile(text, str(exported), "exec"), namespace)  # valid Python, and the string means what it meant
+    with warnings.catch_warnings():  # the stored LABEL has "\\<ESC>", an unknown escape that Python warns about
+        warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+        stored_tree = ast.parse(evil.replace("\r\n", "\n").replace("\r", "\n"))
+    stored_label = next(n.value.value for n in ast.walk(stored_tree) if isinstance(n, ast.Assign)
+                        and getattr(n.targets[0], "id", "") == "LABEL")
+    exported_label = next(n.value.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Assign)
+                          and getattr(n.targets[0], "id", "") == "LABEL")
+    assert exported_label == stored_label == "\x1b[31mred\\\x1b\x9b"
+    assert callable(namespace["agent_fitted"])
+
+    refused = discover("export", str(tampered), str(seed_id), "-o", str(tmp_path / "seed.py"), check=False)
+    assert refused.returncode == 1 and not (tmp_path / "seed.py").exists()
+    assert refused.stderr.startswith(f"error: program {seed_id} has the control character \\x1b at line ")
+    assert "outside comments and plain string literals" in refused.stderr and not CONTROL.search(refused.stderr)
+
+
+@pytest.mark.parametrize("runner", ["ray", "local"])
+def test_missing_bubblewrap_is_said_once_on_the_console_with_the_install_command(runner, small_bandit_task: Path,
+                                                                                 tmp_path: Path):
+    # A PATH holding only the interpreter's folder: the engine finds no bwrap, as on a machine without it.
+    without_bwrap = {**os.environ, "PATH": str(Path(sys.executable).parent), "PYTHONUNBUFFERED": "1"}
+    assert shutil.which("bwrap", path=without_bwrap["PATH"]) is None
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "run", str(small_bandit_task), "--db", str(tmp_path / "run.db"),
+         "--max-evals", "1", "--workers", "1", "--runner", runner, "--json"],
+        capture_output=True, text=True, timeout=600, env=without_bwrap,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["evaluations"] == 1  # --json output stays JSON: the warning is on stderr
+    warnings_shown = [line for line in result.stderr.splitlines() if "bubblewrap" in line]
+    assert len(warnings_shown) == 1, result.stderr
+    assert warnings_shown[0].startswith("warning: bubblewrap ('bwrap') was not found")
+    assert "apt-get install bubblewrap" in warnings_shown[0] and "read your files" in warnings_shown[0]

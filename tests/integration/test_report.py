@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -71,3 +73,42 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
     refitted = max((len(pairs) for pairs in stored["recovery_pairs"].values()), default=0)
     titles = [figure["title"] for figure in stored["figures"]]
     assert (titles[-1:] == ["Parameter recovery: refitted vs generating values"]) == (refitted >= 2), (refitted, titles)
+
+
+class _Tags(HTMLParser):
+    """Collects every start tag of a page with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_values_from_a_tampered_database_stay_text_in_the_report(small_bandit_run, tmp_path: Path):
+    _, db, summary = small_bandit_run
+    tampered = tmp_path / "tampered.db"
+    shutil.copy(db, tampered)
+    markup = "<script>alert(1)</script>"
+    with sqlite3.connect(tampered) as connection:  # written the way anyone with the file could
+        connection.execute(
+            "UPDATE programs SET parent_ids = ?, num_params = 'many', ast_size = '<b>big</b>', proposer = ?, "
+            "source = source || ?, fitted_params = ? WHERE id = ?",
+            (json.dumps([markup, 1]), "<img src=x onerror=alert(2)>", f"\n# </pre>{markup}\n",
+             json.dumps({"<b>alpha</b>": 0.5, "beta": "<u>x</u>"}), summary["best_id"]),
+        )
+    page = tmp_path / "report.html"
+    discover("report", str(tampered), "-o", str(page), "--top", "1000", "--verify-top", "0")
+    text = page.read_text()
+    parser = _Tags()
+    parser.feed(text)
+    names = [tag for tag, _ in parser.tags]
+    assert names.count("script") == 1  # the report's own load handler, nothing from the database
+    assert not {"b", "u"} & set(names)
+    assert all(attrs.get("class") == "plot" and attrs["src"].startswith("data:image/png;base64,")
+               for tag, attrs in parser.tags if tag == "img")
+    assert not any(name.startswith("on") for _, attrs in parser.tags for name in attrs)
+    for shown in ("&lt;script&gt;alert(1)&lt;/script&gt;", "many", "&lt;b&gt;big&lt;/b&gt;",
+                  "&lt;img src=x onerror=alert(2)&gt;", "&lt;b&gt;alpha&lt;/b&gt;", "&lt;u&gt;x&lt;/u&gt;"):
+        assert shown in text, shown

@@ -318,6 +318,21 @@ def test_only_one_writer_at_a_time(tmp_path: Path) -> None:
     open_database(path).close()  # free again once the writer has closed
 
 
+def test_one_writer_at_a_time_through_symbolic_links_too(tmp_path: Path) -> None:
+    path = tmp_path / "runs" / "run.db"
+    (tmp_path / "link.db").symlink_to(path)
+    (tmp_path / "linked-runs").symlink_to(tmp_path / "runs", target_is_directory=True)
+    with open_database(path) as database:
+        database.register_seed(candidate(0.5))
+        others = (tmp_path / "link.db", tmp_path / "linked-runs" / "run.db", path.parent / ".." / "runs" / "run.db")
+        for other in others:
+            with pytest.raises(IslandsError, match=f"another process is writing to {other}"):
+                open_database(other)
+    with open_database(tmp_path / "link.db") as database:  # free again once the writer has closed
+        assert database.stats()["programs"] == 1
+    assert sorted(p.name for p in (tmp_path / "runs").glob("*.lock")) == ["run.db.lock"]
+
+
 def test_closed_database_says_so() -> None:
     database = open_database(None)
     database.close()
@@ -384,8 +399,16 @@ def test_a_failed_write_stops_the_database_until_reopened(tmp_path: Path) -> Non
 
 
 def test_a_folder_is_not_a_database(tmp_path: Path) -> None:
-    with pytest.raises(IslandsError, match="is not a readable SQLite database"):
+    with pytest.raises(IslandsError, match="is a folder; --db takes a database file"):
         open_database(tmp_path)
+
+
+def test_a_point_whose_complexity_is_not_a_number_is_on_no_front() -> None:
+    from islands.pareto import pareto_front_ids
+
+    # As read from a database edited by hand: SQLite keeps text that does not look like a number as text.
+    points = [(1, 0.5, 2, 10), (2, 0.9, "many", 5), (3, 0.9, 3, "big"), (4, 0.7, 2.0, 12)]
+    assert pareto_front_ids(points) == [4, 1]
 
 
 def test_pareto_front_ids_agrees_with_brute_force() -> None:
