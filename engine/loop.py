@@ -21,7 +21,7 @@ from engine.errors import EngineError
 from engine.prompts import diagnostics_text, render_prompt
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
-from sandbox.results import Outcome, RunResult
+from sandbox.results import Job, Outcome, RunResult
 from tasks.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
