@@ -3,6 +3,7 @@ that `discover verify` and reports show. Everything goes through the same sandbo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
@@ -72,6 +73,21 @@ def evaluate_sources(
     return results
 
 
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b.*")
+
+
+def error_line(error: str) -> str:
+    """Returns the line of an error text that says what went wrong: its last "SomeError: message" line.
+
+    JAX appends a note about filtered frames after the exception, so the last line is not always the one.
+    """
+    lines = [line for line in error.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if _EXCEPTION_LINE.match(line):
+            return line
+    return lines[-1] if lines else ""
+
+
 def reference_models(prepared: Prepared) -> dict[str, tuple[str, str, str | None]]:
     """Returns name -> (kind, source, scoring entry or None) for the seed and every baseline of the task."""
     task = prepared.task
@@ -118,8 +134,7 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -
             )
         )
         if not ok:
-            last_line = result.error.strip().splitlines()[-1] if result.error.strip() else result.outcome.value
-            problems.append(f"{name}: {result.outcome.name}: {last_line}")
+            problems.append(f"{name}: {result.outcome.name}: {error_line(result.error) or result.outcome.value}")
     seed_row = rows[0]
     expected = task.file.seed_score
     if split == "selection" and expected is not None and seed_row.score is not None:

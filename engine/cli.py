@@ -461,7 +461,7 @@ def main() -> None:
         except (ImportError, AttributeError):
             pass
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -478,6 +478,8 @@ def main() -> None:
             error.show()
             sys.exit(error.exit_code)
         raise
+    if isinstance(status, int) and status:  # without standalone mode, click returns a command's Exit(code)
+        sys.exit(status)
 
 
 if __name__ == "__main__":
