@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from engine.evaluation import build_context
+from engine.seed_check import seed_drift
 from engine.session import Prepared, prepare
 from sandbox.results import Job, Outcome, RunResult
 
@@ -136,11 +137,8 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -
         if not ok:
             problems.append(f"{name}: {result.outcome.name}: {error_line(result.error) or result.outcome.value}")
     seed_row = rows[0]
-    expected = task.file.seed_score
-    if split == "selection" and expected is not None and seed_row.score is not None:
-        if abs(seed_row.score - expected) > task.file.seed_score_tolerance:
-            problems.append(
-                f"seed scores {seed_row.score:.4f} but task.yaml says seed_score: {expected} "
-                f"(tolerance {task.file.seed_score_tolerance}); if scoring changed, bump `version` and update seed_score."
-            )
+    if split == "selection" and seed_row.score is not None:  # seed_score is a selection-split score
+        drift = seed_drift(seed_row.score, task.file.seed_score, task.file.seed_score_tolerance, "task.yaml")
+        if drift is not None:
+            problems.append(f"seed: {drift.message(task.yaml_path)}")
     return rows, problems

@@ -96,10 +96,18 @@ def run(
         workers=workers, seed=seed, ray_address=ray_address, runner=runner, proposer=proposer, model=model,
         base_url=base_url,
     )
-    summary, db_path = run_discovery(
-        task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,
-        echo=lambda text: print(text, flush=True),
-    )
+    from engine.errors import SeedError
+
+    try:
+        summary, db_path = run_discovery(
+            task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,
+            echo=lambda text: print(text, flush=True),
+        )
+    except SeedError as error:
+        if not json_output:
+            raise  # main() prints the message
+        _print_json({"error": str(error), "stopped_because": "seed", **error.details})
+        raise typer.Exit(1)
     best = summary.best
     result = {
         "db": str(db_path),
