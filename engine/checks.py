@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from engine.evaluation import build_context
-from engine.seed_check import seed_drift
+from engine.seed_check import seed_drift, suggested_tolerance
 from engine.session import Prepared, prepare
 from sandbox.results import Job, Outcome, RunResult
+from tasks.spec import TaskSpec
 
-__all__ = ["CheckRow", "check_task", "evaluate_sources", "reference_models"]
+__all__ = [
+    "CheckRow", "TaskCheck", "check_task", "evaluate_sources", "reference_models", "seed_score_findings", "error_line",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,45 +103,124 @@ def reference_models(prepared: Prepared) -> dict[str, tuple[str, str, str | None
     return models
 
 
-def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2) -> tuple[list[CheckRow], list[str]]:
-    """Evaluates the seed and every baseline; returns the rows and a list of problems (empty when all is well).
+@dataclass(frozen=True, slots=True)
+class TaskCheck:
+    """What `discover task check` found.
 
-    Problems: a model that does not run, or a seed whose score is off the task's `seed_score` by more than its
-    tolerance (a scoring change without a version bump).
+    Attributes:
+        rows: one per model, the seed first, each scored with the run's fit seed.
+        problems: what fails the check, one line each; empty when everything checked passed.
+        warnings: what passed but deserves a look, one line each.
+        seed_scores: the seed's selection score per fit seed (run seed first); empty for the test split or a
+            failed seed.
+        fit_seeds: the fit seeds of `seed_scores`.
+        suggested: task.yaml fields to set, e.g. {"seed_score": -0.4425, "seed_score_tolerance": 0.002}.
     """
-    from engine.fit import read_params
 
+    rows: list[CheckRow]
+    problems: list[str]
+    warnings: list[str]
+    seed_scores: list[float]
+    fit_seeds: list[int]
+    suggested: dict[str, float]
+
+
+def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2, fit_seeds: int = 3) -> TaskCheck:
+    """Evaluates the seed and every baseline, and the seed again with more fit seeds; returns what it found.
+
+    Problems: a model that does not run or whose output scoring rejects, a seed whose score is off the task's
+    `seed_score` by more than its tolerance (a scoring change without a version bump), or a tolerance that the
+    seed's own spread over fit seeds exceeds (`discover run --seed N` would stop on an ordinary fit).
+
+    Args:
+        fit_seeds: how many fit seeds the seed is scored with on the selection split: the run's seed, +1, ...
+    """
     prepared = prepare(task_yaml)
     task = prepared.task
     models = reference_models(prepared)
     results = evaluate_sources(
         prepared, {name: (source, entry) for name, (_, source, entry) in models.items()}, heldout=split, workers=workers
     )
-    rows, problems = [], []
-    for name, (kind, source, _) in models.items():
-        result = results[name]
-        try:
-            num_params = len(read_params(source, task.function_name).names)
-        except ValueError:
-            num_params = -1
-        ok = result.outcome is Outcome.OK
-        rows.append(
-            CheckRow(
-                name=name,
-                kind=kind,
-                outcome=result.outcome.name,
-                score=result.scores.get("score") if ok else None,
-                train_score=result.scores.get("train_score") if ok else None,
-                num_params=num_params,
-                wall_s=result.wall_time_s,
-                error=result.error,
-            )
-        )
-        if not ok:
-            problems.append(f"{name}: {result.outcome.name}: {error_line(result.error) or result.outcome.value}")
+    rows = [_row(name, kind, source, results[name], task.function_name) for name, (kind, source, _) in models.items()]
+    problems = [f"{row.name}: {row.outcome}: {error_line(row.error) or Outcome[row.outcome].value}"
+                for row in rows if row.score is None]
+    warnings: list[str] = []
     seed_row = rows[0]
-    if split == "selection" and seed_row.score is not None:  # seed_score is a selection-split score
-        drift = seed_drift(seed_row.score, task.file.seed_score, task.file.seed_score_tolerance, "task.yaml")
-        if drift is not None:
-            problems.append(f"seed: {drift.message(task.yaml_path)}")
-    return rows, problems
+    if seed_row.score is None or split != "selection":  # seed_score is a selection-split score
+        return TaskCheck(rows, problems, warnings, [], [], {})
+
+    run_seed = prepared.config.run.seed
+    by_fit_seed = {run_seed: seed_row.score}
+    for fit_seed in range(run_seed + 1, run_seed + max(1, fit_seeds)):
+        refit = evaluate_sources(prepared, {"seed": (task.seed_source, None)}, heldout=split, workers=1, seed=fit_seed)
+        result = refit["seed"]
+        if result.outcome is Outcome.OK:
+            by_fit_seed[fit_seed] = result.scores["score"]
+        else:
+            problems.append(f"seed, fit seed {fit_seed}: {result.outcome.name}: {error_line(result.error)}")
+    more_problems, more_warnings, suggested = seed_score_findings(task, by_fit_seed, rows)
+    return TaskCheck(
+        rows, problems + more_problems, warnings + more_warnings, list(by_fit_seed.values()), list(by_fit_seed),
+        suggested,
+    )
+
+
+def _row(name: str, kind: str, source: str, result: RunResult, function_name: str) -> CheckRow:
+    from engine.fit import read_params
+
+    try:
+        num_params = len(read_params(source, function_name).names)
+    except ValueError:
+        num_params = -1
+    ok = result.outcome is Outcome.OK
+    return CheckRow(
+        name=name,
+        kind=kind,
+        outcome=result.outcome.name,
+        score=result.scores.get("score") if ok else None,
+        train_score=result.scores.get("train_score") if ok else None,
+        num_params=num_params,
+        wall_s=result.wall_time_s,
+        error=result.error,
+    )
+
+
+def seed_score_findings(
+    task: TaskSpec, by_fit_seed: Mapping[int, float], rows: Sequence[CheckRow]
+) -> tuple[list[str], list[str], dict[str, float]]:
+    """Compares the seed's scores with task.yaml's seed_score and its tolerance; returns (problems, warnings,
+    suggested task.yaml fields).
+
+    Args:
+        by_fit_seed: the seed's selection score per fit seed, the run's seed first.
+        rows: the check's rows, the seed first; the baselines' scores tell how wide a tolerance is too wide.
+    """
+    expected, tolerance = task.file.seed_score, task.file.seed_score_tolerance
+    run_seed_score = next(iter(by_fit_seed.values()))
+    needed = suggested_tolerance(list(by_fit_seed.values()), run_seed_score if expected is None else expected)
+    if expected is None:
+        return [], [], {}
+    drift = seed_drift(run_seed_score, expected, tolerance, "task.yaml")
+    if drift is not None:
+        return [f"seed: {drift.message(task.yaml_path)}"], [], {}
+    problems, warnings, suggested = [], [], {}
+    off = {seed: score for seed, score in by_fit_seed.items() if seed_drift(score, expected, tolerance, "")}
+    if off:
+        fit_seed = max(off, key=lambda seed: abs(off[seed] - expected))
+        problems.append(
+            f"seed: with fit seed {fit_seed} it scores {off[fit_seed]:.4f}, {abs(off[fit_seed] - expected):.4f} "
+            f"from seed_score {expected:g}, beyond seed_score_tolerance {tolerance:g}, so `discover run --seed "
+            f"{fit_seed}` would stop on an ordinary fit; set seed_score_tolerance to {needed:g} (twice the largest "
+            f"distance over fit seeds {min(by_fit_seed)}-{max(by_fit_seed)})."
+        )
+        suggested = {"seed_score_tolerance": needed}
+    gaps = sorted((abs(row.score - run_seed_score), row.name) for row in rows[1:] if row.score is not None)
+    if gaps and tolerance >= gaps[0][0] / 2:
+        gap, name = gaps[0]
+        why = (f"it could be {needed:g}" if needed < gap / 2 else
+               "the seed's score varies about that much between fit seeds, so the check only sees larger changes")
+        warnings.append(
+            f"seed_score_tolerance {tolerance:g} is at least half the gap between the seed and {name} ({gap:.4f}): "
+            f"a change in scoring that large would pass unnoticed; {why}."
+        )
+    return problems, warnings, suggested

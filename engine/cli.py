@@ -404,6 +404,9 @@ def task_check(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
     split: Annotated[str, typer.Option(help="Held-out split to score: selection, or test (reports only).")] = "selection",
     workers: Annotated[int, typer.Option(help="Models evaluated at the same time.")] = 2,
+    fit_seeds: Annotated[int, typer.Option(
+        help="Score the seed with this many fit seeds (the run's seed, +1, ...) to measure how much its score "
+             "varies, which seed_score_tolerance must cover.")] = 3,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Validate a task, score its seed and baselines through the same path as a run, and print a table."""
@@ -413,22 +416,32 @@ def task_check(
 
     if split not in ("selection", "test"):
         raise typer.BadParameter(f"--split must be selection or test, found {split!r}.")
-    rows, problems = check_task(task_yaml, split=split, workers=workers)
+    if fit_seeds < 1:
+        raise typer.BadParameter(f"--fit-seeds must be at least 1, found {fit_seeds}.")
+    report = check_task(task_yaml, split=split, workers=workers, fit_seeds=fit_seeds)
     if json_output:
-        _print_json({"rows": [asdict(row) for row in rows], "problems": problems})
+        _print_json(asdict(report))
     else:
         table = Table(title=f"{task_yaml}: held-out {split} scores")
         for column in ("model", "kind", "outcome", "score", "train score", "params", "wall s"):
             table.add_column(column)
-        for row in rows:
+        for row in report.rows:
             table.add_row(row.name, row.kind, row.outcome,
                           f"{row.score:.4f}" if row.score is not None else "-",
                           f"{row.train_score:.4f}" if row.train_score is not None else "-",
                           str(row.num_params), f"{row.wall_s:.1f}")
         console.print(table)
-        for problem in problems:
+        if len(report.seed_scores) > 1:
+            print(f"seed with fit seeds {', '.join(map(str, report.fit_seeds))}: "
+                  + ", ".join(f"{score:.4f}" for score in report.seed_scores))
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for problem in report.problems:
             print(f"problem: {problem}", file=sys.stderr)
-    if problems:
+        if report.suggested:
+            fields = ", ".join(f"{key}: {value:g}" for key, value in report.suggested.items())
+            print(f"suggestion: put {fields} in {task_yaml}.")
+    if report.problems:
         raise typer.Exit(1)
 
 

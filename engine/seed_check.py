@@ -15,10 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from sandbox.results import RunResult
+from tasks.spec import DEFAULT_SEED_SCORE_TOLERANCE
 
-__all__ = ["SeedDrift", "seed_drift", "seed_failure_message"]
+__all__ = ["SeedDrift", "seed_drift", "seed_failure_message", "suggested_tolerance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +80,17 @@ def seed_failure_message(result: RunResult, task_yaml: Path, seed_py: Path) -> s
         + f"Fix the seed or the task's score module; `discover eval {task_yaml} {seed_py}` shows the same result."
     )
 
+
+
+def suggested_tolerance(scores: Sequence[float], center: float) -> float:
+    """Returns a `seed_score_tolerance` for a seed that scored `scores` with several fit seeds, around `center`.
+
+    Twice the largest distance from `center`, since a handful of fits shows only part of the spread (`discover run
+    --seed N` must not stop on an ordinary fit), rounded up to one significant digit, and never below
+    DEFAULT_SEED_SCORE_TOLERANCE, which absorbs seed_score's rounding and arithmetic that differs between machines.
+    """
+    spread = 2 * max((abs(score - center) for score in scores), default=0.0)
+    if spread <= DEFAULT_SEED_SCORE_TOLERANCE:
+        return DEFAULT_SEED_SCORE_TOLERANCE
+    unit = 10.0 ** math.floor(math.log10(spread))
+    return round(math.ceil(spread / unit - 1e-9) * unit, 12)

@@ -1,0 +1,83 @@
+"""What `discover task check` reports about a task's seed_score and its tolerance, and its exit status, on a toy task
+whose score moves with the fit seed by a known amount (0.01 per seed), through the real sandbox."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SEED = "def model(x):\n    return x\n"
+SCORE = '''def score(candidate, train, heldout, seed=0):
+    return {"score": float(candidate.model(heldout["x"])) + 0.01 * seed}
+'''
+DATA = '''def load():
+    return {"train": {"x": 1.0}, "selection": {"x": 1.0}, "test": {"x": 1.0}}
+'''
+TASK = '''name: toy
+version: 1
+summary: A score that moves by 0.01 per fit seed.
+evolve: seed.py:model
+score: score.py:score
+data: data.py:load
+{extra}limits: {{timeout_s: 20, memory_mb: 1024}}
+allowed_imports: [math]
+baselines:
+  near: {{file: near.py, kind: literature}}
+'''
+
+
+def toy_task(folder: Path, extra: str = "", near: str = "def model(x):\n    return x + 0.03\n") -> Path:
+    folder.mkdir(parents=True)
+    for name, text in (("seed.py", SEED), ("score.py", SCORE), ("data.py", DATA), ("near.py", near),
+                       ("task.yaml", TASK.format(extra=extra))):
+        (folder / name).write_text(text)
+    return folder / "task.yaml"
+
+
+def check(task_yaml: Path, *flags: str) -> tuple[subprocess.CompletedProcess, dict]:
+    plain = subprocess.run([sys.executable, "-m", "engine.cli", "task", "check", str(task_yaml), *flags],
+                           capture_output=True, text=True, timeout=300)
+    as_json = subprocess.run([sys.executable, "-m", "engine.cli", "task", "check", str(task_yaml), *flags, "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert as_json.returncode == plain.returncode, as_json.stderr
+    return plain, json.loads(as_json.stdout)
+
+
+FAR = "def model(x):\n    return x + 0.5\n"
+
+
+def test_everything_in_order_passes_with_status_0(tmp_path: Path):
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.05\n", near=FAR))
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert report["problems"] == [] and report["warnings"] == [] and report["suggested"] == {}
+    assert report["seed_scores"] == pytest.approx([1.0, 1.01, 1.02]) and report["fit_seeds"] == [0, 1, 2]
+    assert "seed with fit seeds 0, 1, 2: 1.0000, 1.0100, 1.0200" in plain.stdout
+
+
+def test_a_tolerance_smaller_than_the_spread_over_fit_seeds_fails_and_says_what_it_needs(tmp_path: Path):
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.005\n"))
+    assert plain.returncode == 1
+    assert report["problems"] == [
+        "seed: with fit seed 2 it scores 1.0200, 0.0200 from seed_score 1, beyond seed_score_tolerance 0.005, so "
+        "`discover run --seed 2` would stop on an ordinary fit; set seed_score_tolerance to 0.04 (twice the largest "
+        "distance over fit seeds 0-2)."
+    ]
+    assert report["suggested"] == {"seed_score_tolerance": 0.04}
+
+
+def test_a_tolerance_as_wide_as_the_gap_to_a_baseline_warns(tmp_path: Path):
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.3\n", near=FAR))
+    assert plain.returncode == 0
+    assert report["warnings"] == [
+        "seed_score_tolerance 0.3 is at least half the gap between the seed and near (0.5000): a change in scoring "
+        "that large would pass unnoticed; it could be 0.04."
+    ]
+    assert f"warning: {report['warnings'][0]}" in plain.stderr
+    # A baseline closer than the seed's own spread: the tolerance cannot be smaller, and the warning says so.
+    _, report = check(toy_task(tmp_path / "close", "seed_score: 1.0\nseed_score_tolerance: 0.04\n"))
+    assert report["warnings"][0].endswith(
+        "the seed's score varies about that much between fit seeds, so the check only sees larger changes.")
