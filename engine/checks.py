@@ -199,7 +199,7 @@ def seed_score_findings(
     run_seed_score = next(iter(by_fit_seed.values()))
     needed = suggested_tolerance(list(by_fit_seed.values()), run_seed_score if expected is None else expected)
     if expected is None:
-        return [], [], {}
+        return [], [], {"seed_score": round(run_seed_score, 4), "seed_score_tolerance": needed}
     drift = seed_drift(run_seed_score, expected, tolerance, "task.yaml")
     if drift is not None:
         return [f"seed: {drift.message(task.yaml_path)}"], [], {}

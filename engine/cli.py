@@ -409,7 +409,10 @@ def task_check(
              "varies, which seed_score_tolerance must cover.")] = 3,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Validate a task, score its seed and baselines through the same path as a run, and print a table."""
+    """Validate a task, score its seed and baselines through the same path as a run, and print a table.
+
+    Exits 1 when it reports a problem: a model that fails, or a seed that scores away from seed_score.
+    """
     from dataclasses import asdict
 
     from engine.checks import check_task
@@ -420,7 +423,7 @@ def task_check(
         raise typer.BadParameter(f"--fit-seeds must be at least 1, found {fit_seeds}.")
     report = check_task(task_yaml, split=split, workers=workers, fit_seeds=fit_seeds)
     if json_output:
-        _print_json(asdict(report))
+        _print_json({**asdict(report), "passed": not report.problems})
     else:
         table = Table(title=f"{task_yaml}: held-out {split} scores")
         for column in ("model", "kind", "outcome", "score", "train score", "params", "wall s"):
@@ -440,7 +443,12 @@ def task_check(
             print(f"problem: {problem}", file=sys.stderr)
         if report.suggested:
             fields = ", ".join(f"{key}: {value:g}" for key, value in report.suggested.items())
-            print(f"suggestion: put {fields} in {task_yaml}.")
+            if "seed_score" in report.suggested:
+                print(f"suggestion: seed_score is not set; put {fields} in {task_yaml}, so that runs and checks "
+                      "catch a changed scorer, dataset or environment.")
+            else:
+                print(f"suggestion: put {fields} in {task_yaml}.")
+        print("task check: " + (f"{len(report.problems)} problem(s)" if report.problems else "passed"))
     if report.problems:
         raise typer.Exit(1)
 

@@ -53,9 +53,26 @@ FAR = "def model(x):\n    return x + 0.5\n"
 def test_everything_in_order_passes_with_status_0(tmp_path: Path):
     plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.05\n", near=FAR))
     assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert report["problems"] == [] and report["warnings"] == [] and report["suggested"] == {}
+    assert report["passed"] and report["problems"] == [] and report["warnings"] == [] and report["suggested"] == {}
     assert report["seed_scores"] == pytest.approx([1.0, 1.01, 1.02]) and report["fit_seeds"] == [0, 1, 2]
     assert "seed with fit seeds 0, 1, 2: 1.0000, 1.0100, 1.0200" in plain.stdout
+    assert "task check: passed" in plain.stdout
+
+
+def test_a_drifted_seed_fails_with_the_problem_printed(tmp_path: Path):
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.5\nseed_score_tolerance: 0.05\n"), "--fit-seeds", "1")
+    assert plain.returncode == 1
+    assert f"problem: seed: {tmp_path / 'toy' / 'task.yaml'}: expected the seed to score 1.5 ± 0.05 (seed_score), " \
+           "got 1.0000" in plain.stderr
+    assert not report["passed"] and len(report["problems"]) == 1
+
+
+def test_output_that_scoring_rejects_fails_the_check(tmp_path: Path):
+    rejected = "def model(x):\n    raise ValueError('model returned shape (3,); expected (1,)')\n"
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.05\n", near=rejected))
+    assert plain.returncode == 1
+    assert "problem: near: INVALID_OUTPUT: ValueError: model returned shape (3,); expected (1,)" in plain.stderr
+    assert report["problems"] == ["near: INVALID_OUTPUT: ValueError: model returned shape (3,); expected (1,)"]
 
 
 def test_a_tolerance_smaller_than_the_spread_over_fit_seeds_fails_and_says_what_it_needs(tmp_path: Path):
@@ -81,3 +98,10 @@ def test_a_tolerance_as_wide_as_the_gap_to_a_baseline_warns(tmp_path: Path):
     _, report = check(toy_task(tmp_path / "close", "seed_score: 1.0\nseed_score_tolerance: 0.04\n"))
     assert report["warnings"][0].endswith(
         "the seed's score varies about that much between fit seeds, so the check only sees larger changes.")
+
+
+def test_a_missing_seed_score_gets_a_suggested_value_and_tolerance(tmp_path: Path):
+    plain, report = check(toy_task(tmp_path / "toy"))
+    assert plain.returncode == 0
+    assert report["suggested"] == {"seed_score": 1.0, "seed_score_tolerance": 0.04}
+    assert "suggestion: seed_score is not set; put seed_score: 1, seed_score_tolerance: 0.04 in" in plain.stdout
