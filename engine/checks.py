@@ -3,6 +3,7 @@ that `discover verify` and reports show. Everything goes through the same sandbo
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from tasks.spec import TaskSpec
 
 __all__ = [
     "CheckRow", "TaskCheck", "check_task", "evaluate_sources", "reference_models", "seed_score_findings", "error_line",
+    "timeout_warning", "TIMEOUT_FRACTION",
 ]
 
 
@@ -77,6 +79,32 @@ def evaluate_sources(
     return results
 
 
+#: The share of `limits.timeout_s` the seed may use before `task check` warns. Candidates usually declare more
+#: parameters than the seed, and a fit takes longer with more of them (the bandit task's 4-parameter ground truth:
+#: 2-3 times its 2-parameter seed), on more data and on a busier machine; a limit the seed only just meets ends
+#: many candidates as TIMEOUT, which the search then learns nothing from.
+TIMEOUT_FRACTION = 1 / 3
+
+
+def limited_time_s(result: RunResult) -> float:
+    """Seconds of a result that count against `limits.timeout_s`: its wall time less the worker's start (importing
+    JAX and the scorer, receiving the data), which the warm workers of a run have done before."""
+    return max(0.0, result.wall_time_s - result.timings.get("startup", 0.0))
+
+
+def timeout_warning(result: RunResult, timeout_s: float) -> str:
+    """Returns a warning when the seed used more than TIMEOUT_FRACTION of `timeout_s`, saying what to set; else ""."""
+    used_s = limited_time_s(result)
+    if used_s <= TIMEOUT_FRACTION * timeout_s:
+        return ""
+    needed_s = 10 * math.ceil(used_s / TIMEOUT_FRACTION / 10)
+    return (
+        f"the seed took {used_s:.1f} s, more than a third of limits.timeout_s {timeout_s:g}: candidates with more "
+        f"parameters fit for longer and would end as TIMEOUT; set limits.timeout_s to at least {needed_s} in "
+        f"task.yaml (see Sizing limits in docs/tasks.md)."
+    )
+
+
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)\b.*")
 
 
@@ -115,6 +143,8 @@ class TaskCheck:
             failed seed.
         fit_seeds: the fit seeds of `seed_scores`.
         suggested: task.yaml fields to set, e.g. {"seed_score": -0.4425, "seed_score_tolerance": 0.002}.
+        timeout_s: the task's `limits.timeout_s`.
+        seed_time_s: the seconds of the seed's evaluation that count against `timeout_s` (None if it failed).
     """
 
     rows: list[CheckRow]
@@ -123,6 +153,8 @@ class TaskCheck:
     seed_scores: list[float]
     fit_seeds: list[int]
     suggested: dict[str, float]
+    timeout_s: float
+    seed_time_s: float | None
 
 
 def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2, fit_seeds: int = 3) -> TaskCheck:
@@ -145,9 +177,14 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2, f
     problems = [f"{row.name}: {row.outcome}: {error_line(row.error) or Outcome[row.outcome].value}"
                 for row in rows if row.score is None]
     warnings: list[str] = []
-    seed_row = rows[0]
-    if seed_row.score is None or split != "selection":  # seed_score is a selection-split score
-        return TaskCheck(rows, problems, warnings, [], [], {})
+    seed_row, timeout_s = rows[0], task.file.limits.timeout_s
+    if seed_row.score is None:
+        return TaskCheck(rows, problems, warnings, [], [], {}, timeout_s, None)
+    slow = timeout_warning(results["seed"], timeout_s)
+    if slow:
+        warnings.append(slow)
+    if split != "selection":  # seed_score is a selection-split score
+        return TaskCheck(rows, problems, warnings, [], [], {}, timeout_s, limited_time_s(results["seed"]))
 
     run_seed = prepared.config.run.seed
     by_fit_seed = {run_seed: seed_row.score}
@@ -161,7 +198,7 @@ def check_task(task_yaml: Path, *, split: str = "selection", workers: int = 2, f
     more_problems, more_warnings, suggested = seed_score_findings(task, by_fit_seed, rows)
     return TaskCheck(
         rows, problems + more_problems, warnings + more_warnings, list(by_fit_seed.values()), list(by_fit_seed),
-        suggested,
+        suggested, timeout_s, limited_time_s(results["seed"]),
     )
 
 

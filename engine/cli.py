@@ -434,6 +434,8 @@ def task_check(
                           f"{row.train_score:.4f}" if row.train_score is not None else "-",
                           str(row.num_params), f"{row.wall_s:.1f}")
         console.print(table)
+        if report.seed_time_s is not None:
+            print(f"seed: {report.seed_time_s:.1f} s of limits.timeout_s {report.timeout_s:g} (warns above a third)")
         if len(report.seed_scores) > 1:
             print(f"seed with fit seeds {', '.join(map(str, report.fit_seeds))}: "
                   + ", ".join(f"{score:.4f}" for score in report.seed_scores))

@@ -30,10 +30,11 @@ baselines:
 '''
 
 
-def toy_task(folder: Path, extra: str = "", near: str = "def model(x):\n    return x + 0.03\n") -> Path:
+def toy_task(folder: Path, extra: str = "", near: str = "def model(x):\n    return x + 0.03\n",
+             score: str = SCORE, limits: str = "{timeout_s: 20, memory_mb: 1024}") -> Path:
     folder.mkdir(parents=True)
-    for name, text in (("seed.py", SEED), ("score.py", SCORE), ("data.py", DATA), ("near.py", near),
-                       ("task.yaml", TASK.format(extra=extra))):
+    for name, text in (("seed.py", SEED), ("score.py", score), ("data.py", DATA), ("near.py", near),
+                       ("task.yaml", TASK.format(extra=extra).replace("{timeout_s: 20, memory_mb: 1024}", limits))):
         (folder / name).write_text(text)
     return folder / "task.yaml"
 
@@ -105,3 +106,17 @@ def test_a_missing_seed_score_gets_a_suggested_value_and_tolerance(tmp_path: Pat
     assert plain.returncode == 0
     assert report["suggested"] == {"seed_score": 1.0, "seed_score_tolerance": 0.04}
     assert "suggestion: seed_score is not set; put seed_score: 1, seed_score_tolerance: 0.04 in" in plain.stdout
+
+
+def test_a_seed_that_uses_over_a_third_of_timeout_s_warns_and_says_what_to_set(tmp_path: Path):
+    slow = "import time\n\n\n" + SCORE.replace("    return", "    time.sleep(2.0)\n    return")
+    plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.05\n", near=FAR,
+                                   score=slow, limits="{timeout_s: 5, memory_mb: 1024}"), "--fit-seeds", "1")
+    assert plain.returncode == 0, plain.stderr
+    assert 2.0 <= report["seed_time_s"] < 5 and report["timeout_s"] == 5
+    (warning,) = report["warnings"]
+    assert warning.startswith("the seed took 2.")
+    assert warning.endswith(", more than a third of limits.timeout_s 5: candidates with more parameters fit for longer "
+                            "and would end as TIMEOUT; set limits.timeout_s to at least 10 in task.yaml (see Sizing "
+                            "limits in docs/tasks.md).")
+    assert f"warning: {warning}" in plain.stderr and "seed: 2." in plain.stdout
