@@ -229,6 +229,8 @@ def eval_command(
         "error": result.error,
         "fitted_params": dict(result.details.get("fitted_params") or {}),
         "timings": {**dict(result.timings), "wall": result.wall_time_s},
+        # What the sandbox saw besides the outcome, e.g. processes the candidate left running ("" when nothing).
+        "sandbox_anomaly": str(result.details.get("sandbox_anomaly") or ""),
     }
     if json_output:
         _print_json(value)
@@ -242,6 +244,8 @@ def eval_command(
     if value["fitted_params"]:
         print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value["fitted_params"].items()))
     print("timings (s): " + ", ".join(f"{k}={v:.3f}" for k, v in value["timings"].items()))
+    if value["sandbox_anomaly"]:
+        print(f"sandbox: {value['sandbox_anomaly']}")
     if result.error:
         print("error:\n" + result.error)
 
