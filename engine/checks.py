@@ -255,7 +255,7 @@ def seed_score_findings(
     if gaps and tolerance >= gaps[0][0] / 2:
         gap, name = gaps[0]
         why = (f"it could be {needed:g}" if needed < gap / 2 else
-               "the seed's score varies about that much between fit seeds, so the check only sees larger changes")
+               "the seed's own spread over fit seeds needs it, so the check only sees larger changes")
         warnings.append(
             f"seed_score_tolerance {tolerance:g} is at least half the gap between the seed and {name} ({gap:.4f}): "
             f"a change in scoring that large would pass unnoticed; {why}."

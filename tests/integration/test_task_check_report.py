@@ -98,7 +98,7 @@ def test_a_tolerance_as_wide_as_the_gap_to_a_baseline_warns(tmp_path: Path):
     # A baseline closer than the seed's own spread: the tolerance cannot be smaller, and the warning says so.
     _, report = check(toy_task(tmp_path / "close", "seed_score: 1.0\nseed_score_tolerance: 0.04\n"))
     assert report["warnings"][0].endswith(
-        "the seed's score varies about that much between fit seeds, so the check only sees larger changes.")
+        "the seed's own spread over fit seeds needs it, so the check only sees larger changes.")
 
 
 def test_a_missing_seed_score_gets_a_suggested_value_and_tolerance(tmp_path: Path):
