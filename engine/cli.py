@@ -96,10 +96,18 @@ def run(
         workers=workers, seed=seed, ray_address=ray_address, runner=runner, proposer=proposer, model=model,
         base_url=base_url,
     )
-    summary, db_path = run_discovery(
-        task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,
-        echo=lambda text: print(text, flush=True),
-    )
+    from engine.errors import SeedError
+
+    try:
+        summary, db_path = run_discovery(
+            task_yaml, db_path=db, preset=config, overrides=overrides, quiet=quiet or json_output,
+            echo=lambda text: print(text, flush=True),
+        )
+    except SeedError as error:
+        if not json_output:
+            raise  # main() prints the message
+        _print_json({"error": str(error), "stopped_because": "seed", **error.details})
+        raise typer.Exit(1)
     best = summary.best
     result = {
         "db": str(db_path),
@@ -231,6 +239,8 @@ def eval_command(
         "error": result.error,
         "fitted_params": dict(result.details.get("fitted_params") or {}),
         "timings": {**dict(result.timings), "wall": result.wall_time_s},
+        # What the sandbox saw besides the outcome, e.g. processes the candidate left running ("" when nothing).
+        "sandbox_anomaly": str(result.details.get("sandbox_anomaly") or ""),
     }
     if json_output:
         _print_json(value)
@@ -244,6 +254,8 @@ def eval_command(
     if value["fitted_params"]:
         print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value["fitted_params"].items()))
     print("timings (s): " + ", ".join(f"{k}={v:.3f}" for k, v in value["timings"].items()))
+    if value["sandbox_anomaly"]:
+        print(f"sandbox: {value['sandbox_anomaly']}")
     if result.error:
         print("error:\n" + result.error)
 
@@ -414,31 +426,54 @@ def task_check(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
     split: Annotated[str, typer.Option(help="Held-out split to score: selection, or test (reports only).")] = "selection",
     workers: Annotated[int, typer.Option(help="Models evaluated at the same time.")] = 2,
+    fit_seeds: Annotated[int, typer.Option(
+        help="Score the seed with this many fit seeds (the run's seed, +1, ...) to measure how much its score "
+             "varies, which seed_score_tolerance must cover.")] = 3,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Validate a task, score its seed and baselines through the same path as a run, and print a table."""
+    """Validate a task, score its seed and baselines through the same path as a run, and print a table.
+
+    Exits 1 when it reports a problem: a model that fails, or a seed that scores away from seed_score.
+    """
     from dataclasses import asdict
 
     from engine.checks import check_task
 
     if split not in ("selection", "test"):
         raise typer.BadParameter(f"--split must be selection or test, found {split!r}.")
-    rows, problems = check_task(task_yaml, split=split, workers=workers)
+    if fit_seeds < 1:
+        raise typer.BadParameter(f"--fit-seeds must be at least 1, found {fit_seeds}.")
+    report = check_task(task_yaml, split=split, workers=workers, fit_seeds=fit_seeds)
     if json_output:
-        _print_json({"rows": [asdict(row) for row in rows], "problems": problems})
+        _print_json({**asdict(report), "passed": not report.problems})
     else:
         table = Table(title=f"{task_yaml}: held-out {split} scores")
         for column in ("model", "kind", "outcome", "score", "train score", "params", "wall s"):
             table.add_column(column)
-        for row in rows:
+        for row in report.rows:
             table.add_row(row.name, row.kind, row.outcome,
                           f"{row.score:.4f}" if row.score is not None else "-",
                           f"{row.train_score:.4f}" if row.train_score is not None else "-",
                           str(row.num_params), f"{row.wall_s:.1f}")
         console.print(table)
-        for problem in problems:
+        if report.seed_time_s is not None:
+            print(f"seed: {report.seed_time_s:.1f} s of limits.timeout_s {report.timeout_s:g} (warns above a third)")
+        if len(report.seed_scores) > 1:
+            print(f"seed with fit seeds {', '.join(map(str, report.fit_seeds))}: "
+                  + ", ".join(f"{score:.4f}" for score in report.seed_scores))
+        for warning in report.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        for problem in report.problems:
             print(f"problem: {problem}", file=sys.stderr)
-    if problems:
+        if report.suggested:
+            fields = ", ".join(f"{key}: {value:g}" for key, value in report.suggested.items())
+            if "seed_score" in report.suggested:
+                print(f"suggestion: seed_score is not set; put {fields} in {task_yaml}, so that runs and checks "
+                      "catch a changed scorer, dataset or environment.")
+            else:
+                print(f"suggestion: put {fields} in {task_yaml}.")
+        print("task check: " + (f"{len(report.problems)} problem(s)" if report.problems else "passed"))
+    if report.problems:
         raise typer.Exit(1)
 
 
@@ -529,7 +564,7 @@ def main() -> None:
     as_json = "--json" in sys.argv[1:]
     known, usage = _known_errors(), _usage_errors()
     try:
-        app(standalone_mode=False)
+        status = app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
@@ -543,6 +578,8 @@ def main() -> None:
             error.show()  # type: ignore[attr-defined]
             sys.exit(error.exit_code)  # type: ignore[attr-defined]
         _fail(_usage_line(error), as_json=as_json, status=getattr(error, "exit_code", 2))
+    if isinstance(status, int) and status:  # without standalone mode, click returns a command's Exit(code)
+        sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ from typing import Callable, Protocol
 
 from engine.evaluation import at_bounds, make_job, to_candidate
 from engine.llm.errors import LLMBudgetExhausted
-from engine.errors import EngineError
+from engine.errors import SeedError
 from engine.prompts import diagnostics_text, render_prompt
+from engine.seed_check import seed_drift, seed_failure_message
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
 from sandbox.results import Job, Outcome, RunResult
@@ -130,22 +131,37 @@ class SearchLoop:
         self._best: float | None | object = _UNKNOWN
 
     # -- seeding ---------------------------------------------------------------------------------------------
-    def ensure_seed(self) -> Program:
-        """Evaluates and registers the seed on every island, unless the database already holds it."""
-        seed_id = self.database.seed_id
-        if seed_id is not None:
-            return self.database.get(seed_id)
-        result = evaluate_once(self.runner, self.task.seed_source, self.task.function_name, job_id=0)
-        candidate = to_candidate(
-            result, source=self.task.seed_source, parent_ids=(), island_id=0, proposer="seed"
-        )
+    def ensure_seed(self, db_path: Path | None = None) -> Program:
+        """Evaluates the seed, checks its score, and registers it on every island (a resumed run keeps its own).
+
+        A fresh run compares the score with task.yaml's `seed_score`; a resumed run compares it with the seed's
+        score stored when the run began (see engine.seed_check). Either way a failed or drifted seed raises
+        SeedError before anything is stored or searched.
+
+        Args:
+            db_path: the database file, named in the message when a resumed run's seed drifted.
+        """
+        task = self.task
+        result = evaluate_once(self.runner, task.seed_source, task.function_name, job_id=0)
+        candidate = to_candidate(result, source=task.seed_source, parent_ids=(), island_id=0, proposer="seed")
         if candidate.score is None:
-            raise EngineError(
-                f"the seed program {self.task.evolve.path} did not evaluate: {result.outcome.name} "
-                f"({result.outcome.value}).\n{result.error}\nFix the seed or the task's score module; "
-                f"`discover eval {self.task.yaml_path} {self.task.evolve.path}` shows the same result."
+            raise SeedError(
+                seed_failure_message(result, task.yaml_path, task.evolve.path),
+                {"outcome": candidate.outcome, "error": result.error},
             )
-        return self.database.register_seed(candidate)
+        resuming = self.database.seed_id is not None
+        if resuming:
+            stored = self.database.register_seed(candidate)  # refuses a seed that differs from the stored one
+            drift = seed_drift(candidate.score, stored.score, task.file.seed_score_tolerance, "database")
+        else:
+            drift = seed_drift(candidate.score, task.file.seed_score, task.file.seed_score_tolerance, "task.yaml")
+        if drift is not None:
+            raise SeedError(
+                drift.message(task.yaml_path, db_path),
+                {"outcome": candidate.outcome, "seed_score": drift.found, "expected": drift.expected,
+                 "tolerance": drift.tolerance, "expected_from": drift.against},
+            )
+        return stored if resuming else self.database.register_seed(candidate)
 
     # -- prompts ---------------------------------------------------------------------------------------------
     def _shot(self, program: Program) -> Shot:

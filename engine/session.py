@@ -178,7 +178,7 @@ def run_discovery(
         max_proposals=int(config.run.max_evals * config.run.max_duplicate_ratio) + 100,
     )
     try:
-        seed_program = loop.ensure_seed()
+        seed_program = loop.ensure_seed(db_path)  # a failed or drifted seed stops here, before the search
         if not quiet:
             echo(f"seed program {seed_program.id}: held-out score {seed_program.score:.4f}")
         with display:

@@ -30,8 +30,9 @@ def _small_bandit_task(root: Path) -> Path:
     text = (folder / "task.yaml").read_text()
     text = text.replace("data_options: {source: synthetic, n_sessions: 40, n_trials: 200, seed: 0}",
                         "data_options: {source: synthetic, n_sessions: 15, n_trials: 100, seed: 0}")
-    # The GRU ceiling has its own tests; runs and reports built on this small copy do without it.
-    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith("gru:")) + "\n"
+    # The GRU ceiling has its own tests; runs and reports built on this small copy do without it. The stated
+    # seed_score is the full task's: with less data and a shorter fit the copy's seed scores otherwise.
+    text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("gru:", "seed_score"))) + "\n"
     (folder / "task.yaml").write_text(text)
     score = (folder / "score.py").read_text().replace("max_steps: int = 300", "max_steps: int = 60").replace(
         "restarts: int = 16", "restarts: int = 4")

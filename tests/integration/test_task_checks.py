@@ -45,3 +45,18 @@ def test_task_check_passes(task_file: Path):
     for row in rows.values():
         if row["kind"] == "ground_truth":
             assert row["score"] > rows["seed"]["score"], (row["name"], row["score"], rows["seed"]["score"])
+
+
+def task_check(task_yaml: Path, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "task", "check", str(task_yaml), *flags],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+def test_a_seed_that_fails_makes_the_check_fail_with_its_problem_printed(small_bandit_task: Path):
+    seed_py = small_bandit_task.parent / "seed.py"
+    seed_py.write_text(seed_py.read_text().replace("    q = state[:2]\n", "    q = state[:2]\n    raise RuntimeError('broken seed')\n"))
+    plain = task_check(small_bandit_task)
+    assert plain.returncode == 1, plain.stdout + plain.stderr
+    assert "problem: seed: CRASHED: RuntimeError: broken seed" in plain.stderr
+    report = json.loads(task_check(small_bandit_task, "--json").stdout)
+    assert report["problems"] == ["seed: CRASHED: RuntimeError: broken seed"]

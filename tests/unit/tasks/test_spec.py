@@ -57,3 +57,22 @@ def test_data_hash_changes_with_any_value():
     a = {"train": {"x": np.arange(5)}, "selection": {"x": np.ones(2)}}
     b = {"train": {"x": np.arange(5)}, "selection": {"x": np.ones(2) * 2}}
     assert data_hash(a) == data_hash(dict(a)) != data_hash(b)
+
+
+def test_seed_score_tolerance_defaults_to_the_deterministic_floor_and_must_be_positive(tmp_path):
+    task = load_task(write_task(tmp_path / "toy", GOOD + "seed_score: 1.0\n"))
+    assert task.file.seed_score_tolerance == 0.002
+    path = write_task(tmp_path / "zero", GOOD + "seed_score: 1.0\nseed_score_tolerance: 0\n")
+    with pytest.raises(TaskSpecError, match="seed_score_tolerance: Input should be greater than 0"):
+        load_task(path)
+
+
+@pytest.mark.parametrize("task_file", sorted((REPO / "tasks").glob("*/*.yaml")) + [REPO / "docs/example_task/task.yaml"],
+                         ids=lambda path: str(path.relative_to(REPO)))
+def test_every_bundled_task_states_its_seed_score_and_a_tolerance_sized_for_it(task_file):
+    """The tolerance is each task's decision (its fitter's noise); `discover task check` checks its size."""
+    import yaml
+
+    raw = yaml.safe_load(task_file.read_text())
+    assert isinstance(raw.get("seed_score"), float) and isinstance(raw.get("seed_score_tolerance"), float)
+    assert 0 < raw["seed_score_tolerance"] < 1
