@@ -87,9 +87,13 @@ TIMEOUT_FRACTION = 1 / 3
 
 
 def limited_time_s(result: RunResult) -> float:
-    """Seconds of a result that count against `limits.timeout_s`: its wall time less the worker's start (importing
-    JAX and the scorer, receiving the data), which the warm workers of a run have done before."""
-    return max(0.0, result.wall_time_s - result.timings.get("startup", 0.0))
+    """Seconds of a result that count against `limits.timeout_s`: the longer of its two stages (tracing, then
+    fitting and scoring; each has the whole limit), less each worker's start (importing JAX and the scorer,
+    receiving the data), which the warm workers of a run have done before."""
+    timings = result.timings
+    trace_s = timings.get("trace_wall", 0.0) - timings.get("trace_startup", 0.0)
+    score_s = result.wall_time_s - timings.get("trace_wall", 0.0) - timings.get("startup", 0.0)
+    return max(0.0, trace_s, score_s)
 
 
 def timeout_warning(result: RunResult, timeout_s: float) -> str:

@@ -11,13 +11,14 @@ import pytest
 
 from sandbox.isolation import find_bwrap
 
-SEED = "def model(x):\n    return x\n"
-SCORE = "def score(candidate, train, heldout, seed=0):\n    return {'score': float(candidate.model(heldout['x']))}\n"
+SEED = 'def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return x\n'
+SCORE = "def score(candidate, train, heldout, seed=0):\n    return {'score': float(candidate({'a': 0.5}, heldout['x']))}\n"
 DATA = "def load():\n    return {'train': {'x': 1.0}, 'selection': {'x': 1.0}, 'test': {'x': 1.0}}\n"
 TASK = """name: toy
 version: 1
 summary: A score that is the candidate's return value.
 evolve: seed.py:model
+inputs: {x: float32}
 score: score.py:score
 data: data.py:load
 limits: {timeout_s: 20, memory_mb: 1024}
@@ -25,12 +26,14 @@ allowed_imports: ["*"]        # the static check off: this candidate means to fo
 """
 LEAVES_A_PROCESS = """import os, time
 
+if os.fork() == 0:
+    os.setsid()
+    time.sleep(100)
+    os._exit(0)
 
-def model(x):
-    if os.fork() == 0:
-        os.setsid()
-        time.sleep(100)
-        os._exit(0)
+
+def model(params, x):
+    PARAMS = {"a": (0.0, 1.0)}
     return x
 """
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-SEED = "def model(x):\n    return x\n"
+SEED = 'def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return x\n'
 SCORE = '''def score(candidate, train, heldout, seed=0):
-    return {"score": float(candidate.model(heldout["x"])) + 0.01 * seed}
+    return {"score": float(candidate({"a": 0.5}, heldout["x"])) + 0.01 * seed}
 '''
 DATA = '''def load():
     return {"train": {"x": 1.0}, "selection": {"x": 1.0}, "test": {"x": 1.0}}
@@ -21,6 +21,7 @@ TASK = '''name: toy
 version: 1
 summary: A score that moves by 0.01 per fit seed.
 evolve: seed.py:model
+inputs: {{x: float32}}
 score: score.py:score
 data: data.py:load
 {extra}limits: {{timeout_s: 20, memory_mb: 1024}}
@@ -30,7 +31,7 @@ baselines:
 '''
 
 
-def toy_task(folder: Path, extra: str = "", near: str = "def model(x):\n    return x + 0.03\n",
+def toy_task(folder: Path, extra: str = "", near: str = 'def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return x + 0.03\n',
              score: str = SCORE, limits: str = "{timeout_s: 20, memory_mb: 1024}") -> Path:
     folder.mkdir(parents=True)
     for name, text in (("seed.py", SEED), ("score.py", score), ("data.py", DATA), ("near.py", near),
@@ -48,7 +49,7 @@ def check(task_yaml: Path, *flags: str) -> tuple[subprocess.CompletedProcess, di
     return plain, json.loads(as_json.stdout)
 
 
-FAR = "def model(x):\n    return x + 0.5\n"
+FAR = 'def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return x + 0.5\n'
 
 
 def test_everything_in_order_passes_with_status_0(tmp_path: Path):
@@ -69,7 +70,8 @@ def test_a_drifted_seed_fails_with_the_problem_printed(tmp_path: Path):
 
 
 def test_output_that_scoring_rejects_fails_the_check(tmp_path: Path):
-    rejected = "def model(x):\n    raise ValueError('model returned shape (3,); expected (1,)')\n"
+    rejected = ('def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n'
+                "    raise ValueError('model returned shape (3,); expected (1,)')\n")
     plain, report = check(toy_task(tmp_path / "toy", "seed_score: 1.0\nseed_score_tolerance: 0.05\n", near=rejected))
     assert plain.returncode == 1
     assert "problem: near: INVALID_OUTPUT: ValueError: model returned shape (3,); expected (1,)" in plain.stderr
@@ -115,7 +117,7 @@ def test_a_seed_that_uses_over_a_third_of_timeout_s_warns_and_says_what_to_set(t
     assert plain.returncode == 0, plain.stderr
     assert 2.0 <= report["seed_time_s"] < 5 and report["timeout_s"] == 5
     (warning,) = report["warnings"]
-    assert warning.startswith("the seed took 2.")
+    assert warning.startswith(f"the seed took {report['seed_time_s']:.1f} s")
     assert warning.endswith(", more than a third of limits.timeout_s 5: candidates with more parameters fit for longer "
                             "and would end as TIMEOUT; set limits.timeout_s to at least 10 in task.yaml (see Sizing "
                             "limits in docs/tasks.md).")

@@ -22,11 +22,11 @@ from sandbox.config import SandboxConfig
 from sandbox.pool import make_runner
 from tasks.spec import load_task
 
-SEED = "def f(x):\n    return -abs(x - 3.0)\n"
-BETTER = "def f(x):\n    return -abs(x - 2.0)\n"
+SEED = 'def f(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return -abs(x - 3.0)\n'
+BETTER = 'def f(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return -abs(x - 2.0)\n'
 # The same program as BETTER to the database (the same canonical hash): only a comment and formatting differ.
-BETTER_AGAIN = ("def f(x):\n    # closer to the data\n    return -abs(x - 2.0)\n",
-                "def f(x):\n\n    return -abs( x-2.0 )\n")
+BETTER_AGAIN = ('def f(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    # closer to the data\n    return -abs(x - 2.0)\n',
+                'def f(params, x):\n\n    PARAMS = {"a": (0.0, 1.0)}\n    return -abs( x-2.0 )\n')
 
 
 @pytest.fixture
@@ -35,12 +35,13 @@ def tiny_task(tmp_path: Path) -> Path:
     folder = tmp_path / "tiny"
     folder.mkdir()
     (folder / "task.yaml").write_text(
-        "name: tiny\nversion: 1\nsummary: Find the held-out x.\nevolve: seed.py:f\nscore: score.py:score\n"
+        "name: tiny\nversion: 1\nsummary: Find the held-out x.\nevolve: seed.py:f\ninputs: {x: float32}\n"
+        "score: score.py:score\n"
         "data: data.py:load\nlimits: {timeout_s: 30, memory_mb: 1024}\nallowed_imports: [math]\n"
     )
     (folder / "seed.py").write_text(SEED)
     (folder / "score.py").write_text(
-        "def score(candidate, train, heldout, seed=0):\n    return {'score': float(candidate.f(heldout['x']))}\n"
+        "def score(candidate, train, heldout, seed=0):\n    return {'score': float(candidate({'a': 0.5}, heldout['x']))}\n"
     )
     (folder / "data.py").write_text("def load():\n    return {'train': {'x': 1.0}, 'selection': {'x': 1.0}, "
                                     "'test': {'x': 1.0}}\n")
@@ -89,7 +90,8 @@ def test_identical_answers_of_one_request_are_evaluated_once(tiny_task: Path, tm
 
 
 def test_a_repeat_of_a_candidate_still_evaluating_is_skipped(tiny_task: Path, tmp_path: Path) -> None:
-    other = ("def f(x):\n    return -abs(x - 1.5)\n", "def f(x):\n    return -abs(x - 1.0)\n")
+    other = tuple(f'def f(params, x):\n    PARAMS = {{"a": (0.0, 1.0)}}\n    return -abs(x - {value})\n'
+                  for value in (1.5, 1.0))
     # Three requests are out at once; their answers repeat one program, which is still being evaluated.
     proposer = Answers([BETTER, BETTER_AGAIN[0], BETTER_AGAIN[1], *other])
     summary, stored, stats, display = run_loop(tiny_task, tmp_path / "run.db", proposer, max_evals=3, max_in_flight=3)
