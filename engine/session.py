@@ -64,11 +64,12 @@ def default_db_path(task: TaskSpec) -> Path:
     return Path("runs") / f"{task.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.db"
 
 
-def build_runner(context: TaskContext, config: ExperimentConfig):
-    """Returns the worker pool the sandbox section asks for."""
+def build_runner(context: TaskContext, config: ExperimentConfig, db_path: Path | None = None):
+    """Returns the worker pool the sandbox section asks for; the run's database files are hidden from its workers."""
     from sandbox.pool import make_runner
 
-    return make_runner(config.sandbox, context)
+    hidden = [] if db_path is None else [str(db_path) + suffix for suffix in ("", "-wal", "-shm", ".lock")]
+    return make_runner(config.sandbox, context, hidden_paths=hidden)
 
 
 BWRAP_MISSING = (
@@ -156,7 +157,7 @@ def run_discovery(
         warn(warning)
         # Said once here, where a person reads it; the workers then need not log it again.
         config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"use_bwrap": False})})
-    runner = build_runner(context, config)
+    runner = build_runner(context, config, db_path)
     max_in_flight = config.run.max_in_flight or 2 * config.sandbox.num_workers
     display = ProgressDisplay(config.run.max_evals, config.sandbox.num_workers, quiet=quiet)
     loop = SearchLoop(
