@@ -58,6 +58,9 @@ _NVIDIA_NODE = re.compile(r"nvidia(\d+|ctl|-uvm|-uvm-tools|-modeset|-caps)")
 #: Nodes without which CUDA cannot start (besides one /dev/nvidia<N>).
 _REQUIRED_NVIDIA_NODES = ("nvidiactl", "nvidia-uvm")
 
+#: Names of the folders that hold installed packages.
+PACKAGE_FOLDERS = ("site-packages", "dist-packages")
+
 #: Where the worker's scratch tmpfs is mounted inside the sandbox.
 SANDBOX_SCRATCH = "/tmp"
 
@@ -206,10 +209,12 @@ def needed_paths(task_root: str, *, python_only: bool = False) -> list[str]:
               str(Path(sys.executable).resolve().parent.parent), *site.getsitepackages()}
     paths = set(python)
     if python_only:
-        # The standard library's own folders (lib-dynload, a zip) lie under the prefixes; nothing else on sys.path
-        # (the working directory, a checkout) is bound back.
+        # The standard library's own folders (lib-dynload, a zip) lie under the prefixes, and packages can be in
+        # another environment's site-packages on sys.path (a .pth file); nothing else on sys.path (the working
+        # directory, a checkout) is bound back.
         prefixes = [os.path.realpath(p) for p in python]
-        paths.update(p for p in sys.path if p and any(_is_under(os.path.realpath(p), q) for q in prefixes))
+        paths.update(p for p in sys.path if p and (any(_is_under(os.path.realpath(p), q) for q in prefixes)
+                                                  or os.path.basename(os.path.realpath(p)) in PACKAGE_FOLDERS))
     else:
         paths.update({str(Path(task_root).resolve()), code_root()})
         paths.update(p for p in sys.path if p)
