@@ -33,7 +33,10 @@ def test_each_task_has_a_real_data_file_and_a_synthetic_twin():
 @pytest.mark.parametrize("task_file", TASK_FILES, ids=str)
 def test_task_check_passes(task_file: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "task", "check", str(task_file), "--json", "--workers", "2"],
+        # one fit seed: the spread over fit seeds is checked on a toy task (test_task_check_report.py), and here it
+        # would cost two more fits of every bundled model
+        [sys.executable, "-m", "engine.cli", "task", "check", str(task_file), "--json", "--workers", "2",
+         "--fit-seeds", "1"],
         capture_output=True, text=True, timeout=600, cwd=REPO,  # the environment (data mirror) is inherited
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
