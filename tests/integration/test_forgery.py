@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(find_bwrap() is None, reason=
 def sandbox():
     prepared = prepare(TASK, None, {})
     context = build_context(prepared.task, prepared.splits)
-    limits = replace(context.limits, timeout_s=45.0, memory_mb=2048)
+    limits = replace(context.limits, timeout_s=20.0, memory_mb=2048)
     context = replace(context, allowed_imports=("*",), limits=limits)
     staged = SandboxSpec(use_bwrap=True)(context, {})
     yield staged
