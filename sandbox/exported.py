@@ -35,7 +35,7 @@ import re
 import struct
 import time
 import types
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
            "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected"]
@@ -205,8 +205,6 @@ def check_exported(exported, *, what: str, in_avals: Sequence[Any], in_tree=None
     Checked: one device, no effects, custom calls only from ALLOWED_CUSTOM_CALLS, the argument structure and
     each argument's shape and dtype, and results with the leading batch dimension.
     """
-    import jax
-
     if exported.nr_devices != 1:
         raise ExportRejected(f"the candidate's {what} is for {exported.nr_devices} devices; expected 1.")
     if exported.ordered_effects or exported.unordered_effects:

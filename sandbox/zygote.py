@@ -390,8 +390,6 @@ def open_gpu_device(fd_dir: str = "/proc/self/fd") -> str:
 
 def load_entry(entry: str, root: str):
     """Returns the function named by "path/to/score.py:function" (path relative to `root` or absolute)."""
-    import importlib.util
-
     path, _, function_name = entry.rpartition(":")
     if not path or not function_name:
         raise ValueError(f"entry {entry!r} is not of the form 'path/to/score.py:function'")

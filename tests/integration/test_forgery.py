@@ -230,7 +230,6 @@ def test_a_run_whose_llm_answers_with_patches_stores_honest_scores(small_bandit_
     """Through a real `discover run` against a loopback LLM server that answers with the probe's two-line patch
     (`m = numpy; m.exp = lambda x: 0.999`, which once made every program store 0.999), with the default static
     check on: every stored program has an outcome, and no score is above what the model earns honestly."""
-    import json
     import subprocess
     import sys
 
