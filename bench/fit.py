@@ -19,6 +19,7 @@ is the process's CPU time (both threads), steadier than wall time on a shared ma
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -258,8 +259,23 @@ def main() -> None:
     parser.add_argument("--gpu-shape", type=int, nargs=3, default=(4096, 100, 1000),
                         metavar=("RESTARTS", "SESSIONS", "TRIALS"), help="the --gpu batch")
     parser.add_argument("--sweep", action="store_true", help="compile/fit times under XLA options, gradient modes")
+    parser.add_argument("--all-tasks", action="store_true",
+                        help="each bundled task's seed through the task's own score (bench/task_costs.py)")
+    parser.add_argument("--baselines", action="store_true", help="--all-tasks: the baselines too")
+    parser.add_argument("--tasks", nargs="+", help="--all-tasks: only these task folders under tasks/")
     args = parser.parse_args()
-    if args.sweep:
+    if args.all_tasks:
+        from bench.task_costs import ROOT, candidate_costs, print_table
+
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {args.repeats}")
+        folders = sorted(p.parent for p in (ROOT / "tasks").glob("*/task.yaml"))
+        rows = []
+        for folder in folders:
+            if args.tasks and folder.name not in args.tasks:
+                continue
+            rows += candidate_costs(folder / "task.yaml", "all" if args.baselines else "seed", args.repeats)
+        print_table(rows)
+    elif args.sweep:
         sweep(args.repeats, args.restarts)
     elif args.gpu:
         large_batch(*args.gpu_shape, max_steps=args.max_steps)

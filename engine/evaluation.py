@@ -6,6 +6,7 @@ import functools
 import math
 from typing import Any, Mapping
 
+from engine.constants import CONSTANT_PREFIX, lift_constants
 from engine.fit import read_params
 from islands import Candidate, Program
 from sandbox.exported import parse_input
@@ -51,12 +52,19 @@ def make_job(job_id: int, source: str, function_name: str) -> Job:
     """Returns the job for one candidate, with the free parameters read from its PARAMS here, by the engine.
 
     A source whose PARAMS cannot be read becomes a job the sandbox records as INVALID_OUTPUT without running it.
+    Its float literals are lifted into constants (`engine/constants.py`) so that it shares its compiled program
+    with candidates that differ from it only in their numbers.
     """
     try:
         spec = read_params(source, function_name)
     except ValueError as error:
         return Job(job_id=job_id, source=source, rejection=str(error))
-    return Job(job_id=job_id, source=source, parameters=tuple(zip(spec.names, spec.lows, spec.highs)))
+    parameters = tuple(zip(spec.names, spec.lows, spec.highs))
+    lifted = lift_constants(source, function_name)
+    if lifted is None or any(name.startswith(CONSTANT_PREFIX) for name in spec.names):
+        return Job(job_id=job_id, source=source, parameters=parameters)
+    return Job(job_id=job_id, source=source, parameters=parameters, lifted_source=lifted.source,
+               constants=lifted.constants)
 
 
 def _finite(value: Any) -> bool:

@@ -41,6 +41,10 @@ class SandboxConfig(BaseModel):
         docker_image: docker backend only: the image built from the repository's Dockerfile.
         docker_startup_grace_s: docker backend only: seconds added to the task's timeout_s for the
             container to start Python and import JAX before it is killed.
+        compile_cache: where the trusted scoring workers keep JAX's persistent compilation cache, shared by a
+            run's workers and by later runs: "" (default) for $XDG_CACHE_HOME/discover/xla (~/.cache/...), a
+            folder, or "off". Used only when the tracing stage is isolated (bubblewrap or docker); see
+            `sandbox.pool.compile_cache_folder`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -56,6 +60,7 @@ class SandboxConfig(BaseModel):
     use_bwrap: bool | None = None
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_startup_grace_s: float = Field(default=20.0, ge=0.0)
+    compile_cache: str = ""
 
     @field_validator("num_gpus_per_worker")
     @classmethod

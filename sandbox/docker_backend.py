@@ -260,8 +260,10 @@ class DockerSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("this DockerSandbox is closed; create a new one to run more jobs.")
-            _write_private(Path(self._job_dir) / "job.pkl", pickle.dumps({"job_id": job.job_id, "source": job.source,
-                                                                          "parameters": [list(p) for p in job.parameters]}))
+            message = {"job_id": job.job_id, "source": job.source, "parameters": [list(p) for p in job.parameters]}
+            if self.stage == "trace" and job.lifted_source:
+                message.update(lifted_source=job.lifted_source, constants=[name for name, _ in job.constants])
+            _write_private(Path(self._job_dir) / "job.pkl", pickle.dumps(message))
             stdout, exit_code, timed_out = self._run_container()
         limits = self.context.limits
         return result_from_container(

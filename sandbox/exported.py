@@ -29,16 +29,19 @@ Input specifications (task.yaml `inputs`), one per argument after `params`, in o
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import functools
 import json
 import re
 import struct
 import time
 import types
-from typing import Any, Mapping, Sequence
+import weakref
+from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
-           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected"]
+           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "lifted_constants", "constants_as"]
 
 #: The symbolic leading dimension every exported argument and result carries.
 BATCH_DIMENSION = "batch"
@@ -232,7 +235,7 @@ def check_exported(exported, *, what: str, in_avals: Sequence[Any], in_tree=None
 
 
 def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping[str, Sequence[float]],
-                   inputs: Sequence[str]) -> CandidateFunction:
+                   inputs: Sequence[str], constants: Mapping[str, float] | None = None) -> CandidateFunction:
     """Returns the callable the task's score receives, rebuilt from an exported candidate.
 
     Args:
@@ -240,6 +243,8 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
         function_name: the evolved function's name (shown in messages).
         parameters: name -> (low, high) as the engine read them from the candidate's PARAMS.
         inputs: the task's input specifications.
+        constants: name -> value of the literals the engine lifted into extra parameters
+            (`engine/constants.py`), when the candidate was exported that way; they are passed to every call.
 
     Raises:
         ExportRejected: the bytes do not deserialize, or `check_exported` refuses them.
@@ -275,7 +280,8 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
             raise ExportRejected(f"the candidate's {what} does not deserialize "
                                  f"({type(error).__name__}: {str(error)[:200]}).") from None
     primal, forward, backward = loaded
-    names = tuple(parameters)
+    constants = dict(constants or {})
+    names = tuple(parameters) + tuple(constants)
     abstract, number_of_directions = _abstract_arguments(names, inputs)
     leaves, tree = jax.tree.flatten(abstract)
     check_exported(primal, what="computation", in_avals=leaves, in_tree=jax.tree.structure((abstract, {})))
@@ -300,7 +306,36 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
     functions = _Functions(primal, forward, backward, tree, inexact,
                            tuple(_inexact(aval.dtype) for aval in primal.out_avals), problems)
     return CandidateFunction(function_name, {n: (float(lo), float(hi)) for n, (lo, hi) in parameters.items()},
-                             functions, [parse_input(spec)[0] for spec in inputs])
+                             functions, [parse_input(spec)[0] for spec in inputs], constants)
+
+
+# Candidates with lifted constants, and the values a compiled program traces them with (see `constants_as`).
+_LIFTED: weakref.WeakSet = weakref.WeakSet()
+_BOUND: contextvars.ContextVar[Mapping[int, Any]] = contextvars.ContextVar("bound_constants", default={})
+
+
+def lifted_constants() -> list[CandidateFunction]:
+    """Returns the live candidates of this process whose literals were lifted into constants, in a stable order."""
+    return sorted(_LIFTED, key=lambda candidate: candidate._serial)
+
+
+@contextlib.contextmanager
+def constants_as(values: Mapping[CandidateFunction, Any]) -> Iterator[None]:
+    """Within the block, each candidate in `values` reads its constants from the given array (e.g. a tracer, an
+    argument of the program being traced) instead of its own values; see `CandidateFunction.constants`.
+
+    Example:
+        >>> candidates = lifted_constants()
+        >>> def program(constants, z, data):
+        ...     with constants_as(dict(zip(candidates, constants))):
+        ...         return objective(z, data)
+        >>> jax.jit(program)([c.constants for c in candidates], z, data)   # one compile for any constants
+    """
+    token = _BOUND.set({**_BOUND.get(), **{id(candidate): array for candidate, array in values.items()}})
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
 
 
 class CandidateFunction:
@@ -314,13 +349,24 @@ class CandidateFunction:
         PARAMS: name -> (low, high), the candidate's declared free parameters.
     """
 
+    _count = 0
+
     def __init__(self, name: str, declared: Mapping[str, tuple[float, float]], functions: _Functions,
-                 input_dtypes: Sequence[str]) -> None:
+                 input_dtypes: Sequence[str], constants: Mapping[str, float] | None = None) -> None:
+        import numpy as np
+
         self.__name__ = name
         self.PARAMS = dict(declared)
         self._names = tuple(declared)
         self._input_dtypes = tuple(input_dtypes)
         self._functions = functions
+        self._constant_names = tuple(constants or {})
+        #: the lifted literals' values, float32 (n,); empty when none were lifted
+        self.constants = np.asarray([float(v) for v in (constants or {}).values()], np.float32)
+        CandidateFunction._count += 1
+        self._serial = CandidateFunction._count
+        if self._constant_names:
+            _LIFTED.add(self)
 
     def __call__(self, params: Mapping[str, Any], *inputs: Any):
         import jax
@@ -333,6 +379,9 @@ class CandidateFunction:
         if missing:
             raise KeyError(f"{self.__name__} needs the parameters {missing}.")
         declared = {name: jnp.asarray(params[name], jnp.float32) for name in self._names}
+        if self._constant_names:
+            values = _BOUND.get().get(id(self), self.constants)
+            declared.update({name: jnp.asarray(values[i], jnp.float32) for i, name in enumerate(self._constant_names)})
         cast = [jnp.asarray(value, dtype) for value, dtype in zip(inputs, self._input_dtypes)]
         leaves = jax.tree.leaves((declared, *cast))
         outputs = _candidate_p.bind(*leaves, functions=self._functions, kind="primal", rank=0, directions=False)

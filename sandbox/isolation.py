@@ -249,7 +249,8 @@ def default_hidden_paths() -> list[str]:
 
 
 def scratch_entries_to_keep(task_root: str, readable_paths: Sequence[str] = ()) -> list[str]:
-    """Returns the top-level names in the scratch that lead to needed paths bound back read-only."""
+    """Returns the top-level names in the scratch that lead to needed paths bound back (read-only, or the
+    writable compilation cache): the worker empties the rest of its scratch after each candidate."""
     prefix = SANDBOX_SCRATCH.rstrip("/") + "/"
     needed = [*needed_paths(task_root), *readable_paths]
     return sorted({p[len(prefix):].split("/")[0] for p in needed if p.startswith(prefix)})
@@ -258,7 +259,7 @@ def scratch_entries_to_keep(task_root: str, readable_paths: Sequence[str] = ()) 
 def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str], *, task_root: str,
                   hidden_paths: Sequence[str] = (), scratch_mb: int = 256, as_root: bool | None = None,
                   device_nodes: Sequence[tuple[str, str]] = (), readable_paths: Sequence[str] = (),
-                  python_only: bool = False) -> list[str]:
+                  python_only: bool = False, writable_paths: Sequence[str] = ()) -> list[str]:
     """Returns the bwrap command line that runs `worker_argv` isolated as described in this module's docstring.
 
     Args:
@@ -274,6 +275,8 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
             `gpu_library_dirs()`).
         python_only: bind back only the Python installation and this package under hidden folders (the tracing
             stage; see `needed_paths`).
+        writable_paths: existing folders bound read-write (the trusted scorer's compilation cache); never give
+            one to a stage that runs candidate Python.
     """
     as_root = os.geteuid() == 0 if as_root is None else as_root
     command = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
@@ -290,7 +293,8 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
     hidden = [os.path.realpath(p) for p in [*default_hidden_paths(), *hidden_paths] if os.path.lexists(p)]
     hidden_dirs = {p for p in hidden if os.path.isdir(p)} | {"/run", "/var/tmp"}
     hidden_files = [p for p in hidden if not os.path.isdir(p)]
-    needed = sorted({*needed_paths(task_root, python_only=python_only),
+    writable = sorted({os.path.realpath(p) for p in writable_paths if os.path.isdir(p)})
+    needed = sorted({*needed_paths(task_root, python_only=python_only), *writable,
                      *(os.path.realpath(p) for p in readable_paths if os.path.isdir(p))})
     covered = hidden_dirs | {SANDBOX_SCRATCH}
     # A needed path that is itself a covered directory (e.g. a script's folder /tmp on sys.path) stays covered.
@@ -309,6 +313,7 @@ def bwrap_command(bwrap: str, worker_argv: Sequence[str], env: Mapping[str, str]
             parent = os.path.dirname(parent)
     mounts += [(p.count("/"), 1, ["--perms", "0755", "--dir", p]) for p in parents]
     mounts += [(p.count("/"), 2, ["--ro-bind", p, p]) for p in rebound]
+    mounts += [(p.count("/"), 4, ["--bind", p, p]) for p in writable]
     for path in hidden_files:
         visible = not any(_is_under(path, h) for h in covered) or any(_is_under(path, r) for r in rebound)
         if visible:

@@ -14,6 +14,8 @@ Two runners share this interface:
 
 from __future__ import annotations
 
+import os
+
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -116,6 +118,30 @@ def worker_env(num_gpus: float, gpu_ids: list[str] | None = None) -> dict[str, s
     return env
 
 
+def compile_cache_folder(setting: str, *, isolated: bool) -> str | None:
+    """Returns the folder of the scoring workers' persistent compilation cache, created, or None for none.
+
+    `setting` is SandboxConfig.compile_cache: "" for the default (`$XDG_CACHE_HOME/discover/xla`, else
+    ~/.cache/discover/xla), "off", or a folder. The cache holds compiled programs that the trusted scorer loads and
+    runs, so it is used only when the tracing stage is isolated (bubblewrap or a container), where candidate Python
+    cannot reach it: a plain-process tracing stage could write a program there that a later scorer would run.
+    """
+    if setting == "off" or not isolated:
+        return None
+    if setting:
+        folder = Path(setting).expanduser()
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "discover" / "xla"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            # scoring workers run as unprivileged uids of their own; the folder above (e.g. /root) keeps others out
+            folder.chmod(0o1777)
+    except OSError:
+        return None
+    return str(folder.resolve())
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxSpec:
     """A picklable recipe for opening a sandbox in a worker (a thread, a Ray actor on another machine).
@@ -128,6 +154,7 @@ class SandboxSpec:
     hidden_paths: tuple[str, ...] = ()
     docker_image: str = DEFAULT_DOCKER_IMAGE
     docker_startup_grace_s: float = 20.0
+    compile_cache: str = ""
 
     @classmethod
     def from_config(cls, config: SandboxConfig, hidden_paths: Sequence[str] = ()) -> SandboxSpec:
@@ -142,6 +169,7 @@ class SandboxSpec:
             hidden_paths=tuple(str(path) for path in hidden_paths),
             docker_image=config.docker_image,
             docker_startup_grace_s=config.docker_startup_grace_s,
+            compile_cache=config.compile_cache,
         )
 
     def __call__(self, context: TaskContext, extra_env: Mapping[str, str]) -> Sandbox:
@@ -163,14 +191,18 @@ class SandboxSpec:
         # The tracing stage needs no GPU: it lowers for the scorer's platform without running anything.
         trace_env = {**extra_env, "JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": ""}
 
+        cache = compile_cache_folder(self.compile_cache, isolated=self.backend == "docker" or (
+            self.use_bwrap is not False and isolation.find_bwrap() is not None))
+
         def open_stage(stage_context: TaskContext, stage: str) -> Sandbox:
             if stage == "score":
                 return ProcessSandbox(stage_context, use_bwrap=self.use_bwrap, hidden_paths=self.hidden_paths,
-                                      extra_env=extra_env, stage="score")
+                                      extra_env=extra_env, stage="score", compile_cache=cache)
             if self.backend == "docker":
                 return self._docker(stage_context, trace_env, "trace")
+            hidden = (*self.hidden_paths, str(Path(context.root).resolve()), *([cache] if cache else []))
             return ProcessSandbox(stage_context, use_bwrap=self.use_bwrap, extra_env=trace_env, stage="trace",
-                                  hidden_paths=(*self.hidden_paths, str(Path(context.root).resolve())))
+                                  hidden_paths=hidden)
 
         return StagedSandbox(context, open_stage, platforms=("cuda",) if cuda else ("cpu",))
 

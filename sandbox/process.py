@@ -148,6 +148,8 @@ class ProcessSandbox:
             traced and exported; the worker sees neither the task's folder nor the code beside this package, nor
             the data mirror or cache, nor the working directory) or "score" (the trusted scorer: jobs carry an
             exported computation, no candidate Python runs). See `sandbox/staged.py`.
+        compile_cache: "score" stage only: a folder for JAX's persistent compilation cache, shared by the
+            run's scoring workers (`compilation_cache_env`); under bubblewrap it is the one writable folder.
 
     Raises:
         SandboxError: a bad entry or `max_jobs_per_worker`; bubblewrap required but missing; JAX is to use CUDA
@@ -158,7 +160,7 @@ class ProcessSandbox:
                  max_jobs_per_worker: int = 500, preload: Sequence[str] | None = None,
                  startup_timeout_s: float = 120.0, scratch_mb: int = 256,
                  extra_env: Mapping[str, str] | None = None, gpu: bool | None = None,
-                 stage: str = "run") -> None:
+                 stage: str = "run", compile_cache: str | None = None) -> None:
         if max_jobs_per_worker < 1:
             raise SandboxError(f"max_jobs_per_worker must be at least 1; got {max_jobs_per_worker}.")
         if stage not in ("run", "trace", "score"):
@@ -184,6 +186,10 @@ class ProcessSandbox:
         self.startup_timeout_s = startup_timeout_s
         self.scratch_mb = scratch_mb
         self.extra_env = dict(extra_env or {})
+        self.compile_cache = None
+        if compile_cache and stage == "score":
+            self.compile_cache = str(Path(compile_cache).resolve())
+            self.extra_env.update(compilation_cache_env(self.compile_cache))
         self.drop_uid = isolation.allocate_uid() if os.geteuid() == 0 else None
         jax_platforms = isolation.sandbox_env(self.extra_env)["JAX_PLATFORMS"]
         self.gpu = isolation.wants_cuda(jax_platforms) if gpu is None else gpu
@@ -226,7 +232,12 @@ class ProcessSandbox:
             return RunResult(job.job_id, rejection.outcome, error=rejection.message, timings={"wall": wall_s},
                              wall_time_s=wall_s)
         message = {"job_id": job.job_id, "parameters": [list(p) for p in job.parameters]}
-        message.update({"exported": exported} if self.stage == "score" else {"source": job.source})
+        if self.stage == "score":
+            message.update(exported=exported, constants=[list(c) for c in job.constants])
+        else:
+            message["source"] = job.source
+            if self.stage == "trace" and job.lifted_source:
+                message.update(lifted_source=job.lifted_source, constants=[name for name, _ in job.constants])
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
@@ -305,7 +316,8 @@ class ProcessSandbox:
             "entry": self.context.entry, "root": self.root, "function_name": self.context.function_name,
             "payload": self._payload, "preload": self.preload, "limits": asdict(limits), "scratch": scratch,
             "drop_uid": self.drop_uid, "isolated": self.bwrap is not None,
-            "scratch_keep": isolation.scratch_entries_to_keep(self.root, readable) if self.bwrap else [],
+            "scratch_keep": isolation.scratch_entries_to_keep(
+                self.root, [*readable, *([self.compile_cache] if self.compile_cache else [])]) if self.bwrap else [],
             "nproc_extra": 4 * cores + 8 + (4 * cores + 32 if self.gpu else 0),
             "gpu": self.gpu, "stage": self.stage, "inputs": list(self.context.inputs or ()),
         }
@@ -315,7 +327,8 @@ class ProcessSandbox:
             argv = isolation.bwrap_command(self.bwrap, python_argv, env, task_root=self.root,
                                            hidden_paths=self.hidden_paths, scratch_mb=self.scratch_mb,
                                            device_nodes=isolation.gpu_device_nodes() if self.gpu else (),
-                                           readable_paths=readable, python_only=self.stage == "trace")
+                                           readable_paths=readable, python_only=self.stage == "trace",
+                                           writable_paths=[self.compile_cache] if self.compile_cache else [])
         else:
             argv = python_argv
         self._worker = _WorkerProcess(argv, env, scratch_to_remove=None if self.bwrap else scratch,
@@ -475,6 +488,24 @@ def kill_processes_of_uid(uid: int) -> int:
     return alive
 
 
+#: Bounds of JAX's persistent compilation cache: every program is cached (a candidate's compile takes well under
+#: the default 1 s threshold), and the folder is kept under a size.
+COMPILE_CACHE_MAX_BYTES = 1 << 30
+
+
+def compilation_cache_env(folder: str) -> dict[str, str]:
+    """Returns the environment that points a scoring worker's JAX at a persistent compilation cache in `folder`."""
+    return {"JAX_COMPILATION_CACHE_DIR": folder, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "JAX_COMPILATION_CACHE_MAX_SIZE": str(COMPILE_CACHE_MAX_BYTES)}
+
+
+def details_lifted(reply: dict) -> bool:
+    """Whether a tracing stage's reply says it exported the lifted version (a claim the scorer's check tests)."""
+    details = reply.get("details")
+    return isinstance(details, dict) and details.get("lifted") is True
+
+
 def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, wall_s: float, *,
                        startup_cpu_s: float = 0.0, stage: str = "run") -> RunResult:
     """Returns the RunResult for a worker's JSON reply.
@@ -503,6 +534,8 @@ def _result_from_reply(job_id: int, reply: Mapping[str, Any], startup_s: float, 
     if stage == "trace":
         exported = details.get("exported") if outcome is Outcome.OK else None
         details = {"exported": exported} if isinstance(exported, str) else {}
+        if details and details_lifted(reply):
+            details["lifted"] = True
         scores: dict[str, float] = {}
         if outcome is Outcome.OK and not details:
             outcome = Outcome.CRASHED

@@ -72,12 +72,18 @@ class Job:
             candidate is traced with these names and the entry receives them as `candidate.PARAMS`.
         rejection: why the engine refused the source before running it (e.g. its PARAMS do not parse); the job
             then ends INVALID_OUTPUT with this message, and nothing runs.
+        lifted_source: the source with its float literals read from `params` (`engine/constants.py`), which the
+            tracing stage tries first; empty when there is nothing to lift.
+        constants: (reserved name, value) of each lifted literal, passed to the scorer's candidate when the
+            lifted source was the one exported.
     """
 
     job_id: int
     source: str
     parameters: tuple[tuple[str, float, float], ...] = ()
     rejection: str = ""
+    lifted_source: str = ""
+    constants: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,9 @@ class StagedSandbox:
         traced = self.tracer.run(job)
         if traced.outcome is not Outcome.OK:
             return replace(traced, timings={**traced.timings, "trace_wall": traced.wall_time_s})
-        scored = self.scorer.run(job, exported=traced.details["exported"])
+        # the constants go to the scorer only when the lifted version was exported (its check then expects them)
+        lifted = traced.details.get("lifted") is True
+        scored = self.scorer.run(job if lifted else replace(job, constants=()), exported=traced.details["exported"])
         timings = {**{f"trace_{k}" if k in scored.timings or k == "wall" else k: v
                       for k, v in traced.timings.items()}, **scored.timings}
         timings["wall"] = time.perf_counter() - started

@@ -139,7 +139,13 @@ class Worker:
                 pass
         self.entry = load_entry(self.init["entry"], root)
         if self.init.get("stage") == "score":
-            self.exported = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "exported.py"))
+            # the package module when the scorer's code can import it (the fitter then sees the candidate's lifted
+            # constants, `engine/constants.py`), else the file beside this one
+            try:
+                import sandbox.exported as exported
+            except ImportError:
+                exported = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "exported.py"))
+            self.exported = exported
         self.payload = pickle.loads(self.init["payload"])
         problem = fork_hazard()
         if problem:
@@ -534,7 +540,8 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
             try:
                 candidate = worker.exported.load_candidate(
                     job["exported"], function_name=init["function_name"], inputs=init["inputs"],
-                    parameters={name: (low, high) for name, low, high in job["parameters"]})
+                    parameters={name: (low, high) for name, low, high in job["parameters"]},
+                    constants={name: float(value) for name, value in job.get("constants") or ()})
             except worker.exported.ExportRejected as error:
                 return {"outcome": "INVALID_OUTPUT", "error": str(error), "timings": timings}
             timings["load"] = time.perf_counter() - begun
@@ -549,6 +556,11 @@ def evaluate(job: dict, worker: Worker, started: float) -> dict:
         return _exception_verdict(error, timings, init["limits"]["max_processes"])
     try:
         begun = time.perf_counter()
+        if stage == "trace" and job.get("lifted_source"):
+            lifted = trace_lifted(job, worker, entry, arguments)
+            if lifted is not None:
+                timings["entry"] = time.perf_counter() - begun
+                return validate_export(lifted, timings, lifted=True)
         returned = entry(candidate, **worker.payload, **arguments)
         timings["entry"] = time.perf_counter() - begun
         return validate_export(returned, timings) if stage == "trace" else validate(returned, timings)
@@ -578,8 +590,22 @@ def build_module(source: str, function_name: str) -> types.ModuleType | dict:
     return module
 
 
-def validate_export(returned, timings: dict) -> dict:
-    """The tracing stage's verdict: the exported computation as text, and nothing the host would believe."""
+def trace_lifted(job: dict, worker: Worker, entry, arguments: dict):
+    """Exports the candidate with its literals lifted into parameters (`engine/constants.py`); returns what the
+    entry returned, or None when that version does not build or trace (the source as written is traced then)."""
+    try:
+        module = build_module(job["lifted_source"], worker.init["function_name"])
+        if isinstance(module, dict):
+            return None
+        names = [*arguments["parameters"], *(str(name) for name in job.get("constants") or ())]
+        return entry(module, **worker.payload, **{**arguments, "parameters": names})
+    except Exception:  # any failure of the rewritten version: fall back to the candidate as written
+        return None
+
+
+def validate_export(returned, timings: dict, *, lifted: bool = False) -> dict:
+    """The tracing stage's verdict: the exported computation as text, and nothing the host would believe (whether
+    the lifted version was exported only decides which parameters the scorer's check expects)."""
     exported = returned.get("exported") if isinstance(returned, dict) else None
     if not isinstance(exported, str):
         return {"outcome": "CRASHED", "timings": timings, "error": "tracing returned no exported computation"}
@@ -587,7 +613,7 @@ def validate_export(returned, timings: dict) -> dict:
         number = _as_float(seconds)
         if number is not None and math.isfinite(number):
             timings[str(phase)] = number
-    return {"outcome": "OK", "details": {"exported": exported}, "timings": timings}
+    return {"outcome": "OK", "details": {"exported": exported, "lifted": lifted}, "timings": timings}
 
 
 def _exception_verdict(error: BaseException, timings: dict, max_processes: int) -> dict:

@@ -33,6 +33,7 @@ from engine.fit.gradient import (
     NegLogLikelihood,
     fit_maximum_likelihood,
     fit_per_group,
+    pad_to,
 )
 from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
@@ -50,6 +51,7 @@ __all__ = [
     "fit_bayesian",
     "fit_maximum_likelihood",
     "fit_per_group",
+    "pad_to",
     "fit_simulation_based",
     "perturbed_parameters",
     "read_params",

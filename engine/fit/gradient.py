@@ -17,11 +17,11 @@ starting point is non-finite; a non-finite trial step is shrunk instead) and can
 
 from __future__ import annotations
 
-import concurrent.futures
+import functools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit.errors import FitError
+from sandbox import exported
 from engine.fit.host_loops import run_host_loop
 from engine.fit.loops import OPTIMIZERS, BatchedModel, build_loop
 from engine.fit.params import ParamSpec
@@ -41,10 +42,14 @@ __all__ = [
     "OPTIMIZERS",
     "fit_maximum_likelihood",
     "fit_per_group",
+    "pad_to",
 ]
 
 NegLogLikelihood = Callable[[dict[str, jax.Array], Any], jax.Array]
 """(params: dict name -> scalar array, data: pytree of arrays) -> scalar total negative log-likelihood (nats)."""
+
+LogLikelihoodTerms = Callable[[dict[str, jax.Array], Any], jax.Array]
+"""(params, data) -> array of log-likelihood terms (e.g. one per session) whose sum is minus the NLL."""
 
 INIT_HALF_WIDTH = 2.0  # restart inits are drawn from U(-2, 2) in unconstrained space: sigmoid covers 0.12..0.88
 
@@ -64,6 +69,8 @@ class FitResult:
             and the process CPU seconds of each, {"compile_cpu_s", "fit_cpu_s"}, which are steadier on a
             shared machine (they include the held-out scorer's compile on its second thread).
         held_out_neg_log_likelihood: total NLL (nats) of `held_out` data at `params`; None without held-out data.
+        held_out_terms: `log_likelihood_terms(params, held_out)` at `params` (e.g. the log-likelihood of each
+            held-out session), as numpy; None unless both were given.
     """
 
     params: dict[str, float]
@@ -74,6 +81,7 @@ class FitResult:
     at_bounds: tuple[str, ...]
     timings: dict[str, float]
     held_out_neg_log_likelihood: float | None = None
+    held_out_terms: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +97,8 @@ class GroupFitResult:
         at_bounds: per group, the names of parameters within 1e-3 * (high - low) of a bound.
         timings: as in FitResult.
         held_out_neg_log_likelihood: (n_groups,) held-out NLL per group, or None without held-out data.
+        held_out_terms: (n_groups, ...) `log_likelihood_terms` of each group's held-out data at its parameters, or
+            None.
     """
 
     params: dict[str, np.ndarray]
@@ -99,6 +109,7 @@ class GroupFitResult:
     at_bounds: tuple[tuple[str, ...], ...]
     timings: dict[str, float]
     held_out_neg_log_likelihood: np.ndarray | None = None
+    held_out_terms: np.ndarray | None = None
 
 
 def fit_maximum_likelihood(
@@ -107,6 +118,7 @@ def fit_maximum_likelihood(
     data: Any,
     *,
     held_out: Any = None,
+    log_likelihood_terms: LogLikelihoodTerms | None = None,
     restarts: int = 16,
     max_steps: int = 300,
     optimizer: str = "adam",
@@ -122,7 +134,12 @@ def fit_maximum_likelihood(
             scalar jax array (constrained value). Must be traceable by JAX (no Python branching on values).
         spec: the free parameters and their bounds, usually `read_params(source, function_name)`.
         data: pytree of arrays (dict, tuple, NamedTuple) passed to `neg_log_likelihood` unchanged.
-        held_out: optional pytree like `data`; its NLL is computed once, at the best restart's params.
+        held_out: optional pytree like `data`; its NLL is computed once, at the best restart's params. When its
+            leaves have the shapes of `data`'s (pad it), the fit's own compiled program scores it; otherwise a
+            second, cheaply optimised program is compiled.
+        log_likelihood_terms: optional (params, data) -> array of log-likelihood terms, e.g. one per session or
+            trial. When given, the fit minimizes minus their sum (pass None as `neg_log_likelihood`), and the
+            held-out data's terms are returned as `held_out_terms`.
         restarts: number of random starts, drawn uniformly in [-2, 2] in unconstrained space.
         max_steps: upper limit on optimizer steps.
         optimizer: "adam", "adabelief" (first-order steps of size learning_rate; a restart whose loss or
@@ -143,10 +160,10 @@ def fit_maximum_likelihood(
         FitError (a ValueError) when every restart gives a non-finite likelihood or the arguments are invalid.
     """
     z0 = _initial_points(spec, 1, restarts, seed)
-    outcome, steps, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=False,
+    outcome, steps, timings = _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, grouped=False,
                                    optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
                                    loop=loop)
-    loss, ok, converged, z, held = (x[0] for x in outcome)
+    loss, ok, converged, z, held, terms = (None if x is None else x[0] for x in outcome)
     if not ok.any():
         raise FitError(
             f"all {restarts} restarts gave a non-finite likelihood; check the model for log(0), division by "
@@ -162,7 +179,8 @@ def fit_maximum_likelihood(
         converged=bool(converged[best]),
         at_bounds=spec.at_bounds(params),
         timings=timings,
-        held_out_neg_log_likelihood=None if held_out is None else float(held[best]),
+        held_out_neg_log_likelihood=None if held_out is None else float(held),
+        held_out_terms=terms,
     )
 
 
@@ -172,6 +190,7 @@ def fit_per_group(
     data: Any,
     *,
     held_out: Any = None,
+    log_likelihood_terms: LogLikelihoodTerms | None = None,
     restarts: int = 16,
     max_steps: int = 300,
     optimizer: str = "adam",
@@ -188,6 +207,7 @@ def fit_per_group(
         spec: the free parameters and their bounds.
         data: pytree of arrays whose every leaf has a leading group axis (n_groups, ...).
         held_out: optional pytree like `data` (same n_groups), scored per group at that group's params.
+        log_likelihood_terms: optional (params, group_data) -> array, as in `fit_maximum_likelihood`.
         restarts, max_steps, optimizer, learning_rate, tol, seed, loop: as in `fit_maximum_likelihood`.
         allow_failed_groups: when True, a group with no finite restart gets NaN parameters, an infinite NLL and
             restarts_ok 0 instead of failing the whole fit (parameter recovery, where one simulated data set the
@@ -204,10 +224,10 @@ def fit_per_group(
     if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
         raise FitError(f"held_out has {_leading_size(held_out, 'held_out')} groups but data has {n_groups}.")
     z0 = _initial_points(spec, n_groups, restarts, seed)
-    outcome, steps, timings = _run(neg_log_likelihood, spec, data, held_out, z0, grouped=True,
+    outcome, steps, timings = _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, grouped=True,
                                    optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
                                    loop=loop)
-    loss, ok, converged, z, held = outcome
+    loss, ok, converged, z, held, terms = outcome
     failed = np.flatnonzero(~ok.any(axis=1))
     if failed.size and not allow_failed_groups:
         raise FitError(
@@ -219,7 +239,7 @@ def fit_per_group(
     constrained = spec.constrain(jnp.asarray(z[rows, best]))
     params = {name: np.array(value, dtype=float) for name, value in constrained.items()}
     neg_log_likelihood_best = loss[rows, best].astype(float)
-    held_best = None if held_out is None else held[rows, best].astype(float)
+    held_best = None if held_out is None else held.astype(float)
     for value in params.values():
         value[failed] = np.nan
     neg_log_likelihood_best[failed] = np.inf
@@ -235,7 +255,30 @@ def fit_per_group(
                         for g in range(n_groups)),
         timings=timings,
         held_out_neg_log_likelihood=held_best,
+        held_out_terms=terms,
     )
+
+
+def pad_to(tree: Any, like: Any) -> Any:
+    """Returns `tree` with every leaf zero-padded at the end of each axis to the shape of the same leaf of `like`,
+    or `tree` unchanged when some leaf is larger than its counterpart or the structures differ.
+
+    Held-out data padded to the training data's shapes are scored by the fit's own compiled program instead of a
+    second one (see `fit_maximum_likelihood`). Padding is zeros, so the likelihood must give zero to a padded unit
+    (a mask of 0, as every task's data carry).
+    """
+    leaves, structure = jax.tree.flatten(tree)
+    targets, target_structure = jax.tree.flatten(like)
+    if structure != target_structure:
+        return tree
+    padded = []
+    for leaf, target in zip(leaves, targets):
+        leaf = np.asarray(leaf)
+        shape = np.shape(target)
+        if leaf.ndim != len(shape) or any(have > want for have, want in zip(leaf.shape, shape)):
+            return tree
+        padded.append(np.pad(leaf, [(0, want - have) for have, want in zip(leaf.shape, shape)]))
+    return jax.tree.unflatten(structure, padded)
 
 
 def _initial_points(spec: ParamSpec, n_groups: int, restarts: int, seed: int) -> np.ndarray:
@@ -269,16 +312,16 @@ FORWARD_MODE_MAX_PARAMS = 8
 # --sweep, 2 parameters, L-BFGS), turning off the fusion emitters cut compile CPU time from 1.32 s to 0.97 s at
 # a similar fit time; XLA versions without this option (jax 0.11) compile with their defaults.
 CPU_COMPILER_OPTIONS: dict[str, object] = {"xla_cpu_use_fusion_emitters": False}
-# The held-out score is one evaluation at the best parameters, so it is compiled with the cheapest settings,
-# on a second thread, while the fit compiles and runs.
-BACKGROUND_HELD_OUT_COMPILE = True
+# Held-out data of other shapes than the training data are scored once, by a program compiled with the cheapest
+# settings. Tasks avoid that compile by padding held-out data to the training data's shapes.
 HELD_OUT_COMPILER_OPTIONS: dict[str, object] = {"xla_backend_optimization_level": 0,
                                                 "xla_cpu_use_fusion_emitters": False}
 
 
-def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, max_steps, learning_rate, tol,
-         loop):
-    """Runs the fit; returns numpy (loss, ok, converged, z, held_loss) per (G, R), the step count and timings."""
+def _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, *, grouped, optimizer, max_steps,
+         learning_rate, tol, loop):
+    """Runs the fit; returns numpy (loss, ok, converged, z) per (G, R), the held-out NLL (G,) and terms (G, ...)
+    at each group's best restart (None without held-out data), the step count and timings."""
     if max_steps < 1:
         raise FitError(f"max_steps = {max_steps}; need at least 1.")
     if optimizer not in OPTIMIZERS:
@@ -290,55 +333,67 @@ def _run(neg_log_likelihood, spec, data, held_out, z0, *, grouped, optimizer, ma
         loop = "host" if jax.default_backend() == "cpu" else "device"
     if optimizer == "lbfgs-zoom":
         loop = "device"
+    if neg_log_likelihood is None and log_likelihood_terms is None:
+        raise FitError("neg_log_likelihood is None and no log_likelihood_terms were given; pass one of them.")
     data = jax.tree.map(jnp.asarray, data)
     held_out = None if held_out is None else jax.tree.map(jnp.asarray, held_out)
     z0 = jnp.asarray(z0)
     timings = {"compile_s": 0.0, "fit_s": 0.0, "compile_cpu_s": 0.0, "fit_cpu_s": 0.0}
+    functions = (neg_log_likelihood, log_likelihood_terms)
 
     if loop == "device":
         settings = (optimizer, int(max_steps), float(learning_rate), float(tol))
-        compiled = _compiled(("device", neg_log_likelihood, spec, grouped, settings), (z0, data, held_out),
-                             lambda: _device_program(neg_log_likelihood, spec, grouped, *settings),
+        compiled = _compiled(("device", functions, spec, grouped, settings), (z0, data, held_out),
+                             lambda: _device_program(*functions, spec, grouped, *settings),
                              CPU_COMPILER_OPTIONS, timings)
         with _timed(timings, "fit"):
-            loss, ok, converged, z, held, steps = jax.block_until_ready(compiled(z0, data, held_out))
-        return tuple(np.asarray(x) for x in (loss, ok, converged, z, held)), int(steps), timings
+            loss, ok, converged, z, steps, held = jax.block_until_ready(compiled(z0, data, held_out))
+        outcome = tuple(np.asarray(x) for x in (loss, ok, converged, z))
+        held_nll, terms = _held_at_best(held, outcome[0], outcome[1])
+        return outcome + (held_nll, terms), int(steps), timings
 
-    held_out_scorer = None
-    if held_out is not None and BACKGROUND_HELD_OUT_COMPILE:
-        # compile the held-out scorer on a second thread while this one compiles and runs the fit
-        z_best_shape = jax.ShapeDtypeStruct((z0.shape[0], 1, z0.shape[2]), jnp.float32)
-        held_out_scorer = _BACKGROUND.submit(
-            _compiled, ("held_out", neg_log_likelihood, spec, grouped), (z_best_shape, held_out),
-            lambda: _value_program(neg_log_likelihood, spec, grouped), HELD_OUT_COMPILER_OPTIONS,
-            {"compile_s": 0.0, "compile_cpu_s": 0.0},
-        )
-    compiled = _compiled(("gradient", neg_log_likelihood, spec, grouped), (z0, data),
-                         lambda: _gradient_program(neg_log_likelihood, spec, grouped), CPU_COMPILER_OPTIONS, timings)
+    compiled = _compiled(("gradient", functions, spec, grouped), (z0, data),
+                         lambda: _gradient_program(*functions, spec, grouped), CPU_COMPILER_OPTIONS, timings)
 
     def evaluate(z):
-        loss, grad = compiled(z.astype(np.float32), data)
+        loss, grad, _ = compiled(z.astype(np.float32), data)
         return np.asarray(loss, dtype=np.float64), np.asarray(grad, dtype=np.float64)
 
     with _timed(timings, "fit"):
         result = run_host_loop(optimizer, evaluate, np.asarray(z0), max_steps=max_steps,
                                learning_rate=learning_rate, tol=tol)
-    held = np.zeros_like(result.loss)
+    outcome = (result.loss, result.ok, result.converged, result.z)
+    held_nll = terms = None
     if held_out is not None:
-        # scored once, at each group's best restart only
+        # each group's best restart, in every restart's slot
         best = np.argmin(np.where(result.ok, result.loss, np.inf), axis=1)
-        z_best = result.z[np.arange(len(best)), best][:, None, :].astype(np.float32)
-        if held_out_scorer is not None:
-            with _timed(timings, "compile"):  # whatever of its compile the fit did not hide
-                scorer = held_out_scorer.result()
+        z_best = result.z[np.arange(len(best)), best][:, None, :]
+        z_best = np.broadcast_to(z_best, result.z.shape).astype(np.float32)
+        if _shapes(held_out) == _shapes(data):
+            # held-out data shaped like the training data (padded by the task) reuse the fit's program
+            scorer = compiled
         else:
-            scorer = _compiled(("held_out", neg_log_likelihood, spec, grouped), (z_best, held_out),
-                               lambda: _value_program(neg_log_likelihood, spec, grouped), HELD_OUT_COMPILER_OPTIONS,
+            scorer = _compiled(("held_out", functions, spec, grouped), (z0, held_out),
+                               lambda: _held_out_program(*functions, spec, grouped), HELD_OUT_COMPILER_OPTIONS,
                                timings)
         with _timed(timings, "fit"):
-            held_best = np.asarray(scorer(z_best, held_out), dtype=np.float64)[:, 0]
-        held = np.repeat(held_best[:, None], result.loss.shape[1], axis=1)
-    return (result.loss, result.ok, result.converged, result.z, held), result.steps, timings
+            held = scorer(z_best, held_out)
+            held_nll, terms = (None if x is None else np.asarray(x)[:, 0] for x in (held[0], held[-1]))
+    return outcome + (held_nll, terms), result.steps, timings
+
+
+def _shapes(tree):
+    return jax.tree.structure(tree), tuple((leaf.shape, leaf.dtype) for leaf in jax.tree.leaves(tree))
+
+
+def _held_at_best(held, loss, ok):
+    """Picks each group's best restart from the device program's held-out values (G, R, ...)."""
+    if held is None:
+        return None, None
+    best = np.argmin(np.where(ok, loss, np.inf), axis=1)
+    rows = np.arange(len(best))
+    nll, terms = jax.tree.map(lambda x: np.asarray(x)[rows, best], held)
+    return nll, terms
 
 
 class _timed:
@@ -356,17 +411,31 @@ class _timed:
 
 
 def _compiled(key, arguments, build_program, options, timings):
-    """Returns the compiled program for key and the arguments' shapes, compiling (and timing) it if needed."""
+    """Returns the compiled program for key and the arguments' shapes, compiling (and timing) it if needed.
+
+    The lifted constants of the candidates in this process (`engine/constants.py`) are arguments of the program,
+    not numbers inside it, so a candidate that differs from an earlier one only in its constants compiles to the
+    same program, which the persistent compilation cache (when configured) already holds.
+    """
+    candidates = exported.lifted_constants()
     signature = jax.tree.map(lambda leaf: (leaf.shape, leaf.dtype), arguments)
-    key = key + (jax.tree.structure(arguments), tuple(jax.tree.leaves(signature)))
+    key = key + (jax.tree.structure(arguments), tuple(jax.tree.leaves(signature)),
+                 tuple(id(candidate) for candidate in candidates))
     with _COMPILED_LOCK:
         compiled = _COMPILED.get(key)
         if compiled is not None:
             _COMPILED.move_to_end(key)
             return compiled
     with _timed(timings, "compile"):
-        lowered = jax.jit(build_program()).lower(*arguments)
-        compiled = _compile(lowered, options)
+        program = build_program()
+
+        def with_constants(constants, *args):
+            with exported.constants_as(dict(zip(candidates, constants))):
+                return program(*args)
+
+        constants = [jnp.asarray(candidate.constants) for candidate in candidates]
+        lowered = jax.jit(with_constants).lower(constants, *arguments)
+        compiled = functools.partial(_compile(lowered, options), constants)
     with _COMPILED_LOCK:
         _COMPILED[key] = compiled
         if len(_COMPILED) > _COMPILED_MAX:
@@ -375,7 +444,6 @@ def _compiled(key, arguments, build_program, options, timings):
 
 
 _UNSUPPORTED_OPTIONS: set[str] = set()
-_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine-fit-compile")
 _COMPILED_LOCK = threading.Lock()
 
 
@@ -394,55 +462,89 @@ def _compile(lowered, options):
         return _compile(lowered, options)
 
 
-def _batched_model(neg_log_likelihood, spec, grouped, data):
+def _batched_model(neg_log_likelihood, spec, grouped, data, terms_function=None):
+    """The fit's objective; with `terms_function` the loss is minus the sum of its terms, which value_and_grad
+    returns as a third output."""
+
     def objective(z, data):
+        if terms_function is not None:
+            terms = jnp.asarray(terms_function(spec.constrain(z), data))
+            return -jnp.sum(terms), terms
         value = jnp.asarray(neg_log_likelihood(spec.constrain(z), data))
         if value.shape != () or not jnp.issubdtype(value.dtype, jnp.floating):
             raise FitError(
                 f"neg_log_likelihood returned a {value.dtype} array of shape {value.shape}; expected a float "
                 "scalar, the total NLL (sum it over trials)."
             )
-        return value
+        return value, None
 
     if spec.size <= FORWARD_MODE_MAX_PARAMS:
         # few parameters: forward mode carries the tangents through the model's scans in one pass instead of
         # a forward scan that stores every step plus a backward scan
-        def value_and_grad(z, data):
-            grad, value = jax.jacfwd(lambda x: (objective(x, data),) * 2, has_aux=True)(z)
-            return value, grad
+        def value_grad_terms(z, data):
+            def value_and_aux(x):
+                value, terms = objective(x, data)
+                return value, (value, terms)
+
+            grad, (value, terms) = jax.jacfwd(value_and_aux, has_aux=True)(z)
+            return value, grad, terms
     else:
-        value_and_grad = jax.value_and_grad(objective)
-    return BatchedModel(objective, value_and_grad, data, 0 if grouped else None)
+        def value_grad_terms(z, data):
+            (value, terms), grad = jax.value_and_grad(lambda x: objective(x, data), has_aux=True)(z)
+            return value, grad, terms
+
+    def value_and_grad(z, data):
+        return value_grad_terms(z, data)[:2]
+
+    return BatchedModel(lambda z, data: objective(z, data)[0], value_and_grad, data, 0 if grouped else None,
+                        value_grad_terms)
 
 
-def _gradient_program(neg_log_likelihood, spec, grouped):
-    """Returns program(z (G, R, n), data) -> (loss (G, R), grad (G, R, n))."""
+def _held_out_model(neg_log_likelihood, log_likelihood_terms, spec, grouped, held_out):
+    """Returns the batched held-out evaluation: z (G, R, n) -> (NLL (G, R), terms (G, R, ...) or None)."""
 
-    def program(z, data):
-        return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate(z)
+    def held_one(z, group_data):
+        params = spec.constrain(z)
+        if log_likelihood_terms is None:
+            return jnp.asarray(neg_log_likelihood(params, group_data), jnp.float32), None
+        terms = jnp.asarray(log_likelihood_terms(params, group_data))
+        return -jnp.sum(terms), terms
+
+    return BatchedModel(held_one, None, held_out, 0 if grouped else None).map(held_one)
+
+
+def _held_out_program(neg_log_likelihood, log_likelihood_terms, spec, grouped):
+    """Returns program(z (G, R, n), held_out) -> (NLL (G, R), terms (G, R, ...) or None)."""
+
+    def program(z, held_out):
+        return _held_out_model(neg_log_likelihood, log_likelihood_terms, spec, grouped, held_out)(z)
 
     return program
 
 
-def _value_program(neg_log_likelihood, spec, grouped):
-    """Returns program(z (G, R, n), data) -> loss (G, R)."""
+def _gradient_program(neg_log_likelihood, log_likelihood_terms, spec, grouped):
+    """Returns program(z (G, R, n), data) -> (loss (G, R), grad (G, R, n), terms (G, R, ...) or None).
+
+    With `log_likelihood_terms`, the loss is minus the sum of the terms, and the
+    terms come out of the same evaluation, so the same program scores held-out data of the training data's shapes.
+    """
 
     def program(z, data):
-        return _batched_model(neg_log_likelihood, spec, grouped, data).evaluate_value(z)
+        return _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms).evaluate_with_terms(z)
 
     return program
 
 
-def _device_program(neg_log_likelihood, spec, grouped, optimizer, max_steps, learning_rate, tol):
-    """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, held_loss, steps)."""
+def _device_program(neg_log_likelihood, log_likelihood_terms, spec, grouped, optimizer, max_steps, learning_rate, tol):
+    """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, steps, held), where held is the
+    held-out (NLL, terms) of every restart's final z, or None."""
     loop = build_loop(optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
 
     def program(z0, data, held_out):
-        outcome = loop(z0, _batched_model(neg_log_likelihood, spec, grouped, data))
-        if held_out is None:
-            held = jnp.zeros_like(outcome.loss)
-        else:
-            held = _batched_model(neg_log_likelihood, spec, grouped, held_out).evaluate_value(outcome.z)
-        return outcome.loss, outcome.ok, outcome.converged, outcome.z, held, outcome.steps
+        outcome = loop(z0, _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms))
+        held = None
+        if held_out is not None:
+            held = _held_out_model(neg_log_likelihood, log_likelihood_terms, spec, grouped, held_out)(outcome.z)
+        return outcome.loss, outcome.ok, outcome.converged, outcome.z, outcome.steps, held
 
     return program

@@ -39,6 +39,7 @@ class BatchedModel(NamedTuple):
 
     value: (z (n,), group_data) -> scalar loss.
     value_and_grad: (z (n,), group_data) -> (loss, grad (n,)).
+    value_grad_terms: (z (n,), group_data) -> (loss, grad (n,), terms or None), where the objective has terms.
     data: pytree; leaves carry a leading group axis when data_axis == 0, none when data_axis is None.
     """
 
@@ -46,6 +47,7 @@ class BatchedModel(NamedTuple):
     value_and_grad: Callable
     data: object
     data_axis: int | None
+    value_grad_terms: Callable | None = None
 
     def map(self, function: Callable) -> Callable:
         """Batches `function(*per_restart_args, group_data)` over (G, R) leading axes of its other arguments."""
@@ -66,6 +68,10 @@ class BatchedModel(NamedTuple):
     def evaluate(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Returns loss (G, R) and grad (G, R, n) at z (G, R, n)."""
         return self.map(self.value_and_grad)(z)
+
+    def evaluate_with_terms(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        """Returns loss (G, R), grad (G, R, n) and the objective's terms (G, R, ...) or None, at z (G, R, n)."""
+        return self.map(self.value_grad_terms)(z)
 
     def evaluate_value(self, z: jax.Array) -> jax.Array:
         """Returns loss (G, R) at z (G, R, n)."""

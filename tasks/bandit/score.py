@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, fit_maximum_likelihood
+from engine.fit import ParamSpec, fit_maximum_likelihood, pad_to
 
 N_STATE = 8
 Split = Mapping[str, np.ndarray]
@@ -62,7 +62,8 @@ def score(
     heldout: Split,
     seed: int = 0,
     restarts: int = 16,
-    max_steps: int = 300,
+    max_steps: int = 100,
+    optimizer: str = "lbfgs",
 ) -> dict[str, Any]:
     """Fits the candidate's PARAMS on `train` by maximum likelihood and scores it on `heldout`.
 
@@ -79,15 +80,13 @@ def score(
     train = {k: jnp.asarray(v) for k, v in train.items()}
     heldout_arrays = {k: jnp.asarray(v) for k, v in heldout.items()}
 
-    def neg_log_likelihood(params, data):
-        return -jnp.sum(session_log_likelihoods(agent, params, data))
-
     result = fit_maximum_likelihood(
-        neg_log_likelihood, spec, train, restarts=restarts, max_steps=max_steps, seed=seed
+        None, spec, train, held_out=pad_to(heldout_arrays, train),
+        log_likelihood_terms=lambda params, data: session_log_likelihoods(agent, params, data),
+        restarts=restarts, max_steps=max_steps, optimizer=optimizer, seed=seed,
     )
     started = time.perf_counter()
-    params = {name: jnp.float32(value) for name, value in result.params.items()}
-    per_session = np.asarray(jax.jit(lambda p, d: session_log_likelihoods(agent, p, d))(params, heldout_arrays))
+    per_session = np.asarray(result.held_out_terms, dtype=float)[:len(heldout["choices"])]
     trials_per_session = np.asarray(heldout["mask"])[:, 1:].sum(axis=1)
     heldout_score = float(np.exp(per_session.sum() / trials_per_session.sum()))
     if not np.isfinite(heldout_score):

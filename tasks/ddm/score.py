@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, fit_per_group
+from engine.fit import ParamSpec, fit_per_group, pad_to
 
 try:  # imported as the package module tasks.ddm.score, or by path by the engine
     from tasks.ddm.first_passage import first_passage_densities
@@ -101,22 +101,17 @@ def score(
     n_coherences = int(np.asarray(train["coherences"]).shape[1])
     check_decision(decision, spec.names, n_coherences)
 
-    def neg_log_likelihood(params, group):
-        return -jnp.sum(trial_log_likelihoods(decision, params, group))
-
-    result = fit_per_group(neg_log_likelihood, spec, dict(train), held_out=dict(heldout), restarts=restarts,
-                           max_steps=max_steps, optimizer="lbfgs", seed=seed)
+    result = fit_per_group(None, spec, dict(train), held_out=pad_to(dict(heldout), dict(train)),
+                           log_likelihood_terms=lambda params, group: trial_log_likelihoods(decision, params, group),
+                           restarts=restarts, max_steps=max_steps, optimizer="lbfgs", seed=seed)
     started = time.perf_counter()
     n_groups = len(result.neg_log_likelihood)
     groups = MONKEYS[:n_groups]
-    params = [{name: jnp.float32(result.params[name][g]) for name in spec.names} for g in range(n_groups)]
-    loglik = jax.jit(lambda p, d: trial_log_likelihoods(decision, p, d))
     per_test: dict[str, float] = {}
     heldout_total, heldout_trials, per_monkey = 0.0, 0.0, {}
     for g, monkey in enumerate(groups):
-        group = {key: jnp.asarray(value[g]) for key, value in heldout.items()}
-        ll = np.asarray(loglik(params[g], group), dtype=float)
         mask = np.asarray(heldout["mask"][g]) > 0
+        ll = np.asarray(result.held_out_terms[g], dtype=float)[:len(mask)]
         heldout_total += ll[mask].sum()
         heldout_trials += mask.sum()
         per_monkey[monkey] = float(ll[mask].mean())

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-from engine.fit import ParamSpec, fit_per_group
+from engine.fit import ParamSpec, fit_per_group, pad_to
 
 Split = Mapping[str, np.ndarray]
 FIT_KEYS = ("direction_deg", "contrast", "spike_count", "mask")
@@ -94,7 +94,7 @@ def fit_neurons(candidate: Callable, train: Split, heldout: Split | None, *, noi
         return -jnp.sum(trial_log_likelihoods(tuning, params, data, noise))
 
     fit_data = {key: np.asarray(train[key]) for key in FIT_KEYS}
-    held = None if heldout is None else {key: np.asarray(heldout[key]) for key in FIT_KEYS}
+    held = None if heldout is None else pad_to({key: np.asarray(heldout[key]) for key in FIT_KEYS}, fit_data)
     result = fit_per_group(neg_log_likelihood, spec, fit_data, held_out=held, restarts=restarts,
                            max_steps=max_steps, optimizer="lbfgs", seed=seed)
     return result, spec

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from engine.fit import FitError, FitResult, GroupFitResult, ParamSpec, fit_maximum_likelihood, fit_per_group
+from engine.fit import FitError, FitResult, GroupFitResult, ParamSpec, fit_maximum_likelihood, fit_per_group, pad_to
 
 SPEC = ParamSpec.from_bounds({"mu": (-5.0, 5.0), "sigma": (0.1, 10.0)})
 
@@ -139,3 +139,57 @@ def test_per_group_can_leave_a_group_it_cannot_fit_unfitted():
     assert result.neg_log_likelihood[1] == np.inf and result.held_out_neg_log_likelihood[1] == np.inf
     assert result.at_bounds[1] == () and not result.converged[1]
     np.testing.assert_allclose(result.params["mu"][[0, 2]], x[[0, 2]].mean(axis=1), atol=2e-3)
+
+
+def gaussian_terms(params, data):
+    """Log-likelihood of each observation, zero where the mask is 0 (padding)."""
+    z = (data["x"] - params["mu"]) / params["sigma"]
+    return -(0.5 * z**2 + jnp.log(params["sigma"])) * data["mask"]
+
+
+@pytest.mark.parametrize("loop", ["host", pytest.param("device", marks=pytest.mark.slow)])
+def test_log_likelihood_terms_of_padded_held_out_data_come_from_the_fit_program(sample, loop):
+    train = {"x": sample["x"][:300], "mask": np.ones(300, np.float32)}
+    held = {"x": sample["x"][300:], "mask": np.ones(100, np.float32)}
+    padded = pad_to(held, train)
+    assert padded["x"].shape == (300,) and padded["mask"][100:].sum() == 0.0
+
+    with_terms = fit_maximum_likelihood(None, SPEC, train, held_out=padded, log_likelihood_terms=gaussian_terms,
+                                        optimizer="lbfgs", restarts=4, loop=loop)
+    plain = fit_maximum_likelihood(gaussian_nll, SPEC, {"x": train["x"]}, held_out={"x": held["x"]},
+                                   optimizer="lbfgs", restarts=4, loop=loop)
+    assert with_terms.params["mu"] == pytest.approx(plain.params["mu"], abs=1e-4)
+    assert with_terms.neg_log_likelihood == pytest.approx(plain.neg_log_likelihood, rel=1e-5)
+    assert with_terms.held_out_terms.shape == (300,)
+    direct = gaussian_terms({k: jnp.float32(v) for k, v in with_terms.params.items()}, padded)
+    np.testing.assert_allclose(with_terms.held_out_terms, direct, rtol=1e-4, atol=1e-5)
+    assert -with_terms.held_out_terms.sum() == pytest.approx(with_terms.held_out_neg_log_likelihood, rel=1e-5)
+    assert with_terms.held_out_neg_log_likelihood == pytest.approx(plain.held_out_neg_log_likelihood, rel=1e-4)
+
+
+def test_held_out_data_shaped_like_the_training_data_need_no_second_compile(sample, monkeypatch):
+    from engine.fit import gradient
+
+    compiles = []
+    real_compile = gradient._compile
+    monkeypatch.setattr(gradient, "_compile", lambda *args: compiles.append(1) or real_compile(*args))
+    train = {"x": sample["x"][:200], "mask": np.ones(200, np.float32)}
+    held = {"x": sample["x"][200:300], "mask": np.ones(100, np.float32)}
+    fit_maximum_likelihood(None, SPEC, train, held_out=pad_to(held, train), log_likelihood_terms=gaussian_terms,
+                           restarts=2, optimizer="lbfgs", seed=11)
+    assert len(compiles) == 1
+    fit_maximum_likelihood(None, SPEC, train, held_out=held, log_likelihood_terms=gaussian_terms, restarts=2,
+                           optimizer="lbfgs", seed=12)  # unpadded: the fit's program again, and one to score
+    assert len(compiles) == 2
+
+
+def test_pad_to_leaves_larger_or_differently_shaped_trees_alone():
+    small = {"x": np.ones((2, 3), np.float32)}
+    assert pad_to({"x": np.ones((3, 3), np.float32)}, small)["x"].shape == (3, 3)
+    assert pad_to({"y": np.ones((1, 3), np.float32)}, small)["y"].shape == (1, 3)
+    assert pad_to({"x": np.ones((1, 2), np.float32)}, small)["x"].tolist() == [[1, 1, 0], [0, 0, 0]]
+
+
+def test_neither_a_likelihood_nor_terms_is_an_error(sample):
+    with pytest.raises(FitError, match="log_likelihood_terms"):
+        fit_maximum_likelihood(None, SPEC, sample)
