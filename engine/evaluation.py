@@ -119,10 +119,33 @@ def _declared_bounds(source: str, function_name: str) -> tuple[tuple[str, float,
 
 
 def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> list[str]:
-    """Returns the fitted parameters of a program that ended within `relative` of a declared bound."""
+    """Returns the fitted parameters of a program that ended within `relative` of a declared bound.
+
+    Tasks that fit each group (subject, neuron, cell) on its own store one value per group, named
+    "<name>_<group>" or "<name>[<group>]"; such a parameter is listed as "name (k of n groups)" when k of its n
+    groups ended at a bound.
+    """
+    declared = _declared_bounds(program.source, function_name)
+    owners: dict[str, list[float]] = {name: [] for name, _, _ in declared}
+    for key, value in program.fitted_params.items():
+        owner = _owner(key, owners)
+        if owner is not None and isinstance(value, (int, float)) and math.isfinite(value):
+            owners[owner].append(float(value))
     names = []
-    for name, low, high in _declared_bounds(program.source, function_name):
-        value = program.fitted_params.get(name)
-        if isinstance(value, (int, float)) and min(value - low, high - value) <= relative * (high - low):
+    for name, low, high in declared:
+        values = owners[name]
+        hits = sum(min(value - low, high - value) <= relative * (high - low) for value in values)
+        if hits and len(values) == 1:
             names.append(name)
+        elif hits:
+            names.append(f"{name} ({hits} of {len(values)} groups)")
     return names
+
+
+def _owner(key: str, declared: Mapping[str, object]) -> str | None:
+    """Returns the declared parameter a stored value belongs to: the name itself, or the longest declared name
+    that `key` extends with "_<group>" or "[<group>]"."""
+    if key in declared:
+        return key
+    matches = [name for name in declared if key.startswith(name + "_") or key.startswith(name + "[")]
+    return max(matches, key=len) if matches else None
