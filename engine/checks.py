@@ -52,7 +52,7 @@ def evaluate_sources(
         timeout_s: a wall-clock limit other than the task's `timeout_s` (e.g. for verification).
         seed: the seed passed to the scoring entry (its fitter's random starts); by default the run's seed.
     """
-    from sandbox.pool import make_runner
+    from sandbox.runners import make_runner
 
     config = prepared.config.sandbox.model_copy(update={"runner": "local", "num_workers": workers})
     seed = prepared.config.run.seed if seed is None else seed

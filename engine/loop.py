@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 from engine.evaluation import at_bounds, make_job, to_candidate
 from engine.llm.errors import LLMBudgetExhausted
@@ -22,17 +22,11 @@ from engine.prompts import diagnostics_text, render_prompt
 from engine.seed_check import seed_drift, seed_failure_message
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
-from sandbox.results import Job, Outcome, RunResult
+from sandbox.pool import Runner
+from sandbox.results import RunResult
 from tasks.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
-
-
-class Runner(Protocol):
-    """The worker pool seam (see sandbox.pool)."""
-
-    def submit(self, job: Job) -> None: ...
-    def results(self, timeout_s: float) -> list[RunResult]: ...
 
 
 _UNKNOWN = object()

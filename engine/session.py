@@ -66,7 +66,7 @@ def default_db_path(task: TaskSpec) -> Path:
 
 def build_runner(context: TaskContext, config: ExperimentConfig, db_path: Path | None = None):
     """Returns the worker pool the sandbox section asks for; the run's database files are hidden from its workers."""
-    from sandbox.pool import make_runner
+    from sandbox.runners import make_runner
 
     hidden = [] if db_path is None else [str(db_path) + suffix for suffix in ("", "-wal", "-shm", ".lock")]
     return make_runner(config.sandbox, context, hidden_paths=hidden)
@@ -248,7 +248,7 @@ def evaluate_file(
     task_yaml: Path, candidate_py: Path, *, heldout: str = "selection", preset: Path | None = None
 ) -> tuple[RunResult, TaskSpec]:
     """Evaluates one candidate file through the same sandbox and fitter as a run (one local worker)."""
-    from sandbox.pool import make_runner
+    from sandbox.runners import make_runner
 
     source = _read_candidate(Path(candidate_py))
     prepared = prepare(task_yaml, preset, {"sandbox": {"runner": "local", "num_workers": 1}})

@@ -9,7 +9,7 @@ Two runners share this interface:
 - `LocalRunner`: threads in this process, each owning one sandbox. No Ray; used by tests and for debugging.
 - `RayRunner` (`sandbox/ray_pool.py`): one Ray actor per worker, locally or on a cluster.
 
-`make_runner(config, context)` builds the one a `SandboxConfig` asks for.
+`sandbox.runners.make_runner(config, context)` builds the one a `SandboxConfig` asks for.
 """
 
 from __future__ import annotations
@@ -21,16 +21,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from sandbox import isolation
 from sandbox.config import DEFAULT_DOCKER_IMAGE, SandboxConfig
 from sandbox.errors import SandboxError
 from sandbox.results import Job, RunResult, TaskContext
-
-if TYPE_CHECKING:
-    from sandbox.ray_pool import RayRunner
-
 
 class Sandbox(Protocol):
     """One isolated worker for one task: runs one candidate at a time.
@@ -327,32 +323,3 @@ class LocalRunner:
             raise SandboxError("this runner is closed; make a new one")
         if self._failure is not None:
             raise SandboxError(f"a sandbox worker failed: {self._failure!r}") from self._failure
-
-
-def make_runner(
-    config: SandboxConfig, context: TaskContext, *, hidden_paths: Sequence[str] = ()
-) -> LocalRunner | RayRunner:
-    """Returns the runner `config` asks for, with its workers starting for `context`.
-
-    Args:
-        hidden_paths: files or folders candidates must not see, e.g. the run's SQLite database.
-    """
-    spec = SandboxSpec.from_config(config, hidden_paths)
-    if config.runner == "local":
-        return LocalRunner(
-            context,
-            config.num_workers,
-            sandbox_factory=spec,
-            num_gpus_per_worker=config.num_gpus_per_worker,
-        )
-    from sandbox.ray_pool import RayRunner
-
-    return RayRunner(
-        context,
-        config.num_workers,
-        ray_address=config.ray_address,
-        num_gpus_per_worker=config.num_gpus_per_worker,
-        sandbox_factory=spec,
-        queued_per_worker=config.queued_per_worker,
-        max_jobs_per_call=config.max_jobs_per_call,
-    )

@@ -15,7 +15,7 @@ import pytest
 
 from sandbox import Job, Limits, Outcome, ProcessSandbox, TaskContext, isolation
 from sandbox.config import SandboxConfig
-from sandbox.pool import make_runner
+from sandbox.runners import make_runner
 
 HERE = Path(__file__).resolve().parents[1] / "unit" / "sandbox"
 TIMEOUT_S = 20.0

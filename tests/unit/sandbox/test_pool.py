@@ -11,7 +11,8 @@ from pydantic import ValidationError
 
 from sandbox.config import SandboxConfig
 from sandbox.errors import SandboxError
-from sandbox.pool import LocalRunner, SandboxSpec, make_runner, worker_env
+from sandbox.pool import LocalRunner, SandboxSpec, worker_env
+from sandbox.runners import make_runner
 from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
 
 CONTEXT = TaskContext(entry="score.py:score", payload={}, function_name="f", limits=Limits(timeout_s=5.0))
