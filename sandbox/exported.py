@@ -41,7 +41,8 @@ import weakref
 from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
-           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "lifted_constants", "constants_as"]
+           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "lifted_constants", "constants_as",
+           "forward_only"]
 
 #: The symbolic leading dimension every exported argument and result carries.
 BATCH_DIMENSION = "batch"
@@ -116,6 +117,12 @@ def _abstract_arguments(parameters: Sequence[str], inputs: Sequence[str]):
     return (params, *(struct(dtype, dims) for dtype, dims in parsed)), dims_by_name[DIRECTIONS_DIMENSION]
 
 
+def _merge(args, chosen, inexact):
+    """Returns `args` with its floating-point entries replaced, in order, by `chosen`."""
+    chosen = iter(chosen)
+    return [next(chosen) if is_inexact else arg for arg, is_inexact in zip(args, inexact)]
+
+
 def _inexact(dtype) -> bool:
     import jax.numpy as jnp
 
@@ -165,10 +172,12 @@ def export_candidate(candidate: types.ModuleType, *, function_name: str, paramet
         return partial, [arg for arg, is_inexact in zip(args, inexact) if is_inexact]
 
     def jvp(*args):
-        """Tangents of the results along each of `directions` tangents of the arguments; one shared primal."""
-        partial, variables = differentiable(args[:len(leaves)])
-        along = jax.vmap(lambda *tangents: jax.jvp(partial, variables, list(tangents))[1])
-        return along(*args[len(leaves):])
+        """The results, then their tangents along each of `directions` tangents of the arguments: the primal is
+        computed once and its linearization applied to every direction."""
+        outputs, linear = jax.linearize(lambda *chosen: flat(*_merge(args[:len(leaves)], chosen, inexact)),
+                                        *[arg for arg, is_inexact in zip(args[:len(leaves)], inexact) if is_inexact])
+        along = jax.vmap(lambda *tangents: [t for t, o in zip(linear(*tangents), outputs) if _inexact(o.dtype)])
+        return [*outputs, *along(*args[len(leaves):])]
 
     def vjp(*args):
         partial, variables = differentiable(args[:len(leaves)])
@@ -297,7 +306,7 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
 
     if forward is not None:
         check_exported(forward, what="forward derivative", in_avals=[*leaves, *directions])
-        if signature(forward.out_avals) != signature(along):
+        if signature(forward.out_avals) != signature([*primal.out_avals, *along]):
             raise ExportRejected("the candidate's forward derivative does not match its computation's results.")
     if backward is not None:
         check_exported(backward, what="reverse derivative", in_avals=[*leaves, *outputs])
@@ -307,6 +316,27 @@ def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping
                            tuple(_inexact(aval.dtype) for aval in primal.out_avals), problems)
     return CandidateFunction(function_name, {n: (float(lo), float(hi)) for n, (lo, hi) in parameters.items()},
                              functions, [parse_input(spec)[0] for spec in inputs], constants)
+
+
+# Set while a forward-mode derivative is traced that no reverse pass will transpose (see `forward_only`).
+_FORWARD_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("forward_only", default=False)
+
+
+@contextlib.contextmanager
+def forward_only() -> Iterator[None]:
+    """Within the block, a forward derivative of a candidate (`jax.jvp`, `jax.jacfwd`) evaluates its results and
+    tangents in one exported call instead of two. Use it only around forward-mode code: a reverse-mode derivative
+    (`jax.grad`, `jax.vjp`) taken inside the block fails.
+
+    Example:
+        >>> with forward_only():
+        ...     grad, value = jax.jacfwd(lambda z: (loss(z), loss(z)), has_aux=True)(z)
+    """
+    token = _FORWARD_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _FORWARD_ONLY.reset(token)
 
 
 # Candidates with lifted constants, and the values a compiled program traces them with (see `constants_as`).
@@ -407,11 +437,12 @@ class _Functions:
 
         if kind == "primal":
             return jax.tree.leaves(self.primal.call(*jax.tree.unflatten(self.in_tree, args)))
-        derivative, what = (self.forward, "forward") if kind == "jvp" else (self.backward, "reverse")
+        derivative, what = (self.backward, "reverse") if kind == "vjp" else (self.forward, "forward")
         if derivative is None:
             raise ValueError(f"the candidate cannot be differentiated in {what} mode, which this task's fit needs: "
                              f"{self.problems.get(what, 'no derivative was exported')}")
-        return list(derivative.call(*args))
+        outs = list(derivative.call(*args))
+        return outs[len(self.inexact_out):] if kind == "jvp" else outs
 
 
 def _impl(*args, functions: _Functions, kind: str, rank: int, directions: bool):
@@ -424,7 +455,7 @@ def _impl(*args, functions: _Functions, kind: str, rank: int, directions: bool):
 
     n = len(functions.inexact_in)
     args = list(args)
-    single = kind == "jvp" and not directions
+    single = kind in ("jvp", "jvp_full") and not directions
     if single:
         args[n:] = [jnp.expand_dims(t, rank) for t in args[n:]]
     batch = jnp.shape(args[0])[:rank]
@@ -433,7 +464,10 @@ def _impl(*args, functions: _Functions, kind: str, rank: int, directions: bool):
         size *= dim
     outs = functions.call(kind, [jnp.reshape(a, (size, *jnp.shape(a)[rank:])) for a in args])
     outs = [jnp.reshape(out, (*batch, *jnp.shape(out)[1:])) for out in outs]
-    return [jnp.squeeze(out, rank) for out in outs] if single else outs
+    if not single:
+        return outs
+    primal = len(functions.inexact_out) if kind == "jvp_full" else 0  # results without a directions axis
+    return outs[:primal] + [jnp.squeeze(out, rank) for out in outs[primal:]]
 
 
 def _abstract_eval(*avals, functions: _Functions, kind: str, rank: int, directions: bool):
@@ -452,12 +486,13 @@ def _batch(args, dims, *, functions: _Functions, kind: str, rank: int, direction
 
     n = len(functions.inexact_in)
     size = next(jnp.shape(a)[d] for a, d in zip(args, dims) if d is not None)  # None: not batched
-    if kind == "jvp" and not directions and all(d is None for d in dims[:n]):
+    if kind in ("jvp", "jvp_full") and not directions and all(d is None for d in dims[:n]):
         tangents = [jnp.moveaxis(t, d, rank) if d is not None else
                     jnp.broadcast_to(jnp.expand_dims(t, rank), (*jnp.shape(t)[:rank], size, *jnp.shape(t)[rank:]))
                     for t, d in zip(args[n:], dims[n:])]
         outs = _candidate_p.bind(*args[:n], *tangents, functions=functions, kind=kind, rank=rank, directions=True)
-        return outs, [rank] * len(outs)
+        primal = len(functions.inexact_out) if kind == "jvp_full" else 0  # the same for every direction
+        return outs, [None] * primal + [rank] * (len(outs) - primal)
     moved = [jnp.broadcast_to(a, (size, *jnp.shape(a))) if d is None else jnp.moveaxis(a, d, 0)
              for a, d in zip(args, dims)]
     outs = _candidate_p.bind(*moved, functions=functions, kind=kind, rank=rank + 1, directions=directions)
@@ -471,16 +506,26 @@ def _jvp(primals, tangents, *, functions: _Functions, kind: str, rank: int, dire
 
     if kind != "primal":
         raise NotImplementedError("candidates are differentiable once (no derivatives of derivatives).")
-    outs = _candidate_p.bind(*primals, functions=functions, kind="primal", rank=rank, directions=False)
+    outs = [jax.core.ShapedArray(a.shape, a.dtype) for a in _abstract_eval(
+        *[jax.typeof(p) for p in primals], functions=functions, kind="primal", rank=rank, directions=False)]
     variables = [ad.instantiate_zeros(t) for t, is_inexact in zip(tangents, functions.inexact_in) if is_inexact]
 
     def zero(value):
-        return ad.Zero(jax.core.get_aval(value).to_tangent_aval())
+        aval = value if isinstance(value, jax.core.ShapedArray) else jax.typeof(value)
+        return ad.Zero(aval.to_tangent_aval())
 
     if not variables:
-        return outs, [zero(o) for o in outs]
-    linear = iter(_candidate_p.bind(*primals, *variables, functions=functions, kind="jvp", rank=rank,
-                                    directions=False))
+        values = _candidate_p.bind(*primals, functions=functions, kind="primal", rank=rank, directions=False)
+        return values, [zero(o) for o in outs]
+    if _FORWARD_ONLY.get():
+        # one call gives the results and their tangents; only where no reverse pass will transpose it
+        both = _candidate_p.bind(*primals, *variables, functions=functions, kind="jvp_full", rank=rank,
+                                 directions=False)
+        outs, linear = both[:len(outs)], iter(both[len(outs):])
+    else:
+        outs = _candidate_p.bind(*primals, functions=functions, kind="primal", rank=rank, directions=False)
+        linear = iter(_candidate_p.bind(*primals, *variables, functions=functions, kind="jvp", rank=rank,
+                                        directions=False))
     return outs, [next(linear) if is_inexact else zero(o) for o, is_inexact in zip(outs, functions.inexact_out)]
 
 

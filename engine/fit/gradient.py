@@ -486,7 +486,8 @@ def _batched_model(neg_log_likelihood, spec, grouped, data, terms_function=None)
                 value, terms = objective(x, data)
                 return value, (value, terms)
 
-            grad, (value, terms) = jax.jacfwd(value_and_aux, has_aux=True)(z)
+            with exported.forward_only():  # the candidate's results and tangents in one call
+                grad, (value, terms) = jax.jacfwd(value_and_aux, has_aux=True)(z)
             return value, grad, terms
     else:
         def value_grad_terms(z, data):

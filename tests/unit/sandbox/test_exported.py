@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sandbox.exported import ExportRejected, export_candidate, load_candidate, parse_input
+from sandbox.exported import ExportRejected, export_candidate, forward_only, load_candidate, parse_input
 
 SOURCE = '''
 import jax
@@ -81,10 +81,21 @@ def test_values_and_both_derivatives_match_the_python_function_under_nested_vmap
             return jax.jacfwd(lambda x: (negative_log_likelihood(function, x, choices, rewards),) * 2, has_aux=True)(p)
         return jax.jit(jax.vmap(value_and_grad))
 
-    for program in (reverse, forward):
+    def fused(function):  # forward mode with the results and tangents in one exported call, as the fitter does
+        def value_and_grad(p):
+            with forward_only():
+                return jax.jacfwd(lambda x: (negative_log_likelihood(function, x, choices, rewards),) * 2,
+                                  has_aux=True)(p)
+        return jax.jit(jax.vmap(value_and_grad))
+
+    for program in (reverse, forward, fused):
         expected, got = program(agent)(params), program(candidate)(params)
         for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5)
+    # the fused form is one exported call per step where the other form makes two
+    lowered = {name: program(candidate).lower(params).as_text() for name, program in (("forward", forward),
+                                                                                    ("fused", fused))}
+    assert lowered["fused"].count("func.func") < lowered["forward"].count("func.func")
 
 
 def test_a_model_without_a_reverse_derivative_still_fits_in_forward_mode():
