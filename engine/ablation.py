@@ -36,6 +36,12 @@ def ablate(source: str, function_name: str, refitter: Refitter, per_test_units: 
     runnable = [(name, value, variant) for name, value, variant in variants if variant is not None]
     results = refitter.evaluate([variant for _, _, variant in runnable]) if runnable else []
     by_name = {name: result for (name, _, _), result in zip(runnable, results)}
+    retry = [(name, fix_parameter(source, function_name, name, value, fold=False))
+             for name, value, _ in runnable if by_name[name].outcome is not Outcome.OK]
+    retry = [(name, variant) for name, variant in retry if variant is not None]
+    if retry:  # folding away a zeroed term can change a shape; try again with the term left as 0 * x
+        for (name, _), result in zip(retry, refitter.evaluate([variant for _, variant in retry])):
+            by_name[name] = result
     for name, value, variant in variants:
         result = by_name.get(name)
         if result is None:

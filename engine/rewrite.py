@@ -40,6 +40,7 @@ class Rewrite:
     key: str
     description: str
     source: str
+    fallback: str | None = None  # the same step without folding, tried when `source` fails to evaluate
 
 
 def declared_parameters(source: str, function_name: str) -> dict[str, tuple[float, float]]:
@@ -138,11 +139,15 @@ def _parse(source: str, function_name: str) -> tuple[ast.Module, ast.FunctionDef
 
 
 def _finish(module: ast.Module, function: ast.FunctionDef, bounds: dict[str, tuple[float, float]],
-            function_name: str) -> str | None:
-    """Tidies a rewritten module; returns its source, or None when it would not be a valid candidate."""
+            function_name: str, *, fold: bool = True) -> str | None:
+    """Tidies a rewritten module; returns its source, or None when it would not be a valid candidate.
+
+    Folding cannot see shapes: `beta * q + 0.0 * reward` folds to `beta * q`, but `0.0 * q + w * reward` folds
+    to a scalar where a vector was. A caller whose folded rewrite fails to evaluate can try `fold=False`.
+    """
     skip = params_statement_index(function)
     for index, statement in enumerate(function.body):
-        if index != skip:
+        if index != skip and fold:
             function.body[index] = _Fold().visit(statement)
     function.body[:] = [statement for statement in function.body if not _is_self_assignment(statement)]
     remove_dead_assignments(function)
@@ -154,8 +159,11 @@ def _finish(module: ast.Module, function: ast.FunctionDef, bounds: dict[str, tup
     return None if candidate_problems(source, function_name) else source
 
 
-def fix_parameter(source: str, function_name: str, name: str, value: float) -> str | None:
-    """Returns the source with `params[name]` replaced by `value` and tidied; None when nothing would be left."""
+def fix_parameter(source: str, function_name: str, name: str, value: float, *, fold: bool = True) -> str | None:
+    """Returns the source with `params[name]` replaced by `value` and tidied; None when nothing would be left.
+
+    With fold=False the zeroed terms stay in place (`0.0 * q`), which keeps every shape as it was.
+    """
     parsed = _parse(source, function_name)
     if parsed is None:
         return None
@@ -175,7 +183,7 @@ def fix_parameter(source: str, function_name: str, name: str, value: float) -> s
     for index, statement in enumerate(function.body):
         if index != skip:
             function.body[index] = Replace().visit(statement)
-    return _finish(module, function, {k: v for k, v in bounds.items() if k != name}, function_name)
+    return _finish(module, function, {k: v for k, v in bounds.items() if k != name}, function_name, fold=fold)
 
 
 # ------------------------------------------------------------------------------- parameter-only expressions

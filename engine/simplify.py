@@ -23,7 +23,7 @@ docstring lists the steps kept (the original's docstring, often the seed's, no l
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -83,8 +83,10 @@ def _proposals(source: str, function_name: str) -> list[Rewrite]:
         value = neutral_value(low, high)
         fixed = fix_parameter(source, function_name, name, value)
         if fixed is not None:
+            unfolded = fix_parameter(source, function_name, name, value, fold=False)
             proposals.append(Rewrite("fix_parameter", f"fix {name}",
-                                     f"fix {name} at {value:g} (refitting the rest: is its profile flat?)", fixed))
+                                     f"fix {name} at {value:g} (refitting the rest: is its profile flat?)", fixed,
+                                     fallback=unfolded if unfolded != fixed else None))
     proposals += statement_deletions(source, function_name)
     proposals += term_deletions(source, function_name)
     return proposals
@@ -123,6 +125,14 @@ def simplify_source(source: str, function_name: str, refitter: Refitter, per_tes
             chunk = chunk[: max_evaluations - evaluations]
             results = refitter.evaluate([rewrite.source for rewrite in chunk])
             evaluations += len(chunk)
+            retry = [i for i, (rewrite, result) in enumerate(zip(chunk, results))
+                     if result.outcome is not Outcome.OK and rewrite.fallback is not None]
+            if retry:
+                chunk = [replace(rewrite, source=rewrite.fallback) if i in retry else rewrite
+                         for i, rewrite in enumerate(chunk)]
+                for i, result in zip(retry, refitter.evaluate([chunk[i].source for i in retry])):
+                    results[i] = result
+                evaluations += len(retry)
             for rewrite, result in zip(chunk, results):
                 ok = result.outcome is Outcome.OK
                 difference = paired_difference(
@@ -150,10 +160,10 @@ def describing_docstring(program_id: int, simplification: Simplification, functi
     """Returns a docstring that says where the simplified program comes from and what was done to it."""
     kept = [step.description for step in simplification.steps if step.kept]
     names = ", ".join(declared_parameters(simplification.source, function_name))
-    lines = [f"Simplified from program {program_id} by `discover simplify`; steps kept:"]
+    lines = [f"Simplified from program {program_id} by `discover simplify`; steps kept:", ""]
     lines += [f"- {description}" for description in kept]
-    lines.append(f"Free parameters: {names}.")
-    return "\n".join(lines) + "\n"
+    lines += ["", f"Free parameters: {names}."]
+    return "\n    ".join(lines) + "\n    "
 
 
 def source_diff(before: str, after: str, before_name: str, after_name: str) -> str:
