@@ -397,7 +397,12 @@ def export(
     program = reader.get(program_id)
     if program.score is None:
         raise typer.BadParameter(f"program {program_id} has no fitted parameters (outcome {program.outcome}).")
-    text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db)
+    from engine.ablation import ablation_lines
+    from islands import load_verifications
+
+    record = load_verifications(db).get(program_id) or {}
+    text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db,
+                         notes=ablation_lines(record.get("ablation") or []))
     output.write_text(text)
     print(f"wrote {output}")
 
