@@ -23,6 +23,7 @@ __all__ = ["PairedDifference", "paired_difference", "unit_values", "information_
 
 BOOTSTRAP_SAMPLES = 4000
 INTERVAL_LEVEL = 0.95
+TIE_NATS = 1e-6  # differences this small are float32 rounding of the same fit: a unit won by less is a tie
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class PairedDifference:
     Attributes:
         mean: mean over units of A's value minus B's.
         low, high: the percentile bootstrap interval of that mean (resampling units), at `level`.
-        wins: units where A is higher; n: units compared.
+        wins: units where A is higher by more than TIE_NATS; n: units compared.
     """
 
     mean: float
@@ -96,7 +97,7 @@ def paired_difference(a: Mapping[str, float], b: Mapping[str, float], *, samples
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return PairedDifference(mean=float(differences.mean()), low=float(low), high=float(high),
-                            wins=int(np.sum(differences > 0)), n=len(units), level=level)
+                            wins=int(np.sum(differences > TIE_NATS)), n=len(units), level=level)
 
 
 def information_criteria(train_log_likelihood: float | None, num_fitted: int,

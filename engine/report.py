@@ -176,7 +176,7 @@ def _test_table(record: dict[str, Any]) -> str:
 
 
 def _interval_cell(entry: dict[str, Any] | None) -> str:
-    if not entry:
+    if not isinstance(entry, dict) or not all(_is_number(entry.get(key)) for key in ("mean", "low", "high")):
         return "<td>-</td><td>-</td>"
     return (f"<td>{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]</td>"
             f"<td>{_text(entry['wins'])} of {_text(entry['n'])}</td>")
