@@ -12,7 +12,10 @@ and the ablation rows.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/engine.py would shadow the package
 
 from engine.ablation import ablate, ablation_lines
 from engine.comparison import paired_difference, unit_values

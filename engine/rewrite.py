@@ -19,6 +19,7 @@ assignments nothing reads are deleted, and PARAMS declares exactly the parameter
 from __future__ import annotations
 
 import ast
+import copy
 import math
 from dataclasses import dataclass
 
@@ -127,6 +128,32 @@ def _is_self_assignment(statement: ast.stmt) -> bool:
             and statement.targets[0].id == statement.value.id)
 
 
+def _inline_parameter_names(function: ast.FunctionDef) -> None:
+    """Replaces a name bound once to an expression of parameters and numbers (`pe = params["alpha"]`) by that
+    expression wherever it is read, so that parameter-only sub-expressions become visible; in place."""
+    skip = params_statement_index(function)
+    for _ in range(len(function.body)):
+        bound: dict[str, int] = {}
+        for node in ast.walk(function):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                bound[node.id] = bound.get(node.id, 0) + 1
+        target = next((index for index, statement in enumerate(function.body)
+                       if index != skip and isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                       and isinstance(statement.targets[0], ast.Name) and bound[statement.targets[0].id] == 1
+                       and _parameter_only(statement.value)), None)
+        if target is None:
+            return
+        statement = function.body.pop(target)
+        name, value = statement.targets[0].id, statement.value
+
+        class Inline(ast.NodeTransformer):
+            def visit_Name(self, node: ast.Name) -> ast.AST:
+                return copy.deepcopy(value) if node.id == name and isinstance(node.ctx, ast.Load) else node
+
+        for index in range(target, len(function.body)):
+            function.body[index] = Inline().visit(function.body[index])
+
+
 def _parse(source: str, function_name: str) -> tuple[ast.Module, ast.FunctionDef] | None:
     try:
         module = ast.parse(source)
@@ -145,6 +172,8 @@ def _finish(module: ast.Module, function: ast.FunctionDef, bounds: dict[str, tup
     Folding cannot see shapes: `beta * q + 0.0 * reward` folds to `beta * q`, but `0.0 * q + w * reward` folds
     to a scalar where a vector was. A caller whose folded rewrite fails to evaluate can try `fold=False`.
     """
+    if fold:
+        _inline_parameter_names(function)
     skip = params_statement_index(function)
     for index, statement in enumerate(function.body):
         if index != skip and fold:
@@ -252,6 +281,8 @@ def collapse_parameter_expressions(source: str, function_name: str) -> list[Rewr
     if parsed is None:
         return []
     module, function = parsed
+    _inline_parameter_names(function)
+    source = ast.unparse(module) + "\n"
     bounds = read_declaration(function) or {}
     skip = params_statement_index(function)
     body = [statement for index, statement in enumerate(function.body) if index != skip]

@@ -72,3 +72,10 @@ def test_neutral_values():
 def test_replacing_the_docstring():
     source = replace_docstring(TANGLED, "agent", "Simplified from program 3.")
     assert "Seed model" not in source and '"""Simplified from program 3."""' in source
+
+
+def test_a_name_bound_to_parameters_is_inlined_so_its_square_is_seen():
+    source = TANGLED.replace('logits = params["beta"] * params["beta"] * q',
+                             'gain = params["beta"]\n    logits = gain * gain * q')
+    (rewrite,) = collapse_parameter_expressions(source, "agent")
+    assert "gain" not in rewrite.source and declared_parameters(rewrite.source, "agent")["beta"] == (0.0, 25.0)
