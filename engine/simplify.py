@@ -6,8 +6,9 @@ one at a time, greedily:
 
 1. collapse parameter-only sub-expressions (`beta * beta`, `a * b`) into one parameter (identifiability:
    a squared or duplicated parameter);
-2. fix each parameter at its neutral value and refit the rest: a flat profile means the parameter is not
-   identified (it multiplies a term that cancels in the softmax, or nothing), and the terms it zeroes go;
+2. fix each parameter at its neutral value (then at 1, for a gain) and refit the rest: a flat profile means
+   the parameter is not identified (it multiplies a term that cancels in the softmax, or nothing), and the
+   terms it zeroes go;
 3. delete statements, then single terms of sums.
 
 Every tried step is refitted through the sandbox like a search candidate (`engine/refit.py`), on the
@@ -79,12 +80,17 @@ class Simplification:
 def _proposals(source: str, function_name: str) -> list[Rewrite]:
     """Returns the rewrites to try on `source`, in the order they are tried."""
     proposals = list(collapse_parameter_expressions(source, function_name))
-    for name, (low, high) in declared_parameters(source, function_name).items():
-        value = neutral_value(low, high)
+    declared = declared_parameters(source, function_name)
+    # First each parameter at its neutral value (0: the term it scales is gone), then at 1 where the bounds allow
+    # (a gain or exponent that does nothing), so both additive and multiplicative parameters can be removed.
+    fixes = [(name, neutral_value(low, high)) for name, (low, high) in declared.items()]
+    fixes += [(name, 1.0) for name, (low, high) in declared.items()
+              if low <= 1.0 <= high and neutral_value(low, high) != 1.0]
+    for name, value in fixes:
         fixed = fix_parameter(source, function_name, name, value)
         if fixed is not None:
             unfolded = fix_parameter(source, function_name, name, value, fold=False)
-            proposals.append(Rewrite("fix_parameter", f"fix {name}",
+            proposals.append(Rewrite("fix_parameter", f"fix {name} at {value:g}",
                                      f"fix {name} at {value:g} (refitting the rest: is its profile flat?)", fixed,
                                      fallback=unfolded if unfolded != fixed else None))
     proposals += statement_deletions(source, function_name)
