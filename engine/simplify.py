@@ -186,15 +186,25 @@ def simplify_stored(db_path: Path, program_id: int, *, task_yaml: Path | None = 
     Returns a plain summary: the new program's id (None when no step was kept), the steps, the numbers before
     and after, and the diff.
     """
-    from engine.verify import locate_task
-    from engine.session import prepare
     from islands import ProgramDatabase
 
     reader = ProgramDatabase.open_readonly(db_path)
     try:
-        meta, islands_config, program = reader.meta, reader.config, reader.get(program_id)
+        meta, islands_config = reader.meta, reader.config
     finally:
         reader.close()
+    # Opened for writing first, so that a database a run is writing to fails now, not after the refits.
+    with ProgramDatabase.open(db_path, islands_config, meta) as database:
+        return _simplify_in(database, db_path, program_id, task_yaml=task_yaml, workers=workers,
+                            max_evaluations=max_evaluations, progress=progress)
+
+
+def _simplify_in(database: Any, db_path: Path, program_id: int, *, task_yaml: Path | None, workers: int,
+                 max_evaluations: int, progress: Callable[[str], None] | None) -> dict[str, Any]:
+    from engine.verify import locate_task
+    from engine.session import prepare
+
+    meta, program = database.meta, database.get(program_id)
     if program.score is None:
         raise EngineError(f"program {program_id} did not evaluate (outcome {program.outcome}); "
                           "there is nothing to simplify.")
@@ -222,8 +232,7 @@ def simplify_stored(db_path: Path, program_id: int, *, task_yaml: Path | None = 
                                describing_docstring(program_id, simplification, function_name))
     candidate = to_candidate(simplification.result, source=source, parent_ids=(program_id,),
                              island_id=max(program.island_id, 0), proposer="simplify")
-    with ProgramDatabase.open(db_path, islands_config, meta) as database:
-        stored: Program = database.register(candidate)
+    stored: Program = database.register(candidate)
     summary["new_program_id"] = stored.id
     summary["after"] = _numbers(source, simplification.result, function_name)
     summary["diff"] = source_diff(program.source, source, f"program {program_id}", f"program {stored.id}")
