@@ -90,8 +90,7 @@ def _proposals(source: str, function_name: str) -> list[Rewrite]:
         fixed = fix_parameter(source, function_name, name, value)
         if fixed is not None:
             unfolded = fix_parameter(source, function_name, name, value, fold=False)
-            proposals.append(Rewrite("fix_parameter", f"fix {name} at {value:g}",
-                                     f"fix {name} at {value:g} (refitting the rest: is its profile flat?)", fixed,
+            proposals.append(Rewrite("fix_parameter", f"fix {name} at {value:g}", f"fix {name} at {value:g}", fixed,
                                      fallback=unfolded if unfolded != fixed else None))
     proposals += statement_deletions(source, function_name)
     proposals += term_deletions(source, function_name)
@@ -169,7 +168,8 @@ def describing_docstring(program_id: int, simplification: Simplification, functi
     lines = [f"Simplified from program {program_id} by `discover simplify`; steps kept:", ""]
     lines += [f"- {description}" for description in kept]
     lines += ["", f"Free parameters: {names}."]
-    return "\n    ".join(lines) + "\n    "
+    # Indented like the body, so the docstring reads as the function's own; blank lines carry no spaces.
+    return "\n".join([lines[0]] + [f"    {line}" if line else "" for line in lines[1:]]) + "\n    "
 
 
 def source_diff(before: str, after: str, before_name: str, after_name: str) -> str:
