@@ -56,7 +56,8 @@ def ablate(source: str, function_name: str, refitter: Refitter, per_test_units: 
                      "score": result.scores.get("score") if ok else None,
                      "change": change.as_dict() if change else None,
                      "no_evidence": bool(change.high >= 0.0) if change else None,
-                     "detail": "" if ok else result.error[-300:]})
+                     "detail": result.error[-300:] if not ok else "" if change else
+                               "fewer than two held-out units with a finite log-likelihood"})
     return rows
 
 
