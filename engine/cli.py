@@ -87,6 +87,8 @@ def run(
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the final result as JSON.")] = False,
+    simplify_best: Annotated[int, typer.Option(
+        help="At the end, simplify this many best programs (see discover simplify).")] = 0,
 ) -> None:
     """Run (or resume) a discovery on one task."""
     from engine.session import run_discovery
@@ -120,6 +122,8 @@ def run(
         "best_id": best.id if best else None,
         "duplicates": summary.duplicates,
     }
+    if simplify_best > 0:
+        result["simplified"] = _simplify_best(db_path, simplify_best, echo=not json_output)
     if json_output:
         _print_json(result)
         return
@@ -132,6 +136,61 @@ def run(
     print(f"database: {db_path}")
     if summary.stopped_because == "interrupted":
         print(f"resume with: discover run {task_yaml} --db {db_path}")
+
+
+def _simplify_best(db_path: Path, count: int, *, echo: bool) -> list[dict[str, Any]]:
+    """Simplifies the `count` best programs of a finished run; returns their summaries."""
+    from engine.simplify import simplify_stored
+
+    with _open_readonly(db_path) as database:
+        best_ids = [program.id for program in database.best(count)]
+    summaries = []
+    for program_id in best_ids:
+        if echo:
+            print(f"simplifying program {program_id}", flush=True)
+        summary = simplify_stored(db_path, program_id)
+        if echo:
+            _print_simplification(summary)
+        summaries.append({key: value for key, value in summary.items() if key != "steps"})
+    return summaries
+
+
+def _print_simplification(summary: dict[str, Any]) -> None:
+    before, after = summary["before"], summary["after"]
+    kept = [step for step in summary["steps"] if step["kept"]]
+    print(f"program {summary['program_id']}: {len(summary['steps'])} steps tried, {len(kept)} kept, "
+          f"{summary['evaluations']} refits on the selection split")
+    for step in kept:
+        difference = step["difference"]
+        print(f"  kept: {step['description']} (vs original {difference['mean']:+.4f} "
+              f"[{difference['low']:+.4f}, {difference['high']:+.4f}])")
+    if summary["new_program_id"] is None:
+        print("  no step keeps the evidence: the program comes back unchanged (nothing stored)")
+        return
+    print(f"  stored as program {summary['new_program_id']} (parent {summary['program_id']}): "
+          f"{before['num_params']} -> {after['num_params']} parameters, AST size {before['ast_size']} -> "
+          f"{after['ast_size']}, selection score {before['score']:.4f} -> {after['score']:.4f}")
+    print(summary["diff"])
+
+
+@app.command()
+def simplify(
+    db: Annotated[Path, typer.Argument(help="A run's SQLite database (no run may be writing to it).")],
+    program_id: Annotated[int, typer.Argument(help="The program to simplify (see discover best).")],
+    task: Annotated[Optional[Path], typer.Option("--task", help="The task.yaml, if it moved since the run.")] = None,
+    workers: Annotated[int, typer.Option(help="Rewrites refitted at the same time.")] = 2,
+    max_evaluations: Annotated[int, typer.Option(help="Refits to spend on this program.")] = 80,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Find the smallest program that keeps the held-out evidence; store it as a child of the original."""
+    from engine.simplify import simplify_stored
+
+    summary = simplify_stored(db, program_id, task_yaml=task, workers=workers, max_evaluations=max_evaluations,
+                              progress=None if json_output else (lambda text: print(text, flush=True)))
+    if json_output:
+        _print_json(summary)
+        return
+    _print_simplification(summary)
 
 
 def _program_summary(program) -> dict[str, Any]:
@@ -338,7 +397,12 @@ def export(
     program = reader.get(program_id)
     if program.score is None:
         raise typer.BadParameter(f"program {program_id} has no fitted parameters (outcome {program.outcome}).")
-    text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db)
+    from engine.ablation import ablation_lines
+    from islands import load_verifications
+
+    record = load_verifications(db).get(program_id) or {}
+    text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db,
+                         notes=ablation_lines(record.get("ablation") or []))
     output.write_text(text)
     print(f"wrote {output}")
 
@@ -353,12 +417,16 @@ def verify(
     fit_seeds: Annotated[int, typer.Option(
         help="Fit every model this many times (seeds run seed, +1, ...) and show the test scores' mean and s.d.: "
              "the search ranked the program on one fit.")] = 1,
+    ablation: Annotated[bool, typer.Option(
+        help="Knock out each parameter and refit the rest (one refit per parameter).")] = True,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Check one program on the test split against the baselines, with parameter recovery and predictive plots."""
-    from engine.verify import check_lines, fit_spread, recovery_failures, recovery_summary, verify_program
+    """Check one program on the test split against the baselines, with statistics, ablation, recovery and plots."""
+    from engine.ablation import ablation_lines
+    from engine.verify import (check_lines, comparison_lines, fit_spread, recovery_failures, recovery_summary,
+                               verify_program)
 
-    record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds)
+    record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds, ablation=ablation)
     if plots is not None:
         from engine.figures import draw_task_figure, to_png, validate_figure
 
@@ -393,6 +461,8 @@ def verify(
               f"the last column refits with seeds {seeds[0]}-{seeds[-1]}.")
     print(f"selection score {record['selection_score']:.4f}; complexity: {record['complexity']['num_params']} free "
           f"parameters, AST size {record['complexity']['ast_size']}")
+    for line in comparison_lines(record) + ablation_lines(record.get("ablation") or []):
+        print(line)
     if record.get("recovery"):
         print(recovery_summary(record))
     failures = recovery_failures(record)

@@ -12,7 +12,7 @@ import tokenize
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from engine.errors import EngineError
 from islands import Program
@@ -167,11 +167,13 @@ def _docstring_text(text: str) -> str:
     return printable(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def export_source(program: Program, *, function_name: str, task_name: str, db_path: Path) -> str:
+def export_source(program: Program, *, function_name: str, task_name: str, db_path: Path,
+                  notes: Sequence[str] = ()) -> str:
     """Returns a standalone module: the program's code, its fitted parameters, and a ready-to-call wrapper.
 
     The file imports only what the program imports (e.g. jax); it does not need the engine. Control characters
     in the code are escaped where that keeps its meaning (see `_code_without_controls`); elsewhere EngineError.
+    `notes` are lines added to the header, e.g. the program's ablation table from `discover verify`.
     """
     source = _code_without_controls(program)
     args = _function_args(source, function_name)
@@ -187,7 +189,8 @@ def export_source(program: Program, *, function_name: str, task_name: str, db_pa
         f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.\n\n'
         f"Held-out selection score: {score}. Parameters below were fitted by the engine on the training split.\n"
         f"Call `{function_name}_fitted({', '.join(rest)})`, or `{function_name}(FITTED_PARAMS, ...)`.\n"
-        '"""\n\n'
+        + "".join(f"{_docstring_text(line)}\n" for line in (["", *notes] if notes else []))
+        + '"""\n\n'
     )
     body = source.rstrip() + "\n\n"
     body += "FITTED_PARAMS = " + json.dumps(fitted, indent=4) + "\n\n\n"

@@ -175,6 +175,50 @@ def _test_table(record: dict[str, Any]) -> str:
     return "<table>" + head + "".join(rows) + "</table>"
 
 
+def _interval_cell(entry: dict[str, Any] | None) -> str:
+    if not isinstance(entry, dict) or not all(_is_number(entry.get(key)) for key in ("mean", "low", "high")):
+        return "<td>-</td><td>-</td>"
+    return (f"<td>{entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}]</td>"
+            f"<td>{_text(entry['wins'])} of {_text(entry['n'])}</td>")
+
+
+def _comparison_table(record: dict[str, Any]) -> str:
+    """The program against each model (paired bootstrap over held-out units), with AIC and BIC; "" without."""
+    entries = record.get("comparisons") or {}
+    if not entries:
+        return ""
+    rows = []
+    for name, entry in entries.items():
+        criteria = (record["test_scores"].get(name) or {}).get("information_criteria") or {}
+        rows.append(f"<tr><td>{_text(name)}</td>{_interval_cell(entry)}<td>{_number(criteria.get('aic'))}</td>"
+                    f"<td>{_number(criteria.get('bic'))}</td></tr>")
+    own = (record["test_scores"].get("program") or {}).get("information_criteria") or {}
+    rows.append(f"<tr><td>(program itself)</td><td>-</td><td>-</td><td>{_number(own.get('aic'))}</td>"
+                f"<td>{_number(own.get('bic'))}</td></tr>")
+    label = _text(record.get("comparison_units", "held-out score"))
+    return (f"<h3>Program against each model</h3><p>Program minus model, {label} per held-out unit (session, "
+            "subject or neuron): mean and 95% paired bootstrap interval, and the units the program wins. AIC and "
+            "BIC of each model on the training split (lower is better).</p><table><tr><th>model</th>"
+            "<th>difference [95% interval]</th><th>program wins</th><th>AIC</th><th>BIC</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _ablation_table(record: dict[str, Any]) -> str:
+    rows = record.get("ablation") or []
+    if not rows:
+        return ""
+    cells = []
+    for row in rows:
+        change = row.get("change")
+        verdict = ("no evidence" if row.get("no_evidence") else "needed") if change else _text(row.get("outcome"))
+        cells.append(f"<tr><td>{_text(row['parameter'])}</td><td>{_text(row['neutral'])}</td>"
+                     f"{_interval_cell(change)}<td>{verdict}</td></tr>")
+    return ("<h3>Ablation</h3><p>Each parameter knocked out (fixed at its neutral value, the rest refitted): change "
+            "in held-out log-likelihood per trial, 95% paired bootstrap interval. \"no evidence\": removing it "
+            "costs nothing measurable on the test split.</p><table><tr><th>parameter</th><th>fixed at</th>"
+            "<th>change [95% interval]</th><th>units better</th><th>verdict</th></tr>" + "".join(cells) + "</table>")
+
+
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
     from engine.verify import check_lines, recovery_failures, recovery_summary
 
@@ -193,6 +237,7 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
     parts.append("<h3>Fitted parameters</h3>" + _params_table(dict(program.fitted_params)))
     if record:
         parts.append("<h3>Test split, next to the baselines</h3>" + _test_table(record))
+        parts.append(_comparison_table(record) + _ablation_table(record))
         if record.get("recovery"):
             parts.append(f"<p>{html.escape(recovery_summary(record))}</p>")
         failures = recovery_failures(record)

@@ -16,12 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from engine.ablation import ablate
 from engine.checks import evaluate_sources, reference_models
+from engine.comparison import difference_label, information_criteria, paired_difference, unit_values
+from engine.refit import Refitter
 from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "locate_task", "check_lines", "fit_spread", "recovery_failures", "recovery_figure",
+__all__ = ["verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines", "fit_spread", "recovery_failures", "recovery_figure",
            "recovery_summary", "task_checks"]
 
 RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
@@ -152,9 +155,49 @@ def fit_spread(row: Mapping[str, Any]) -> tuple[float, float, int] | None:
     return float(np.mean(values)), float(np.std(values, ddof=1)), len(values)
 
 
+def comparisons(test_scores: Mapping[str, Mapping[str, Any]], per_test_units: str) -> dict[str, Any]:
+    """Returns name -> the program minus that model over the held-out units (paired bootstrap), for every model.
+
+    Each entry is a `PairedDifference` as a dict, or None when the two share fewer than two units.
+    """
+    program = unit_values(test_scores["program"].get("per_test") or {}, per_test_units)
+    result = {}
+    for name, row in test_scores.items():
+        if name == "program" or not row.get("per_test"):
+            continue
+        difference = paired_difference(program, unit_values(row["per_test"], per_test_units))
+        result[name] = difference.as_dict() if difference else None
+    return result
+
+
+def comparison_lines(record: Mapping[str, Any]) -> list[str]:
+    """Returns the model comparison (paired differences, AIC and BIC) as lines for `discover verify`."""
+    lines = []
+    label = record.get("comparison_units", "held-out score")
+    entries = record.get("comparisons") or {}
+    if entries:
+        lines.append(f"program minus each model, {label} per unit, 95% paired bootstrap interval:")
+        for name, entry in entries.items():
+            if entry:
+                lines.append(f"  vs {name}: {entry['mean']:+.4f} [{entry['low']:+.4f}, {entry['high']:+.4f}], "
+                             f"program wins {entry['wins']} of {entry['n']}")
+    criteria = {name: row.get("information_criteria") for name, row in (record.get("test_scores") or {}).items()}
+    if any(criteria.values()):
+        lines.append("training split: AIC, BIC (k = fitted values, n = training trials):")
+        for name, entry in criteria.items():
+            if entry:
+                lines.append(f"  {name}: AIC {entry['aic']:.1f}, BIC {entry['bic']:.1f} "
+                             f"(k {entry['num_fitted']}, n {entry['num_observations']:.0f})")
+    return lines
+
+
 def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2,
-                   fit_seeds: int = 1) -> dict[str, Any]:
+                   fit_seeds: int = 1, ablation: bool = True) -> dict[str, Any]:
     """Runs the checks for one program and stores them in the database; returns the stored record.
+
+    Besides the test scores it compares the program with the seed and every baseline (paired differences over
+    the held-out units with bootstrap intervals, AIC and BIC on the training split: `engine/comparison.py`)
+    and, with `ablation`, knocks out each parameter and refits the rest (`engine/ablation.py`).
 
     Args:
         fit_seeds: how many times every model is fitted for its test score, with seeds run seed, run seed + 1, ...
@@ -210,6 +253,10 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
             "score": result.scores.get("score") if ok else None,
             "train_score": result.scores.get("train_score") if ok else None,
             "error": result.error[-500:],
+            "per_test": dict(result.details.get("scores_per_test") or {}) if ok else {},
+            "information_criteria": information_criteria(
+                result.scores.get("train_log_likelihood"), len(result.details.get("fitted_params") or {}),
+                result.scores.get("n_train_observations")) if ok else None,
         }
         if refits:
             test_scores[name]["scores_by_fit_seed"] = [
@@ -226,6 +273,12 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         "fitted_params": dict(program.fitted_params),
         "fit_seeds": [run_seed + k for k in range(fit_seeds)],
     }
+    record["comparisons"] = comparisons(test_scores, task.file.per_test_units)
+    record["comparison_units"] = difference_label(task.file.per_test_units)
+    if ablation and results["program"].outcome is Outcome.OK:
+        with Refitter(prepared, heldout="test", workers=workers, hidden_paths=[db_path]) as refitter:
+            record["ablation"] = ablate(program.source, task.function_name, refitter, task.file.per_test_units,
+                                        results["program"])
     verify_result = results.get("verify")
     if verify_result is not None:
         record["verify_outcome"] = verify_result.outcome.name

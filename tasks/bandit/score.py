@@ -70,6 +70,8 @@ def score(
     Returns:
         score: held-out normalized likelihood (geometric mean choice probability per trial).
         train_score: the same on the training sessions.
+        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the scored training
+            trials and their number (for AIC and BIC).
         scores_per_test: held-out normalized likelihood per session.
         fitted_params: parameter name -> fitted value; at_bounds: parameters that ended at a bound.
         timings: seconds for "compile" and "fit" (from the fitter) and "score".
@@ -95,6 +97,8 @@ def score(
     return {
         "score": heldout_score,
         "train_score": float(np.exp(-result.neg_log_likelihood / n_scored_trials(train))),
+        "train_log_likelihood": float(-result.neg_log_likelihood),
+        "n_train_observations": n_scored_trials(train),
         "scores_per_test": {
             f"session_{i}": float(np.exp(ll / max(n, 1.0))) for i, (ll, n) in enumerate(zip(per_session, trials_per_session))
         },

@@ -91,6 +91,8 @@ def score(
     Returns:
         score: held-out log-likelihood per trial (nats; RT density per s), pooled over monkeys.
         train_score: the same on the training trials.
+        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the training trials
+            and their number (for AIC and BIC).
         loglik_per_trial_<monkey>: held-out log-likelihood per trial of each monkey (extra scores).
         scores_per_test: held-out log-likelihood per trial of each monkey and coherence, "B_coh0.128".
         fitted_params: "<name>_<monkey>" -> fitted value; at_bounds: the same names for parameters at a bound.
@@ -126,6 +128,8 @@ def score(
     return {
         "score": float(heldout_score),
         "train_score": float(-result.neg_log_likelihood.sum() / n_train),
+        "train_log_likelihood": float(-result.neg_log_likelihood.sum()),
+        "n_train_observations": n_train,
         **{f"loglik_per_trial_{monkey}": value for monkey, value in per_monkey.items()},
         "scores_per_test": per_test,
         "fitted_params": {f"{name}_{monkey}": float(result.params[name][g])

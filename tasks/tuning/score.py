@@ -126,6 +126,8 @@ def _score(candidate: Callable, train: Split, heldout: Split, seed: int, noise: 
     return {
         "score": float(held_ll.sum() / held_trials.sum()),
         "train_score": float(-np.sum(result.neg_log_likelihood) / train_trials.sum()),
+        "train_log_likelihood": float(-np.sum(result.neg_log_likelihood)),
+        "n_train_observations": float(train_trials.sum()),
         "bits_per_spike": float((held_ll.sum() - null_ll.sum()) / (max(held_spikes, 1.0) * math.log(2.0))),
         "scores_per_test": {unit: float(ll / n) for unit, ll, n in zip(names, held_ll, held_trials)},
         "fitted_params": fitted,
@@ -141,6 +143,8 @@ def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0, rest
     Returns:
         score: held-out log-likelihood per trial (nats), pooled over neurons; higher is better.
         train_score: the same on the training trials.
+        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the training trials
+            and their number (for AIC and BIC).
         bits_per_spike: held-out information gain over a constant rate per neuron, bits per spike.
         scores_per_test: unit id -> held-out log-likelihood per trial of that neuron.
         fitted_params: "name[unit]" -> fitted value; at_bounds: those that ended at a bound.

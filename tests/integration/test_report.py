@@ -38,7 +38,8 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
     assert "src=\"data:image/png;base64," in html_text  # self-contained: plots embedded
     assert "http://" not in html_text and "https://" not in html_text  # nothing fetched from elsewhere
     for heading in ("Search progress", "Pareto front", "Final selected models: test-split scores",
-                    f"Program {summary['best_id']}", "Posterior predictive checks"):
+                    f"Program {summary['best_id']}", "Posterior predictive checks", "Program against each model",
+                    "Ablation"):
         assert heading in html_text, heading
 
     profile = tmp_path / "profile"
@@ -69,6 +70,16 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
     for row in stored["test_scores"].values():
         assert len(row["scores_by_fit_seed"]) == 2 and row["scores_by_fit_seed"][0] == row["score"]
     assert stored["complexity"]["num_params"] >= 2
+    # The program against the seed: a paired interval over the test sessions; AIC and BIC of every fitted model.
+    against_seed = stored["comparisons"]["seed"]
+    assert against_seed["low"] <= against_seed["mean"] <= against_seed["high"] and against_seed["n"] >= 2
+    criteria = stored["test_scores"]["program"]["information_criteria"]
+    assert criteria["num_fitted"] == stored["complexity"]["num_params"] and criteria["aic"] < criteria["bic"]
+    assert [row["parameter"] for row in stored["ablation"]] == list(stored["fitted_params"])
+    # A knocked-out program can fail (a parameter that divides, fixed at 0) or predict some sessions with
+    # probability 0; then the row says why it has no change.
+    assert all(row["change"] is not None or row["detail"] for row in stored["ablation"]), stored["ablation"]
+    assert any(row["change"] is not None for row in stored["ablation"])
     # Whenever two or more simulated sets were refitted, the engine draws them all on one plot, last.
     refitted = max((len(pairs) for pairs in stored["recovery_pairs"].values()), default=0)
     titles = [figure["title"] for figure in stored["figures"]]
