@@ -35,7 +35,7 @@ class Refitter:
 
     def __init__(self, prepared: Prepared, *, heldout: str, workers: int = 2, seed: int | None = None,
                  hidden_paths: Sequence[str | Path] = ()) -> None:
-        from sandbox.pool import make_runner
+        from sandbox.runners import make_runner
 
         config = prepared.config.sandbox.model_copy(update={"runner": "local", "num_workers": workers})
         seed = prepared.config.run.seed if seed is None else seed
