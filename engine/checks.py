@@ -13,7 +13,7 @@ from engine.evaluation import build_context, make_job
 from engine.seed_check import seed_drift, suggested_tolerance
 from engine.session import Prepared, prepare
 from sandbox.results import Outcome, RunResult
-from tasks.spec import TaskSpec
+from engine.task.spec import TaskSpec
 
 __all__ = [
     "CheckRow", "TaskCheck", "check_task", "evaluate_sources", "reference_models", "seed_score_findings", "error_line",

@@ -561,7 +561,7 @@ def config_show(
     import yaml
 
     from engine.config import load_experiment_config
-    from tasks.spec import load_task
+    from engine.task.spec import load_task
 
     task = load_task(task_yaml)
     merged = load_experiment_config(
@@ -574,7 +574,7 @@ def config_show(
 def _known_errors() -> tuple[type[BaseException], ...]:
     """The base error classes of our packages: their messages are for people and print without a traceback."""
     from engine.errors import ConfigError, EngineError
-    from tasks.errors import TaskSpecError
+    from engine.task.errors import TaskSpecError
 
     known: list[type[BaseException]] = [ConfigError, EngineError, TaskSpecError]
     for module, name in (("islands.errors", "IslandsError"), ("sandbox.errors", "SandboxError"),

@@ -11,8 +11,8 @@ from engine.fit import read_params
 from islands import Candidate, Program
 from sandbox.exported import parse_input
 from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
-from tasks.errors import TaskSpecError
-from tasks.spec import TaskSpec
+from engine.task.errors import TaskSpecError
+from engine.task.spec import TaskSpec
 
 __all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
 

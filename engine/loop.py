@@ -24,7 +24,7 @@ from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
 from sandbox.pool import Runner
 from sandbox.results import RunResult
-from tasks.spec import TaskSpec
+from engine.task.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
 

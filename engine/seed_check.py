@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sandbox.results import RunResult
-from tasks.spec import DEFAULT_SEED_SCORE_TOLERANCE
+from engine.task.spec import DEFAULT_SEED_SCORE_TOLERANCE
 
 __all__ = ["SeedDrift", "seed_drift", "seed_failure_message", "suggested_tolerance"]
 

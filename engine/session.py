@@ -23,7 +23,7 @@ from engine.proposers.base import Proposer
 from islands import IslandsError, ProgramDatabase, RunMeta
 from sandbox.config import SandboxConfig
 from sandbox.results import RunResult, TaskContext
-from tasks.spec import TaskSpec, data_hash, load_task
+from engine.task.spec import TaskSpec, data_hash, load_task
 
 __all__ = ["prepare", "run_discovery", "evaluate_file", "default_db_path", "build_runner", "build_proposer"]
 

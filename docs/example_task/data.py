@@ -2,7 +2,7 @@
 
 Real data would come through the dataset registry instead:
 
-    from tasks.datasets import DataFile, Dataset, fetch
+    from engine.task.datasets import DataFile, Dataset, fetch
     DATASET = Dataset(name="my-lab-2026", files=(DataFile(name="trials.csv", url="https://.../trials.csv",
                       sha256="..."),), licence="CC-BY-4.0", citation="...")
     path = fetch(DATASET, "trials.csv")   # mirror, then cache, then download; verified by sha256

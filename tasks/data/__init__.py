@@ -8,7 +8,7 @@
 | goris2015-v1             | load_goris2015(experiment, subset)       | GratingTrials                       |
 | roitman-shadlen-rt       | load_roitman_rts(subset)                 | RoitmanTrials                       |
 
-Files are fetched and verified by `tasks.datasets.fetch` (mirror, cache, then network).
+Files are fetched and verified by `engine.task.datasets.fetch` (mirror, cache, then network).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tasks.data.cavanagh import (
     load_rlddm_sequences,
 )
 from tasks.data.roitman_shadlen import MONKEY_NAMES, ROITMAN_SHADLEN_RT, RoitmanTrials, load_roitman_rts
-from tasks.datasets import Dataset, DatasetError
+from engine.task.datasets import Dataset, DatasetError
 
 __all__ = [
     "BBP_RAT_CORTEX",

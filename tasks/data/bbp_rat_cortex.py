@@ -19,7 +19,7 @@ import numpy as np
 
 from tasks.data.igor import IgorWave, read_ibw
 from tasks.data.subsets import check_subset
-from tasks.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
+from engine.task.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
 
 __all__ = ["BBP_RAT_CORTEX", "CurrentClampSweep", "load_bbp_current_clamp"]
 

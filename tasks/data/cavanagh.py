@@ -20,7 +20,7 @@ import numpy as np
 
 from tasks.data.subsets import check_subset
 from tasks.data.tables import numeric_column, read_csv_columns
-from tasks.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
+from engine.task.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
 
 __all__ = [
     "HDDM_PST",

@@ -43,7 +43,7 @@ import numpy as np
 import scipy.io
 
 from tasks.data.subsets import check_subset
-from tasks.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
+from engine.task.datasets import DataFile, Dataset, DatasetError, fetch, github_raw_url
 
 __all__ = ["GORIS2015", "N_COMPONENTS", "UNITS", "GratingTrials", "load_goris2015"]
 

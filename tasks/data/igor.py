@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.datasets import DatasetError
+from engine.task.datasets import DatasetError
 
 __all__ = ["IgorWave", "read_ibw"]
 

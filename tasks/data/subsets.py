@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.datasets import DatasetError
+from engine.task.datasets import DatasetError
 
 __all__ = ["check_subset"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.datasets import DatasetError
+from engine.task.datasets import DatasetError
 
 __all__ = ["numeric_column", "read_csv_columns"]
 

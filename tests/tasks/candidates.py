@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.fit import read_params
 from sandbox.exported import CandidateFunction, export_candidate, load_candidate
-from tasks.spec import load_task
+from engine.task.spec import load_task
 
 #: The offline data mirror beside the checkout (`../shared/data`), as `.ci/run` sets it.
 MIRROR = Path(__file__).resolve().parents[3] / "shared" / "data"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.spec import load_task
+from engine.task.spec import load_task
 from tests.tasks.candidates import candidate_from
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tasks.ddm.first_passage import first_passage_densities, navarro_fuss_density
-from tasks.spec import load_task
+from engine.task.spec import load_task
 from tests.tasks.candidates import candidate_from, module_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]

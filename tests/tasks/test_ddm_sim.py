@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tasks.spec import load_task
+from engine.task.spec import load_task
 from tests.tasks.candidates import MIRROR, candidate_from, module_from
 
 REPO = Path(__file__).resolve().parents[2]

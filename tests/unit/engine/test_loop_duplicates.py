@@ -20,7 +20,7 @@ from engine.proposers.base import PromptContext, Proposal
 from islands import IslandsConfig, ProgramDatabase, RunMeta
 from sandbox.config import SandboxConfig
 from sandbox.runners import make_runner
-from tasks.spec import load_task
+from engine.task.spec import load_task
 
 SEED = 'def f(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return -abs(x - 3.0)\n'
 BETTER = 'def f(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return -abs(x - 2.0)\n'

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tasks.data import DATASETS, get_dataset
-from tasks.datasets import DataFile, Dataset, DatasetError, fetch, fetch_all, sha256_of
+from engine.task.datasets import DataFile, Dataset, DatasetError, fetch, fetch_all, sha256_of
 
 ROITMAN = "roitman-shadlen-rt"
 

@@ -19,7 +19,7 @@ from tasks.data import (
     load_roitman_rts,
 )
 from tasks.data.igor import read_ibw
-from tasks.datasets import DatasetError
+from engine.task.datasets import DatasetError
 
 
 def test_rlddm_sequences_are_padded_per_subject_and_pair(data_mirror: Path) -> None:

@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.errors import TaskSpecError
-from tasks.spec import data_hash, load_task
+from engine.task.errors import TaskSpecError
+from engine.task.spec import data_hash, load_task
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -32,7 +32,7 @@ from pathlib import Path, PurePosixPath
 
 import pooch
 
-from tasks.errors import TaskSpecError
+from engine.task.errors import TaskSpecError
 
 __all__ = [
     "CACHE_ENV",

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tasks.errors import TaskSpecError
+from engine.task.errors import TaskSpecError
 
 __all__ = ["TaskSpec", "TaskLimits", "load_task", "data_hash", "FileFunction", "DEFAULT_SEED_SCORE_TOLERANCE"]
 

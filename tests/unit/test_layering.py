@@ -1,0 +1,73 @@
+"""The packages depend one way: tasks → engine → islands and sandbox. A task imports the engine; nothing in the
+engine, the program database or the sandbox imports a task."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+LOWER = ("engine", "islands", "sandbox")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Returns the absolute module names a file imports, at any depth (functions' lazy imports included);
+    `from package import name` counts as importing package.name, which is a module or a name of the package."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Returns, for each module of the lower packages, the other such modules it imports."""
+    modules = {}
+    for package in LOWER:
+        for path in (REPO / package).rglob("*.py"):
+            modules[".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_modules(path):
+            while imported and imported not in modules:  # a name of a module: that module
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def test_no_engine_islands_or_sandbox_module_imports_a_task():
+    offenders = [f"{path.relative_to(REPO)} imports {name}"
+                 for package in LOWER for path in sorted((REPO / package).rglob("*.py"))
+                 for name in sorted(imported_modules(path)) if name.split(".")[0] == "tasks"]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_islands_and_sandbox_do_not_import_the_engine():
+    offenders = [f"{path.relative_to(REPO)} imports {name}"
+                 for package in ("islands", "sandbox") for path in sorted((REPO / package).rglob("*.py"))
+                 for name in sorted(imported_modules(path)) if name.split(".")[0] == "engine"]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_no_two_modules_import_each_other_directly_or_around_a_cycle():
+    graph = module_graph()
+    cycles, finished = [], set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycles.append(path[path.index(node):] + [node])
+            return
+        if node in finished:
+            return
+        for target in sorted(graph[node]):
+            visit(target, path + [node])
+        finished.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    assert not cycles, "\n".join(" -> ".join(cycle) for cycle in cycles[:10])
