@@ -135,8 +135,8 @@ class RequestGate:
     """Runs request attempts under the in-flight limit and the budget, with timeouts and retries.
 
     The limit adapts to a server slower than the timeout, such as a local server that computes one answer at a
-    time: when an attempt times out while others were in flight, the limit halves (down to 1) for the rest of
-    the run, because requests were waiting in the server's queue; when one times out alone, the timeout
+    time: when an attempt times out while others were in flight, the limit becomes half of the number that
+    were (down to 1) for the rest of the run, because requests were waiting in the server's queue; when one times out alone, the timeout
     doubles (up to `MAX_TIMEOUT_GROWTH` times llm.timeout_s). A timed-out attempt is cancelled, which closes its
     connection, so that a server that watches its connections (llama.cpp, vLLM) stops computing it.
 
@@ -169,7 +169,7 @@ class RequestGate:
     def _timed_out(self, in_flight: int, where: str) -> None:
         """Adapts the limit, or the timeout, after an attempt that timed out with `in_flight` attempts out."""
         if in_flight > 1 and self.limit.limit > 1:
-            self.limit.limit = max(1, self.limit.limit // 2)
+            self.limit.limit = max(1, min(self.limit.limit, in_flight) // 2)
             logger.warning("%s: no answer within %g s with %d requests waiting; sending at most %d at once from now "
                            "on (set llm.max_in_flight or --max-in-flight to start there)",
                            where, self.timeout_s, in_flight, self.limit.limit)

@@ -212,3 +212,36 @@ def test_build_llm_proposer_from_config():
     asyncio.run(proposer.aclose())
     with pytest.raises(LLMAuthError, match="OPENAI_API_KEY is not set"):
         build_llm_proposer(LLMConfig(models=[{"name": "gpt"}]), environ={})
+
+
+def test_a_server_that_answers_one_at_a_time_slower_than_the_timeout_still_answers_every_request():
+    """The real openai SDK against a server with one slot: requests queued past the timeout are cancelled at
+    the server (their connection closed), the limit drops to one at a time, and every request is answered."""
+    with LLMServer(answer=lambda request: "def agent(x):\n    return x\n", delay_s=0.4, one_at_a_time=True) as slow:
+        mix = make_mix("openai", slow, timeout_s=1.0, max_in_flight=4, max_retries=4)
+        completions = complete(mix, times=6, concurrently=True)
+        assert len(completions) == 6
+        assert mix.gate.limit.limit < 4  # halved after answers timed out in the server's queue
+        assert slow.cancelled >= 1  # the timed-out requests were not left computing
+        assert slow.answered == 6
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_chat_prompts_send_the_rules_as_system_text(provider, server):
+    server.push(Reply(text="```python\ndef agent(x):\n    return x + 1\n```"))
+    proposer = LLMProposer(make_mix(provider, server))
+    context = PromptContext(island_id=0, function_name="agent", shots=(Shot(1, "def agent(x):\n    return x\n", 0.5),),
+                            text="def agent_v0(x):\n    return x\n\n\ndef agent_v1(x):\n    pass\n", next_version=1,
+                            chat_system="Rules for `agent`: ...", chat_user="Write `agent_v1`.")
+
+    async def go():
+        try:
+            return await proposer.propose(context)
+        finally:
+            await proposer.aclose()
+
+    proposal = asyncio.run(go())
+    assert proposal.source == "def agent(x):\n    return x + 1\n"
+    [request] = server.requests
+    assert request.system.startswith("You improve Python models") and request.system.endswith("Rules for `agent`: ...")
+    assert request.prompt == "Write `agent_v1`."
