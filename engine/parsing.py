@@ -456,8 +456,12 @@ class _CopyCheck:
         return bool(self.shapes) and _function_shape(function) in self.shapes
 
     def stale(self, docstring: str) -> bool:
-        text = docstring.strip()
-        return bool(_MARKER_DOCSTRING.match(text)) or text in self.docstrings
+        """The docstring is FunSearch's version marker, or lines of the shown programs' docstrings, or both."""
+        lines = [line.strip() for line in docstring.strip().split("\n") if line.strip()]
+        if lines and _MARKER_DOCSTRING.match(lines[0]):
+            lines = lines[1:]
+        shown_lines = {line.strip() for text in self.docstrings for line in text.split("\n")}
+        return all(line in shown_lines for line in lines)
 
 
 def _function_shape(function: ast.FunctionDef) -> str:
