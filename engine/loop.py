@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,22 @@ from sandbox.results import Job, Outcome, RunResult
 from tasks.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
+
+
+def failure_summary(error: str) -> str:
+    """Returns the part of a candidate's error a model can act on: the candidate's line and the exception.
+
+    A traceback's last lines are often a library's footer ("For simplicity, JAX has removed its internal
+    frames ..."), so the exception line is looked for, not taken from the end.
+    """
+    lines = [line.rstrip() for line in error.strip().split("\n") if line.strip()]
+    exception = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Warning)\b", line)]
+    where = [index for index, line in enumerate(lines) if 'File "candidate.py"' in line]
+    kept = []
+    if where:
+        kept += lines[where[-1] : where[-1] + 2]
+    kept += exception[-1:] if exception else lines[-2:]
+    return "\n".join(dict.fromkeys(kept))[-600:]
 
 
 class Runner(Protocol):
@@ -274,9 +291,7 @@ class SearchLoop:
 
     def _remember_failure(self, parent_ids: tuple[int, ...], program: Program) -> None:
         """Keeps the outcome and the last lines of the error of a failed candidate, for its parents' next prompt."""
-        lines = [line for line in (program.error or "").strip().split("\n") if line.strip()]
-        error = "\n".join(lines[-3:])[-400:]
-        text = f"{program.outcome}: {error}" if error else program.outcome
+        text = f"{program.outcome}: {failure_summary(program.error or '')}".rstrip(": ")
         for parent_id in parent_ids:
             self._last_failure[parent_id] = text
 
