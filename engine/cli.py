@@ -94,7 +94,7 @@ def run(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
     db: Annotated[Optional[Path], typer.Option(help="SQLite database; an existing one of the same task resumes.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A preset from configs/, e.g. configs/local.yaml.")] = None,
-    max_evals: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
+    max_evals: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates (answers skipped as duplicates are not counted; their tokens are).")] = None,
     max_hours: Annotated[Optional[float], typer.Option(help="Stop after this many hours.")] = None,
     max_cost_usd: Annotated[Optional[float], typer.Option(help="Stop when LLM spending reaches this.")] = None,
     target_score: Annotated[Optional[float], typer.Option(help="Stop when the best held-out score reaches this.")] = None,
