@@ -181,6 +181,15 @@ def summarize(db: Path, checkpoints: list[int]) -> dict:
     }
 
 
+def _stopped_because(stdout: str) -> str:
+    """The run's `stopped_because` from its --json output ("?" when it printed none, e.g. when interrupted)."""
+    start = stdout.find("{")
+    try:
+        return str(json.loads(stdout[start:]).get("stopped_because", "?")) if start >= 0 else "?"
+    except json.JSONDecodeError:
+        return "?"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=sorted(MODELS), default="1.5b")
@@ -194,11 +203,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="sandbox workers of the run")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "discover-bench-llm")
     parser.add_argument("--out", type=Path, default=None, help="keep the database and logs here")
+    parser.add_argument("--summarize", type=Path, default=None,
+                        help="only print the table of an earlier run's database (no server counters)")
     parser.add_argument("--run-flag", action="append", default=[],
                         help="an extra flag for discover run, e.g. --run-flag=--temperature=0.8 (repeatable)")
     args = parser.parse_args()
 
     weights = MODELS[args.model]
+    if args.summarize is not None:
+        print_table(args.summarize, weights.name, args.max_evals, None, "?", {}, {}, args.summarize.parent)
+        return
     gguf = fetch_gguf(weights, args.cache_dir)
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-llm-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +237,13 @@ def main() -> None:
     if completed.returncode != 0 or not db.is_file():
         raise SystemExit(f"discover run failed with status {completed.returncode}; see {out / 'run.log'}")
 
-    checkpoints = [n for n in (10, 20, 30, 40, 60, 100) if n <= args.max_evals * 2] or [args.max_evals]
+    print_table(db, weights.name, args.max_evals, elapsed_s, _stopped_because(completed.stdout), before, after, out)
+
+
+def print_table(db: Path, model: str, max_evals: int, elapsed_s: float | None, stopped: str,
+                before: dict[str, float], after: dict[str, float], out: Path) -> None:
+    """Prints the table of one run from its database and the server's counters before and after it."""
+    checkpoints = [n for n in (10, 20, 30, 40, 60, 100) if n <= max_evals * 2] or [max_evals]
     summary = summarize(db, checkpoints)
     predicted = after.get("tokens_predicted_total", 0) - before.get("tokens_predicted_total", 0)
     predicted_s = after.get("tokens_predicted_seconds_total", 0) - before.get("tokens_predicted_seconds_total", 0)
@@ -233,8 +253,8 @@ def main() -> None:
     crashed = outcomes.get("CRASHED", 0) + outcomes.get("TIMEOUT", 0) + outcomes.get("OUT_OF_MEMORY", 0)
     invalid = outcomes.get("INVALID_OUTPUT", 0) + outcomes.get("FORBIDDEN", 0) + outcomes.get("SYNTAX_ERROR", 0)
     rows = [
-        ("model", weights.name),
-        ("wall time", f"{elapsed_s / 60:.1f} min ({json.loads(completed.stdout or '{}').get('stopped_because', '?')})"),
+        ("model", model),
+        ("wall time", f"{elapsed_s / 60:.1f} min ({stopped})" if elapsed_s is not None else f"? ({stopped})"),
         ("answers (requests answered)", f"{summary['answers']}"),
         ("evaluated", f"{summary['evaluated']}"),
         ("OK / evaluated", f"{outcomes.get('OK', 0)} ({outcomes.get('OK', 0) / evaluated:.0%})"),

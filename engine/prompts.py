@@ -28,10 +28,13 @@ class PromptTask:
     Attributes:
         contract: the rules of the evolved function, as a bulleted text (see `contract_text`).
         ideas: short modelling ideas from the task's description; one is drawn into each varied prompt.
+        checklist: the rules most often broken, in one sentence, repeated at the end of a chat request
+            (small models follow what they read last).
     """
 
     contract: str = ""
     ideas: tuple[str, ...] = ()
+    checklist: str = ""
 
     @classmethod
     def from_task(cls, task) -> PromptTask:
@@ -41,6 +44,7 @@ class PromptTask:
             contract=contract_text(task.function_name, task.seed_source, file.inputs, file.allowed_imports,
                                    file.primitives),
             ideas=task_ideas(file.description),
+            checklist=checklist_text(task.function_name, task.seed_source, file.inputs),
         )
 
 
@@ -137,6 +141,33 @@ def contract_text(
         "the fit pushed to an edge of their range (widen the range or change the model).",
     ]
     return "\n".join(lines)
+
+
+def checklist_text(function_name: str, seed_source: str, inputs: Mapping[str, str]) -> str:
+    """Returns the rules that candidates break most often, as one sentence to end a request with."""
+    _, docstring = _docstring_contract(seed_source, function_name)
+    returns = docstring.split("Returns:", 1)[1] if "Returns:" in docstring else ""
+    entries = list(re.finditer(r"^( +)(\w+):\s*(.*)$", returns, flags=re.MULTILINE))
+    outputs = []
+    for entry in entries:
+        if len(entry.group(1)) != len(entries[0].group(1)):
+            continue  # a continuation line of the entry above
+        shape = re.match(r"\([^)]*\)", entry.group(3))
+        kind = shape.group(0) if shape else ("scalar" if "scalar" in entry.group(3) else "")
+        outputs.append(f"{entry.group(2)} {kind}".strip())
+    keyed = any(kind.replace(" ", "").startswith("uint32[2]") or name == "key" for name, kind in inputs.items())
+    parts = [
+        "the first statement is PARAMS = {...}",
+        "no Python `if` or `while` on arrays (use jnp.where)",
+        "no `x[i] = v` or `x[i] += v` (use x = x.at[i].set(v))",
+        "randomness only from the key argument" if keyed else "no jax.random, jnp.random or np.random",
+        "jnp functions on arrays, never np or math",
+    ]
+    if len(outputs) == 1:
+        parts.append(f"it returns exactly one value, {outputs[0]}")
+    elif outputs:
+        parts.append(f"it returns exactly the tuple ({', '.join(outputs)})")
+    return "Check before answering: " + "; ".join(parts) + "."
 
 
 def _indent_block(text: str, prefix: str) -> str:
@@ -248,7 +279,7 @@ def _chat_shot(source: str, function_name: str, version: int) -> tuple[tuple[str
     return tuple(imports), tuple(others), ast.unparse(node)
 
 
-def _chat_user(function_name, shots, task_text, next_version, signature, idea, last_failure) -> str:
+def _chat_user(function_name, shots, task_text, next_version, signature, idea, last_failure, checklist) -> str:
     imports: list[str] = []
     blocks: list[str] = []
     for version, shot in enumerate(shots):
@@ -270,6 +301,8 @@ def _chat_user(function_name, shots, task_text, next_version, signature, idea, l
         f"names or bounds. Reply with one ```python block holding the imports, any helper functions and the "
         f"complete `def {wanted}({signature}):`, following the rules. Do not repeat the programs above."
     )
+    if checklist:
+        parts.append(checklist)
     return "\n\n".join(parts)
 
 
@@ -329,5 +362,6 @@ def render_prompt(
         primitives=tuple(primitives),
         seed=seed,
         chat_system=task.contract,
-        chat_user=_chat_user(function_name, shots, task_text, next_version, signature, idea, last_failure),
+        chat_user=_chat_user(function_name, shots, task_text, next_version, signature, idea, last_failure,
+                             task.checklist),
     )
