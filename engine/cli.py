@@ -105,7 +105,7 @@ def run(
     proposer: Annotated[Optional[str], typer.Option(help="mutator, openai or anthropic.")] = None,
     model: Annotated[Optional[str], typer.Option(help="LLM model name (with --proposer).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
-    max_in_flight: Annotated[Optional[int], typer.Option("--max-in-flight", min=1, help="LLM requests out at once (default 4; halves by itself when answers time out because the server queues them).")] = None,
+    max_in_flight: Annotated[Optional[int], typer.Option("--max-in-flight", min=1, help="LLM requests out at once (default 4; drops by itself when answers time out because the server queues them).")] = None,
     timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", min=0.001, help="Seconds to wait for one LLM answer (default 120; doubles by itself, up to 8 times, when a lone request times out).")] = None,
     temperature: Annotated[Optional[float], typer.Option(min=0.0, max=2.0, help=f"Sampling temperature of --model (default {DEFAULT_TEMPERATURE}).")] = None,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens in one answer of --model (default 4096).")] = None,
