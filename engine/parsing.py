@@ -114,6 +114,13 @@ def extract_candidate(
             f"expected a Python function `{expected}`, found {found}. The answer starts with: {_excerpt(answer)}"
         )
     source = _finish(best, function_name, known)
+    finished = next(node for node in ast.parse(source).body
+                    if isinstance(node, ast.FunctionDef) and node.name == function_name)
+    if known.copied(finished):  # e.g. the seed with its PARAMS written above it
+        raise CompletionParseError(
+            f"expected a new function `{function_name}_v{version}`, found `{best.target.name}` that repeats a "
+            "program of the prompt unchanged once its PARAMS is put first in its body"
+        )
     for region in reversed(regions):  # helpers and imports written in a separate block
         if region is not best_region:
             source = add_missing_definitions(source, region.text, function_name)
@@ -409,6 +416,7 @@ def _finish(module: _Module, function_name: str, known: _CopyCheck) -> str:
         previous_end = end
     kept_lines = [line for line in kept_lines if not _SCORE_COMMENT.match(line)]
     source = _without_stale_docstring("\n".join(kept_lines), target_name, known).strip("\n") + "\n"
+    source = _params_moved_inside(source, target_name)
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     if target_name != function_name:
         source = rename_function(source, target_name, function_name)
@@ -481,6 +489,41 @@ def _is_stub(function: ast.FunctionDef) -> bool:
         or (isinstance(statement, ast.Expr) and isinstance(getattr(statement, "value", None), ast.Constant))
         for statement in function.body
     )
+
+
+def _params_moved_inside(source: str, name: str) -> str:
+    """Returns `source` with a module-level `PARAMS = {...}` moved into function `name` as its first statement.
+
+    Models often declare PARAMS above the function; the convention puts it first in the body, where the engine
+    reads it. Done only when the function declares no PARAMS itself and no other function reads the global.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    declarations = [node for node in tree.body if isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "PARAMS"
+                    and isinstance(node.value, ast.Dict)]
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    target = next((node for node in functions if node.name == name), None)
+    if len(declarations) != 1 or target is None:
+        return source
+    declares = any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PARAMS"
+                                                        for t in node.targets) for node in ast.walk(target))
+    read_elsewhere = any(isinstance(node, ast.Name) and node.id == "PARAMS" for function in functions
+                         if function is not target for node in ast.walk(function))
+    if declares or read_elsewhere:
+        return source
+    declaration = declarations[0]
+    first = target.body[0]
+    has_docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    after = first.end_lineno if has_docstring and len(target.body) > 1 else target.body[0].lineno - 1
+    indent = " " * (target.body[0].col_offset)
+    lines = source.split("\n")
+    moved = [indent + line for line in ast.unparse(declaration).split("\n")]
+    result = lines[:after] + moved + lines[after:]
+    del result[declaration.lineno - 1 : declaration.end_lineno]  # above the function, so indices hold
+    return re.sub(r"\n{4,}", "\n\n\n", "\n".join(result).strip("\n") + "\n")
 
 
 def _without_stale_docstring(source: str, name: str, known: _CopyCheck) -> str:
