@@ -61,12 +61,32 @@ def _overrides(**flags: Any) -> dict[str, Any]:
             llm = layer.setdefault("llm", {})
             llm["provider"] = proposer
             if flags.get("model"):
-                llm["models"] = [{"name": flags["model"]}]
+                # A temperature by default: prompts from islands that hold only the seed differ little, and a
+                # server's own default may be greedy. 1.0 is what every provider's models accept.
+                model: dict[str, Any] = {"name": flags["model"], "temperature": DEFAULT_TEMPERATURE}
+                for flag in ("temperature", "max_tokens"):
+                    if flags.get(flag) is not None:
+                        model[flag] = flags[flag]
+                llm["models"] = [model]
             if flags.get("base_url"):
                 llm["base_url"] = flags["base_url"]
-    elif flags.get("model") or flags.get("base_url"):
-        raise typer.BadParameter("--model and --base-url need --proposer openai or --proposer anthropic.")
+    llm_flags = {"max_in_flight": flags.get("llm_max_in_flight"), "timeout_s": flags.get("timeout_s")}
+    given = {key: value for key, value in llm_flags.items() if value is not None}
+    per_model = [flag for flag in ("temperature", "max_tokens") if flags.get(flag) is not None]
+    if proposer in (None, "mutator") and (flags.get("model") or flags.get("base_url") or given or per_model):
+        raise typer.BadParameter(
+            "--model, --base-url, --max-in-flight, --timeout-s, --temperature and --max-tokens need "
+            "--proposer openai or --proposer anthropic."
+        )
+    if per_model and not flags.get("model"):
+        raise typer.BadParameter("--temperature and --max-tokens set the model of --model; give --model too.")
+    if given:
+        layer.setdefault("llm", {}).update(given)
     return layer
+
+
+#: The sampling temperature of a model named with --model, unless --temperature says otherwise.
+DEFAULT_TEMPERATURE = 1.0
 
 
 @app.command()
@@ -74,7 +94,7 @@ def run(
     task_yaml: Annotated[Path, typer.Argument(help="The task, e.g. tasks/bandit/task.yaml.")],
     db: Annotated[Optional[Path], typer.Option(help="SQLite database; an existing one of the same task resumes.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="A preset from configs/, e.g. configs/local.yaml.")] = None,
-    max_evals: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates.")] = None,
+    max_evals: Annotated[Optional[int], typer.Option(help="Stop after this many evaluated candidates (answers skipped as duplicates are not counted; their tokens are).")] = None,
     max_hours: Annotated[Optional[float], typer.Option(help="Stop after this many hours.")] = None,
     max_cost_usd: Annotated[Optional[float], typer.Option(help="Stop when LLM spending reaches this.")] = None,
     target_score: Annotated[Optional[float], typer.Option(help="Stop when the best held-out score reaches this.")] = None,
@@ -85,6 +105,10 @@ def run(
     proposer: Annotated[Optional[str], typer.Option(help="mutator, openai or anthropic.")] = None,
     model: Annotated[Optional[str], typer.Option(help="LLM model name (with --proposer).")] = None,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    max_in_flight: Annotated[Optional[int], typer.Option("--max-in-flight", min=1, help="LLM requests out at once (default 4; drops by itself when answers time out because the server queues them).")] = None,
+    timeout_s: Annotated[Optional[float], typer.Option("--timeout-s", min=0.001, help="Seconds to wait for one LLM answer (default 120; doubles by itself, up to 8 times, when a lone request times out).")] = None,
+    temperature: Annotated[Optional[float], typer.Option(min=0.0, max=2.0, help=f"Sampling temperature of --model (default {DEFAULT_TEMPERATURE}).")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", min=1, help="Most tokens in one answer of --model (default 4096).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final result.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the final result as JSON.")] = False,
     simplify_best: Annotated[int, typer.Option(
@@ -96,7 +120,8 @@ def run(
     overrides = _overrides(
         max_evals=max_evals, max_hours=max_hours, max_cost_usd=max_cost_usd, target_score=target_score,
         workers=workers, seed=seed, ray_address=ray_address, runner=runner, proposer=proposer, model=model,
-        base_url=base_url,
+        base_url=base_url, llm_max_in_flight=max_in_flight, timeout_s=timeout_s, temperature=temperature,
+        max_tokens=max_tokens,
     )
     from engine.errors import SeedError
 

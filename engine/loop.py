@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Callable
 from engine.evaluation import at_bounds, make_job, to_candidate
 from engine.llm.errors import LLMBudgetExhausted
 from engine.errors import SeedError
-from engine.prompts import diagnostics_text, render_prompt
+from engine.prompts import PromptTask, diagnostics_text, render_prompt
 from engine.seed_check import seed_drift, seed_failure_message
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
@@ -27,6 +28,22 @@ from sandbox.results import RunResult
 from engine.task.spec import TaskSpec
 
 __all__ = ["SearchLoop", "Budget", "RunSummary", "LoopEvent", "evaluate_once"]
+
+
+def failure_summary(error: str) -> str:
+    """Returns the part of a candidate's error a model can act on: the candidate's line and the exception.
+
+    A traceback's last lines are often a library's footer ("For simplicity, JAX has removed its internal
+    frames ..."), so the exception line is looked for, not taken from the end.
+    """
+    lines = [line.rstrip() for line in error.strip().split("\n") if line.strip()]
+    exception = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Warning)\b", line)]
+    where = [index for index, line in enumerate(lines) if 'File "candidate.py"' in line]
+    kept = []
+    if where:
+        kept += lines[where[-1] : where[-1] + 2]
+    kept += exception[-1:] if exception else lines[-2:]
+    return "\n".join(dict.fromkeys(kept))[-600:]
 
 
 _UNKNOWN = object()
@@ -54,6 +71,8 @@ class LoopEvent:
     duplicates: int
     in_flight: int
     elapsed_s: float
+    duplicate_tokens: int = 0  # what the skipped duplicate's answer cost (program None)
+    duplicate_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +142,9 @@ class SearchLoop:
         self._proposal_count = 0
         self._budget_message: str | None = None
         self._best: float | None | object = _UNKNOWN
+        self._prompt_task = PromptTask.from_task(task)
+        # The last failure of a candidate made from each best shot, shown in the next prompt from that shot.
+        self._last_failure: dict[int, str] = {}
 
     # -- seeding ---------------------------------------------------------------------------------------------
     def ensure_seed(self, db_path: Path | None = None) -> Program:
@@ -176,14 +198,19 @@ class SearchLoop:
             sample = self.database.sample()
             if self._island_load(sample.island_id) < self.max_in_flight_per_island:
                 self._proposal_count += 1
+                shots = [self._shot(p) for p in sample.programs]
+                best_id = max(shots, key=lambda shot: shot.score).program_id
                 return render_prompt(
                     island_id=sample.island_id,
                     function_name=self.task.function_name,
-                    shots=[self._shot(p) for p in sample.programs],
+                    shots=shots,
                     summary=self.task.file.summary,
                     description=self.task.file.description,
                     primitives=self.task.file.primitives,
                     seed=self.seed * 1_000_003 + self._proposal_count,
+                    task=self._prompt_task,
+                    vary=True,
+                    last_failure=self._last_failure.get(best_id, ""),
                 )
         return None
 
@@ -224,8 +251,10 @@ class SearchLoop:
         self._tell(program, improved, started)
         return program
 
-    def _tell(self, program: Program | None, improved: bool, started: float) -> None:
-        """Sends the progress display a LoopEvent: after a registration, or (program None) a skipped duplicate."""
+    def _tell(self, program: Program | None, improved: bool, started: float, tokens: int = 0,
+              cost_usd: float = 0.0) -> None:
+        """Sends the progress display a LoopEvent: after a registration, or (program None) a skipped duplicate
+        whose answer cost `tokens` and `cost_usd`."""
         self.on_event(
             LoopEvent(
                 program=program,
@@ -235,6 +264,8 @@ class SearchLoop:
                 duplicates=self._duplicates,
                 in_flight=self._in_flight(),
                 elapsed_s=time.monotonic() - started,
+                duplicate_tokens=tokens,
+                duplicate_cost_usd=cost_usd,
             )
         )
 
@@ -251,6 +282,12 @@ class SearchLoop:
         if self.database.find_duplicate(source) is not None:
             return True, key
         return any(pending.canonical_hash == key for pending in self._pending.values()), key
+
+    def _remember_failure(self, parent_ids: tuple[int, ...], program: Program) -> None:
+        """Keeps the outcome and the last lines of the error of a failed candidate, for its parents' next prompt."""
+        text = f"{program.outcome}: {failure_summary(program.error or '')}".rstrip(": ")
+        for parent_id in parent_ids:
+            self._last_failure[parent_id] = text
 
     def _best_score(self) -> float | None:
         """The best score stored so far, tracked here: asking the database each time costs a scan."""
@@ -277,8 +314,9 @@ class SearchLoop:
         duplicate, key = self._is_duplicate(proposal.source)
         if duplicate:
             self._duplicates += 1
-            self.database.count_duplicate(island_id)
-            self._tell(None, False, started)
+            # Its tokens were paid for like any other answer's: they count in stats, panel and report.
+            self.database.count_duplicate(island_id, tokens=proposal.tokens, cost_usd=proposal.cost_usd)
+            self._tell(None, False, started, tokens=proposal.tokens, cost_usd=proposal.cost_usd)
             return
         job_id = self._next_job_id
         self._next_job_id += 1
@@ -342,7 +380,9 @@ class SearchLoop:
                             cost_usd=pending.proposal.cost_usd,
                             propose_s=pending.propose_s,
                         )
-                        self._register(candidate, started, self._best_score())
+                        program = self._register(candidate, started, self._best_score())
+                        if program.score is None and pending.parent_ids:
+                            self._remember_failure(pending.parent_ids, program)
                 elif not self._proposals:
                     await asyncio.sleep(0.01)
         finally:

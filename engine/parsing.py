@@ -69,7 +69,12 @@ def prompt_header(prompt: str, function_name: str, version: int) -> str:
 
 
 def extract_candidate(
-    answer: str, function_name: str, version: int, header: str = "", truncated: bool = False
+    answer: str,
+    function_name: str,
+    version: int,
+    header: str = "",
+    truncated: bool = False,
+    shown: Sequence[str] = (),
 ) -> str:
     """Returns module source whose evolved function is `function_name`, taken from an LLM answer.
 
@@ -81,6 +86,9 @@ def extract_candidate(
             and a function with another name be recognised by its argument names.
         truncated: the model hit its token limit, so the code at the very end of the answer may be cut off
             even where it parses.
+        shown: the programs of the prompt (module sources). A function that repeats one of them, whatever
+            its name, docstring and comments, is not a candidate, nor is a stub (a header with only a
+            docstring, `pass` or `...`): models often re-type the prompt before their own function.
 
     Raises:
         CompletionParseError: when no function can be found; the message says what was found instead.
@@ -88,13 +96,14 @@ def extract_candidate(
     if not answer.strip():
         raise CompletionParseError("the answer is empty")
     arguments = _argument_names(header)
+    known = _CopyCheck(shown, function_name)
     best: _Module | None = None
     best_region: _Region | None = None
     problems: list[str] = []
     regions = _regions(answer, truncated)
     for region in regions:
         for attempt in (_as_module, _as_body):
-            module = attempt(region, function_name, version, header, arguments, problems)
+            module = attempt(region, function_name, version, header, arguments, problems, known)
             if module is not None and (best is None or module.rank <= best.rank):
                 best, best_region = module, region  # later regions win ties: old code first, then the new
                 break
@@ -104,7 +113,14 @@ def extract_candidate(
         raise CompletionParseError(
             f"expected a Python function `{expected}`, found {found}. The answer starts with: {_excerpt(answer)}"
         )
-    source = _finish(best, function_name)
+    source = _finish(best, function_name, known)
+    finished = next(node for node in ast.parse(source).body
+                    if isinstance(node, ast.FunctionDef) and node.name == function_name)
+    if known.copied(finished):  # e.g. the seed with its PARAMS written above it
+        raise CompletionParseError(
+            f"expected a new function `{function_name}_v{version}`, found `{best.target.name}` that repeats a "
+            "program of the prompt unchanged once its PARAMS is put first in its body"
+        )
     for region in reversed(regions):  # helpers and imports written in a separate block
         if region is not best_region:
             source = add_missing_definitions(source, region.text, function_name)
@@ -232,7 +248,7 @@ def _regions(answer: str, truncated: bool = False) -> list[_Region]:
     return [_Region(answer.replace("\r\n", "\n"), fenced=False, unterminated=truncated)]
 
 
-def _as_module(region, function_name, version, header, arguments, problems) -> _Module | None:
+def _as_module(region, function_name, version, header, arguments, problems, known) -> _Module | None:
     """Reads a region as a module (defs, imports, helpers)."""
     lines = region.text.expandtabs(4).split("\n")
     if region.fenced:
@@ -248,13 +264,13 @@ def _as_module(region, function_name, version, header, arguments, problems) -> _
                 return None  # only indented lines without a def: a body, read by _as_body
             code = textwrap.dedent("\n".join(code)).split("\n")
         source = _parseable_prefix(code, region.unterminated, problems)
-        module = _choose(source, function_name, version, arguments, problems) if source else None
+        module = _choose(source, function_name, version, arguments, problems, known) if source else None
         if module is not None:
             return module
     return None
 
 
-def _as_body(region, function_name, version, header, arguments, problems) -> _Module | None:
+def _as_body(region, function_name, version, header, arguments, problems, known) -> _Module | None:
     """Reads a region as the body of the function whose header ends the prompt."""
     if not header:
         return None
@@ -280,7 +296,7 @@ def _as_body(region, function_name, version, header, arguments, problems) -> _Mo
         header = _def_lines(header)  # the answer brings its own docstring; two would push PARAMS down
     text = header.rstrip() + "\n" + textwrap.indent(body, body_indent, predicate=lambda line: True)
     source = _parseable_prefix(text.split("\n"), region.unterminated, problems)
-    return _choose(source, function_name, version, arguments, problems) if source else None
+    return _choose(source, function_name, version, arguments, problems, known) if source else None
 
 
 def _parseable_prefix(lines: list[str], unterminated: bool, problems: list[str]) -> str:
@@ -320,19 +336,32 @@ def _looks_complete(statement: ast.stmt) -> bool:
     return not isinstance(statement, _COMPOUND)
 
 
-def _choose(source: str, function_name: str, version: int, arguments: Sequence[str], problems) -> _Module | None:
+def _choose(
+    source: str, function_name: str, version: int, arguments: Sequence[str], problems, known: _CopyCheck
+) -> _Module | None:
     """Returns the module with its evolved function chosen, or None (noting why) when it has no such function.
 
-    Ranks, best first: `{name}_v{version}`; another `{name}_vK` (the highest K); `{name}`; a function whose
-    arguments are the header's (the one no other function calls, else the last).
+    Stubs and copies of the prompt's programs are never chosen. Ranks, best first: `{name}_v{version}`;
+    another `{name}_vK` (the highest K); `{name}`; a function whose arguments are the header's (the one no
+    other function calls, else the last).
     """
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return None
-    functions = [statement for statement in tree.body if isinstance(statement, ast.FunctionDef)]
-    if not functions:
+    defined = [statement for statement in tree.body if isinstance(statement, ast.FunctionDef)]
+    if not defined:
         problems.append("no function definition")
+        return None
+    functions = []
+    for function in defined:
+        if _is_stub(function):
+            problems.append(f"only an empty `{function.name}` (a header with no body)")
+        elif known.copied(function):
+            problems.append(f"`{function.name}` that repeats a program of the prompt unchanged")
+        else:
+            functions.append(function)
+    if not functions:
         return None
     versioned = re.compile(rf"{re.escape(function_name)}_v(\d+)")
     exact = [f for f in functions if f.name == f"{function_name}_v{version}"]
@@ -356,8 +385,13 @@ def _choose(source: str, function_name: str, version: int, arguments: Sequence[s
     return None
 
 
-def _finish(module: _Module, function_name: str) -> str:
-    """Drops what does not belong in a candidate and renames the evolved function to `function_name`."""
+def _finish(module: _Module, function_name: str, known: _CopyCheck) -> str:
+    """Drops what does not belong in a candidate and renames the evolved function to `function_name`.
+
+    Besides demo code and unused versions, that is what the model copied from the prompt and is no longer
+    true of the new function: score comments ("# held-out score 0.7742; ...") and a docstring that is
+    FunSearch's "Improved version of `agent_v0`." marker or a shown program's docstring.
+    """
     target_name = module.target.name
     versioned = re.compile(rf"{re.escape(function_name)}_v\d+")
     kept_body = [s for s in module.tree.body if s is module.target or not _droppable(s, module, function_name)]
@@ -380,7 +414,9 @@ def _finish(module: _Module, function_name: str) -> str:
         if statement in kept_body:
             kept_lines.extend(lines[previous_end:end])
         previous_end = end
-    source = "\n".join(kept_lines).strip("\n") + "\n"
+    kept_lines = [line for line in kept_lines if not _SCORE_COMMENT.match(line)]
+    source = _without_stale_docstring("\n".join(kept_lines), target_name, known).strip("\n") + "\n"
+    source = _params_moved_inside(source, target_name)
     source = re.sub(r"\n{4,}", "\n\n\n", source)
     if target_name != function_name:
         source = rename_function(source, target_name, function_name)
@@ -397,6 +433,113 @@ def _droppable(statement: ast.stmt, module: _Module, function_name: str) -> bool
     if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
         return statement.name == function_name  # the evolved function is about to take this name
     return False
+
+
+# -- what the model copied from the prompt ----------------------------------------------------------------
+
+# A comment line the prompt puts above each program (see engine.prompts.diagnostics_text), possibly renamed.
+_SCORE_COMMENT = re.compile(r"^\s*#\s*(?:\w+_v\d+:\s*)?held-out score\b")
+_MARKER_DOCSTRING = re.compile(r"^Improved version of `?\w+_v\d+`?\.?$")
+
+
+class _CopyCheck:
+    """Recognises functions and docstrings copied from the prompt's programs."""
+
+    def __init__(self, shown: Sequence[str], function_name: str) -> None:
+        self.shapes: set[str] = set()
+        self.docstrings: set[str] = set()
+        for source in shown:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef) and node.name == function_name:
+                    self.shapes.add(_function_shape(node))
+                    docstring = ast.get_docstring(node)
+                    if docstring:
+                        self.docstrings.add(docstring.strip())
+
+    def copied(self, function: ast.FunctionDef) -> bool:
+        return bool(self.shapes) and _function_shape(function) in self.shapes
+
+    def stale(self, docstring: str) -> bool:
+        """The docstring is FunSearch's version marker, or lines of the shown programs' docstrings, or both."""
+        lines = [line.strip() for line in docstring.strip().split("\n") if line.strip()]
+        if lines and _MARKER_DOCSTRING.match(lines[0]):
+            lines = lines[1:]
+        shown_lines = {line.strip() for text in self.docstrings for line in text.split("\n")}
+        return all(line in shown_lines for line in lines)
+
+
+def _function_shape(function: ast.FunctionDef) -> str:
+    """The function's code without its name and docstring (comments are never in the tree)."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        body = body[1:]
+    return ast.dump(ast.Module(body=[ast.FunctionDef(name="_", args=function.args, body=body or [ast.Pass()],
+                                                     decorator_list=[], returns=None, type_params=[])],
+                               type_ignores=[]))
+
+
+def _is_stub(function: ast.FunctionDef) -> bool:
+    """A header with nothing but a docstring, `pass` or `...` in its body."""
+    return all(
+        isinstance(statement, ast.Pass)
+        or (isinstance(statement, ast.Expr) and isinstance(getattr(statement, "value", None), ast.Constant))
+        for statement in function.body
+    )
+
+
+def _params_moved_inside(source: str, name: str) -> str:
+    """Returns `source` with a module-level `PARAMS = {...}` moved into function `name` as its first statement.
+
+    Models often declare PARAMS above the function; the convention puts it first in the body, where the engine
+    reads it. Done only when the function declares no PARAMS itself and no other function reads the global.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    declarations = [node for node in tree.body if isinstance(node, ast.Assign) and len(node.targets) == 1
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "PARAMS"
+                    and isinstance(node.value, ast.Dict)]
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    target = next((node for node in functions if node.name == name), None)
+    if len(declarations) != 1 or target is None:
+        return source
+    declares = any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PARAMS"
+                                                        for t in node.targets) for node in ast.walk(target))
+    read_elsewhere = any(isinstance(node, ast.Name) and node.id == "PARAMS" for function in functions
+                         if function is not target for node in ast.walk(function))
+    if declares or read_elsewhere:
+        return source
+    declaration = declarations[0]
+    first = target.body[0]
+    has_docstring = isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+    after = first.end_lineno if has_docstring and len(target.body) > 1 else target.body[0].lineno - 1
+    indent = " " * (target.body[0].col_offset)
+    lines = source.split("\n")
+    moved = [indent + line for line in ast.unparse(declaration).split("\n")]
+    result = lines[:after] + moved + lines[after:]
+    del result[declaration.lineno - 1 : declaration.end_lineno]  # above the function, so indices hold
+    return re.sub(r"\n{4,}", "\n\n\n", "\n".join(result).strip("\n") + "\n")
+
+
+def _without_stale_docstring(source: str, name: str, known: _CopyCheck) -> str:
+    """Returns `source` without the docstring of function `name` when it was copied from the prompt."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name and len(node.body) > 1:
+            docstring = ast.get_docstring(node)
+            first = node.body[0]
+            if docstring is not None and known.stale(docstring) and first.lineno > node.lineno:
+                lines = source.split("\n")
+                return "\n".join(lines[: first.lineno - 1] + lines[first.end_lineno :])
+    return source
 
 
 # -- small helpers --------------------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class ProgressDisplay:
             self.outcomes[event.program.outcome] += 1
             self.tokens += event.program.tokens
             self.cost_usd += event.program.cost_usd
+        else:  # a skipped duplicate: its answer was paid for too
+            self.tokens += event.duplicate_tokens
+            self.cost_usd += event.duplicate_cost_usd
         if event.improved:
             self.best_score = event.best_score
             self.improved_at_s = event.elapsed_s

@@ -300,7 +300,9 @@ def build_report(
         "<h2>Search progress</h2>" + _img(plot_best_by_island(programs), "best score by island"),
         _img(plot_outcomes(programs), "outcomes over time"),
         "<p>" + ", ".join(f"{_text(k)}: {v}" for k, v in sorted(counts.items()))
-        + f"; duplicates skipped: {_text(stats.get('duplicates', 0))}</p>",
+        + f"; duplicates skipped: {_text(stats.get('duplicates', 0))}"
+        + (f"; LLM tokens paid for: {_text(stats['tokens'])} ({_text(stats.get('duplicate_tokens', 0))} of them on "
+           f"duplicates), ${stats.get('cost_usd', 0.0):.4f}" if stats.get("tokens") else "") + "</p>",
         "<h2>Pareto front</h2>" + _img(plot_pareto(programs, front), "Pareto front"),
     ]
     final_rows = "".join(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -82,6 +82,8 @@ class ProgramDatabase:
         self._tokens = 0
         self._cost_usd = 0.0
         self._duplicates = [0] * config.num_islands
+        self._duplicate_tokens = 0
+        self._duplicate_cost_usd = 0.0
         self._num_resets = 0
         self._num_migrations = 0
         self._successful: dict[int, tuple[float, int, int]] = {}  # id -> (score, num_params, ast_size)
@@ -239,12 +241,18 @@ class ProgramDatabase:
             self._remember(program)  # it may be drawn for a prompt soon
         return program
 
-    def count_duplicate(self, island_id: int) -> None:
-        """Counts (and stores) one candidate from a prompt of `island_id` that was skipped as a duplicate."""
+    def count_duplicate(self, island_id: int, tokens: int = 0, cost_usd: float = 0.0) -> None:
+        """Counts (and stores) one candidate from a prompt of `island_id` that was skipped as a duplicate.
+
+        `tokens` and `cost_usd` are what its answer cost; they count in `stats()` like an evaluated one's.
+        """
         self._check_writable()
         if not 0 <= island_id < self._config.num_islands:
             raise IslandsError(f"island_id is {island_id}; expected 0..{self._config.num_islands - 1}")
-        self._add_event("duplicate", (island_id,))
+        event = replace(self._event("duplicate", (island_id,), (), time.time()), tokens=int(tokens),
+                        cost_usd=float(cost_usd))
+        self._consume_event(event)
+        self._commit(None, (event,))
 
     # ----------------------------------------------------------------------------------------------- reading
 
@@ -309,7 +317,8 @@ class ProgramDatabase:
 
         Keys: programs (stored, seed included), evaluations, outcomes {outcome: count}, duplicates,
         duplicates_per_island, seed_score, best_score, best_program_id, run_time_s (time a writer had the
-        database open, up to the last write), evaluations_per_s (evaluations / run_time_s), tokens, cost_usd,
+        database open, up to the last write), evaluations_per_s (evaluations / run_time_s), tokens and cost_usd
+        (every answer paid for, skipped duplicates included), duplicate_tokens and duplicate_cost_usd (their share),
         resets, migrations, evaluations_since_reset, evaluations_since_migration, and islands: one dict per
         island with island_id, best_score (held-out score of its best program), best_program_id,
         num_programs (registered since it was last emptied), num_clusters, temperature.
@@ -343,6 +352,8 @@ class ProgramDatabase:
             "evaluations_per_s": self._num_evaluations / run_time_s if run_time_s > 0 else 0.0,
             "tokens": self._tokens,
             "cost_usd": self._cost_usd,
+            "duplicate_tokens": self._duplicate_tokens,
+            "duplicate_cost_usd": self._duplicate_cost_usd,
             "resets": self._num_resets,
             "migrations": self._num_migrations,
             "evaluations_since_reset": self._num_evaluations - self._evaluations_at_last_reset,
@@ -414,6 +425,10 @@ class ProgramDatabase:
             self._evaluations_at_last_migration = event.evaluation_count
         elif event.kind == "duplicate":
             self._duplicates[event.island_ids[0]] += 1
+            self._tokens += event.tokens
+            self._cost_usd += event.cost_usd
+            self._duplicate_tokens += event.tokens
+            self._duplicate_cost_usd += event.cost_usd
         self._last_time = max(self._last_time, event.created_at)
 
     def _replay(self, summaries: Sequence[ProgramSummary], events: Sequence[IslandEvent]) -> None:

@@ -23,6 +23,8 @@ class IslandEvent:
         island_ids: reset: the islands emptied; duplicate: the island whose prompt produced it; else empty.
         moves: (program id, island id) registrations made by the event, in order: a reset's founders,
             a migration's migrants.
+        tokens: a duplicate's LLM tokens (prompt + completion), paid for though it was not evaluated.
+        cost_usd: a duplicate's price in US dollars.
         id: its id in the store (0 before it is stored).
     """
 
@@ -32,4 +34,6 @@ class IslandEvent:
     after_program_id: int
     island_ids: tuple[int, ...] = ()
     moves: tuple[tuple[int, int], ...] = ()
+    tokens: int = 0
+    cost_usd: float = 0.0
     id: int = 0

@@ -9,7 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["Base", "MetaRow", "ProgramRow", "EventRow", "SCHEMA_VERSION", "MIGRATIONS", "upgrade"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class Base(DeclarativeBase):
@@ -61,6 +61,8 @@ class EventRow(Base):
     after_program_id: Mapped[int] = mapped_column(Integer)
     island_ids: Mapped[list[int]] = mapped_column(JSON)
     moves: Mapped[list[list[int]]] = mapped_column(JSON)  # [[program_id, island_id], ...]
+    tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # a duplicate's LLM tokens
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # and their price
 
 
 def _upgrade_0_to_1(connection: Connection) -> None:
@@ -71,8 +73,17 @@ def _upgrade_0_to_1(connection: Connection) -> None:
     Base.metadata.create_all(connection, tables=[EventRow.__table__])
 
 
+def _upgrade_1_to_2(connection: Connection) -> None:
+    """Version 1 did not store what a skipped duplicate's answer cost: add its tokens and price (0 before)."""
+    columns = {column["name"] for column in inspect(connection).get_columns("island_events")}
+    if "tokens" not in columns:
+        connection.execute(text("ALTER TABLE island_events ADD COLUMN tokens INTEGER NOT NULL DEFAULT 0"))
+    if "cost_usd" not in columns:
+        connection.execute(text("ALTER TABLE island_events ADD COLUMN cost_usd FLOAT NOT NULL DEFAULT 0"))
+
+
 # version -> the function that upgrades a database from that version to the next, inside one transaction.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {0: _upgrade_0_to_1, 1: _upgrade_1_to_2}
 
 
 def upgrade(connection: Connection, found_version: int) -> int:

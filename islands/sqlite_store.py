@@ -353,6 +353,8 @@ def _event_to_row(event_: IslandEvent) -> dict[str, Any]:
         "after_program_id": event_.after_program_id,
         "island_ids": list(event_.island_ids),
         "moves": [list(move) for move in event_.moves],
+        "tokens": event_.tokens,
+        "cost_usd": event_.cost_usd,
     }
 
 
@@ -364,5 +366,7 @@ def _row_to_event(row: Mapping[str, Any]) -> IslandEvent:
         after_program_id=row["after_program_id"],
         island_ids=tuple(row["island_ids"]),
         moves=tuple((int(p), int(i)) for p, i in row["moves"]),
+        tokens=int(row["tokens"] or 0),
+        cost_usd=float(row["cost_usd"] or 0.0),
         id=row["id"],
     )

@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import re
+import select
 import socket
 import sys
 import threading
@@ -124,18 +125,28 @@ def _text_of(content: Any) -> str:
 _HEADER = re.compile(r"^def (\w+?)_v(\d+)\(", re.MULTILINE)
 
 
-def copy_best_shot(request: RecordedRequest) -> str:
-    """Answers a versioned prompt with its last complete function, renamed to the version the prompt asks for.
+_REQUESTED = re.compile(r"^Write `(\w+?)_v(\d+)`", re.MULTILINE)
 
-    The prompt is expected to end with the header `def f_vN(...):`; the function shown just before it (the best
-    program) is returned as `f_vN` in a ```python block, with a short line of prose around it. This is a valid
-    candidate for any task, so an end-to-end run gets past parsing and into evaluation.
+
+def copy_best_shot(request: RecordedRequest) -> str:
+    """Answers a prompt with its best program, renamed to the version the prompt asks for.
+
+    A completion-style prompt ends with the header `def f_vN(...):` and shows the best program just before it;
+    a chat prompt shows the programs in a ```python block and asks "Write `f_vN`". The best program is
+    returned as `f_vN` in a ```python block, with a short line of prose around it. This is a valid candidate
+    for any task, so an end-to-end run gets past parsing and into evaluation.
     """
     headers = list(_HEADER.finditer(request.prompt))
-    if len(headers) < 2:
+    requested = _REQUESTED.search(request.prompt)
+    if requested and headers:
+        previous, new_name = headers[-1], f"{requested.group(1)}_v{requested.group(2)}"
+        block = request.prompt[previous.start() :].split("\n```")[0].rstrip()
+    elif len(headers) >= 2:
+        previous, last = headers[-2], headers[-1]
+        new_name = f"{last.group(1)}_v{last.group(2)}"
+        block = request.prompt[previous.start() : last.start()].rstrip()
+    else:
         return f"I cannot find a previous version to improve in this prompt.\n\n{request.prompt[-200:]}"
-    previous, last = headers[-2], headers[-1]
-    block = request.prompt[previous.start() : last.start()].rstrip()
     block_lines = block.splitlines()
     kept = [block_lines[0]]
     for line in block_lines[1:]:  # stop at the first unindented non-blank line after the function
@@ -143,7 +154,6 @@ def copy_best_shot(request: RecordedRequest) -> str:
             break
         kept.append(line)
     old_name = f"{previous.group(1)}_v{previous.group(2)}"
-    new_name = f"{last.group(1)}_v{last.group(2)}"
     code = re.sub(rf"\b{old_name}\b", new_name, "\n".join(kept).rstrip())
     return f"Here is an improved version:\n\n```python\n{code}\n```\n\nIt keeps the same parameters."
 
@@ -193,10 +203,15 @@ class LLMServer:
         script: replies for the first requests, in order.
         port: the port to listen on; 0 picks a free one.
         delay_s: default wait before every answer, in seconds.
+        one_at_a_time: compute one answer at a time, as a llama.cpp server with one slot does: the others
+            queue. Like llama-server, it stops computing (or never starts) an answer whose client closed the
+            connection.
 
     Attributes:
         requests: every request received, in order.
         max_concurrent: most requests being handled at the same time so far.
+        cancelled: answers given up because the client closed its connection first.
+        answered: answers sent.
     """
 
     def __init__(
@@ -205,9 +220,14 @@ class LLMServer:
         script: Iterable[Reply | str] = (),
         port: int = 0,
         delay_s: float = 0.0,
+        one_at_a_time: bool = False,
     ) -> None:
         self.answer = answer
         self.delay_s = delay_s
+        self.one_at_a_time = one_at_a_time
+        self._slot = threading.Lock()
+        self.cancelled = 0
+        self.answered = 0
         self._script: deque[Reply | str] = deque(script)
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -368,14 +388,42 @@ class LLMServer:
                     server.max_concurrent = max(server.max_concurrent, server.concurrent)
                 try:
                     reply = server._next_reply(request)
-                    if reply.delay_s > 0 and server._stopping.wait(reply.delay_s):
+                    if server.one_at_a_time:
+                        if not self._compute_alone(reply.delay_s):
+                            with server._lock:
+                                server.cancelled += 1
+                            return
+                    elif reply.delay_s > 0 and server._stopping.wait(reply.delay_s):
                         return
                     self._send(*server._payload(api, request, reply))
+                    with server._lock:
+                        server.answered += 1
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (e.g. its timeout fired) before the answer came
                 finally:
                     with server._lock:
                         server.concurrent -= 1
+
+            def _client_gone(self) -> bool:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                try:
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def _compute_alone(self, delay_s: float) -> bool:
+                """Waits for the one slot, then for `delay_s`; False when the client left first."""
+                while not server._slot.acquire(timeout=0.02):
+                    if self._client_gone() or server._stopping.is_set():
+                        return False
+                try:
+                    end = time.monotonic() + delay_s
+                    while (remaining := end - time.monotonic()) > 0:
+                        if self._client_gone() or server._stopping.wait(min(0.02, remaining)):
+                            return False
+                    return not self._client_gone()
+                finally:
+                    server._slot.release()
 
             def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
                 self.send_response(status)

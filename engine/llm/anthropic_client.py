@@ -43,12 +43,14 @@ class AnthropicMessagesClient:
     def __repr__(self) -> str:
         return f"AnthropicMessagesClient(model={self.model.name!r}, base_url={self.config.base_url!r})"
 
-    async def complete(self, prompt: str) -> Completion:
-        """Returns the model's answer to `prompt` (see `RequestGate.run` for the errors raised)."""
-        return await self.gate.run(lambda: self._attempt(prompt), self.where)
+    async def complete(self, prompt: str, system: str = "") -> Completion:
+        """Returns the model's answer to `prompt`, with `system` after the configured system prompt (see
+        `RequestGate.run` for the errors raised)."""
+        return await self.gate.run(lambda: self._attempt(prompt, system), self.where)
 
-    async def _attempt(self, prompt: str) -> Completion:
-        extra: dict = {"system": self.config.system_prompt} if self.config.system_prompt else {}
+    async def _attempt(self, prompt: str, system: str = "") -> Completion:
+        system_text = "\n\n".join(part for part in (self.config.system_prompt, system) if part)
+        extra: dict = {"system": system_text} if system_text else {}
         if self.model.temperature is not None:
             # The SDK dropped its `temperature` argument (newer models reject it); the API still takes it.
             extra["extra_body"] = {"temperature": self.model.temperature}

@@ -40,15 +40,16 @@ class Completion:
 class LLMClient(Protocol):
     """Sends one prompt to one model and returns its answer.
 
-    Retries, rate limits and budgets are the implementation's business; a caller sees either a `Completion`
-    or an `LLMError`. A minimal implementation:
+    `system` is added to the configured system prompt of a chat model (the rules of the function to write);
+    a completion model gets `prompt` alone. Retries, rate limits and budgets are the implementation's
+    business; a caller sees either a `Completion` or an `LLMError`. A minimal implementation:
 
         class Constant:
-            async def complete(self, prompt: str) -> Completion:
+            async def complete(self, prompt: str, system: str = "") -> Completion:
                 return Completion(text="def agent(params, x):\\n    return x\\n", model="constant")
     """
 
-    async def complete(self, prompt: str) -> Completion: ...
+    async def complete(self, prompt: str, system: str = "") -> Completion: ...
 
 
 Answer = str | BaseException
@@ -67,6 +68,7 @@ class FakeLLM:
 
     Attributes:
         prompts: every prompt received, in order.
+        systems: the system text sent with each prompt, in order.
     """
 
     def __init__(self, answers: AnswerSource, model: str = "fake", cost_usd_per_token: float = 0.0) -> None:
@@ -75,10 +77,12 @@ class FakeLLM:
         self.model = model
         self.cost_usd_per_token = cost_usd_per_token
         self.prompts: list[str] = []
+        self.systems: list[str] = []
 
-    async def complete(self, prompt: str) -> Completion:
+    async def complete(self, prompt: str, system: str = "") -> Completion:
         """Returns the next scripted answer (or raises it, when it is an exception)."""
         self.prompts.append(prompt)
+        self.systems.append(system)
         if self._answer_for is not None:
             answer = self._answer_for(prompt)
         else:

@@ -76,7 +76,11 @@ class LLMConfig(BaseModel):
             for no cap.
         edit_format: "rewrite" asks for the whole function; "diff" asks for SEARCH/REPLACE blocks against the
             best program shown (an answer that does not apply is read as a rewrite).
-        system_prompt: sent as the system message of every request; "" sends none.
+        system_prompt: sent as the system message of every request, before the rules of the function to
+            write; "" sends only the rules.
+        prompt_style: "chat" sends the rules as the system message and the programs with the request as the
+            user message; "completion" sends FunSearch's versioned program text, ending at the header of the
+            next version, to the text completions endpoint (base models, provider "openai" only).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -95,6 +99,7 @@ class LLMConfig(BaseModel):
     system_prompt: str = (
         "You improve Python models of behaviour and neural data. Answer with Python code in one ```python block."
     )
+    prompt_style: Literal["chat", "completion"] = "chat"
 
     @model_validator(mode="after")
     def _samples_need_chat_completions(self) -> LLMConfig:
@@ -103,6 +108,11 @@ class LLMConfig(BaseModel):
             raise ValueError(
                 f"models {', '.join(many)} ask for samples > 1, but Anthropic's Messages API returns one answer "
                 "per request; set samples: 1 (raise max_in_flight for more requests at once)"
+            )
+        if self.provider == "anthropic" and self.prompt_style == "completion":
+            raise ValueError(
+                "prompt_style 'completion' needs a text completions endpoint, which Anthropic's Messages API "
+                "does not have; use prompt_style: chat"
             )
         return self
 

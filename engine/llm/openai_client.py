@@ -12,6 +12,16 @@ from engine.llm.http_errors import sdk_error
 from engine.llm.resilience import RequestGate
 
 
+#: Where a completion model's continuation of the function body ends: the next top-level statement.
+COMPLETION_STOPS = ["\ndef ", "\nclass ", "\nif __name__", "\n# "]
+
+
+def _choice_text(choice) -> str:
+    """The text of a chat choice (`message.content`) or of a text completion choice (`text`)."""
+    message = getattr(choice, "message", None)
+    return (message.content if message is not None else getattr(choice, "text", "")) or ""
+
+
 def make_sdk_client(config: LLMConfig, api_key: str) -> openai.AsyncOpenAI:
     """Returns the one SDK client a run shares among its models (building one costs ~20 ms).
 
@@ -40,26 +50,40 @@ class OpenAIChatClient:
         self.where = f"openai model '{model.name}' at {config.base_url or 'api.openai.com'}"
         # OpenAI's own API wants max_completion_tokens (reasoning models refuse max_tokens); compatible servers
         # such as vLLM, Ollama and llama.cpp all understand max_tokens.
-        self._max_tokens_field = "max_tokens" if config.base_url else "max_completion_tokens"
+        # The text completions endpoint takes max_tokens everywhere.
+        use_max_tokens = config.base_url or config.prompt_style == "completion"
+        self._max_tokens_field = "max_tokens" if use_max_tokens else "max_completion_tokens"
 
     def __repr__(self) -> str:
         return f"OpenAIChatClient(model={self.model.name!r}, base_url={self.config.base_url!r})"
 
-    async def complete(self, prompt: str) -> Completion:
-        """Returns the model's answer to `prompt` (see `RequestGate.run` for the errors raised)."""
-        return await self.gate.run(lambda: self._attempt(prompt), self.where)
+    async def complete(self, prompt: str, system: str = "") -> Completion:
+        """Returns the model's answer to `prompt` (see `RequestGate.run` for the errors raised).
 
-    async def _attempt(self, prompt: str) -> Completion:
-        messages = [{"role": "user", "content": prompt}]
-        if self.config.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.config.system_prompt})
+        A chat model gets the configured system prompt followed by `system`, then `prompt` as the user message;
+        with `prompt_style: completion` the text completions endpoint continues `prompt` itself.
+        """
+        return await self.gate.run(lambda: self._attempt(prompt, system), self.where)
+
+    async def _attempt(self, prompt: str, system: str = "") -> Completion:
         settings: dict = {self._max_tokens_field: self.model.max_tokens}
         if self.model.temperature is not None:
             settings["temperature"] = self.model.temperature
         if self.model.samples > 1:
             settings["n"] = self.model.samples
         try:
-            response = await self._sdk.chat.completions.create(model=self.model.name, messages=messages, **settings)
+            if self.config.prompt_style == "completion":
+                response = await self._sdk.completions.create(
+                    model=self.model.name, prompt=prompt, stop=COMPLETION_STOPS, **settings
+                )
+            else:
+                messages = [{"role": "user", "content": prompt}]
+                system_text = "\n\n".join(part for part in (self.config.system_prompt, system) if part)
+                if system_text:
+                    messages.insert(0, {"role": "system", "content": system_text})
+                response = await self._sdk.chat.completions.create(
+                    model=self.model.name, messages=messages, **settings
+                )
         except Exception as error:  # noqa: BLE001 - sdk_error picks the SDK's own exceptions out
             translated = sdk_error(error, openai, where=self.where, key_env=self.key_env)
             if translated is None:
@@ -68,7 +92,7 @@ class OpenAIChatClient:
         if not response.choices:  # e.g. a content filter; asking again would cost the same and get the same
             raise LLMResponseError(f"{self.where} answered without any choices")
         choice = response.choices[0]
-        text = choice.message.content or ""
+        text = _choice_text(choice)
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
@@ -80,6 +104,6 @@ class OpenAIChatClient:
             cost_usd=self.model.cost_usd(prompt_tokens, completion_tokens),
             truncated=choice.finish_reason == "length",
             alternatives=tuple(
-                (other.message.content or "", other.finish_reason == "length") for other in response.choices[1:]
+                (_choice_text(other), other.finish_reason == "length") for other in response.choices[1:]
             ),
         )

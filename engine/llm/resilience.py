@@ -25,6 +25,9 @@ from engine.llm.errors import (
 
 logger = logging.getLogger(__name__)
 
+#: How far the timeout may grow when a server answers a lone request slower than llm.timeout_s.
+MAX_TIMEOUT_GROWTH = 8
+
 #: HTTP statuses worth retrying besides 5xx: request timeout, conflict, too early, rate limited.
 RETRYABLE_STATUSES = frozenset({408, 409, 425, 429})
 
@@ -95,8 +98,47 @@ def error_for_status(status: int, detail: str, *, where: str, key_env: str, retr
     )
 
 
+class AdaptiveLimit:
+    """An in-flight limit that can be lowered while requests wait on it.
+
+    `release` is synchronous, so a cancelled request always gives its place back.
+
+    Args:
+        limit: how many holders at once to start with.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.holders = 0
+        self._waiters: list[asyncio.Future] = []
+
+    async def acquire(self) -> None:
+        while self.holders >= self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.holders += 1
+
+    def release(self) -> None:
+        self.holders -= 1
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # all of them check again; a few requests at most wait here
+            if not waiter.done():
+                waiter.set_result(None)
+
+
 class RequestGate:
     """Runs request attempts under the in-flight limit and the budget, with timeouts and retries.
+
+    The limit adapts to a server slower than the timeout, such as a local server that computes one answer at a
+    time: when an attempt times out while others were in flight, the limit becomes half of the number that
+    were (down to 1) for the rest of the run, because requests were waiting in the server's queue; when one times out alone, the timeout
+    doubles (up to `MAX_TIMEOUT_GROWTH` times llm.timeout_s). A timed-out attempt is cancelled, which closes its
+    connection, so that a server that watches its connections (llama.cpp, vLLM) stops computing it.
 
     Args:
         config: supplies max_in_flight, timeout_s, max_retries, backoff_* and the budget caps.
@@ -114,12 +156,27 @@ class RequestGate:
         self.budget = Budget(config.max_cost_usd, config.max_tokens)
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._semaphore: asyncio.Semaphore | None = None  # made on first use, inside the running event loop
+        self.limit = AdaptiveLimit(config.max_in_flight)
+        self.timeout_s = config.timeout_s
         self.in_flight = 0
         self.retries = 0
+        self._overlaps: list[list[int]] = []
 
     def __repr__(self) -> str:
-        return f"RequestGate(max_in_flight={self.config.max_in_flight}, spent_usd={self.budget.spent_usd:.4f})"
+        return (f"RequestGate(max_in_flight={self.limit.limit} of {self.config.max_in_flight}, "
+                f"timeout_s={self.timeout_s:g}, spent_usd={self.budget.spent_usd:.4f})")
+
+    def _timed_out(self, in_flight: int, where: str) -> None:
+        """Adapts the limit, or the timeout, after an attempt that timed out with `in_flight` attempts out."""
+        if in_flight > 1 and self.limit.limit > 1:
+            self.limit.limit = max(1, min(self.limit.limit, in_flight) // 2)
+            logger.warning("%s: no answer within %g s with %d requests waiting; sending at most %d at once from now "
+                           "on (set llm.max_in_flight or --max-in-flight to start there)",
+                           where, self.timeout_s, in_flight, self.limit.limit)
+        elif in_flight <= 1 and self.timeout_s < self.config.timeout_s * MAX_TIMEOUT_GROWTH:
+            self.timeout_s = min(self.timeout_s * 2, self.config.timeout_s * MAX_TIMEOUT_GROWTH)
+            logger.warning("%s: no answer within the timeout to a request sent alone; waiting up to %g s from now "
+                           "on (set llm.timeout_s or --timeout-s to start there)", where, self.timeout_s)
 
     def backoff_s(self, retry: int, retry_after_s: float | None) -> float:
         """Returns the wait before retry number `retry` (0-based), in seconds.
@@ -142,17 +199,22 @@ class RequestGate:
             LLMUnavailableError: when the first attempt and all `max_retries` retries failed transiently.
             LLMError: any other error from an attempt, at once.
         """
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.config.max_in_flight)
         for retry in range(self.config.max_retries + 1):
-            async with self._semaphore:
+            await self.limit.acquire()
+            try:
                 self.budget.check()
                 self.in_flight += 1
+                overlap = [1]  # the most attempts out at once while this one waited
+                self._overlaps.append(overlap)
+                for other in self._overlaps:
+                    other[0] = max(other[0], len(self._overlaps))
+                timeout_s = self.timeout_s
                 try:
-                    async with asyncio.timeout(self.config.timeout_s):
+                    async with asyncio.timeout(timeout_s):
                         completion = await attempt()
                 except TimeoutError:
-                    failure = TransientLLMError(f"no answer within timeout_s = {self.config.timeout_s:g} s")
+                    failure = TransientLLMError(f"no answer within timeout_s = {timeout_s:g} s")
+                    self._timed_out(overlap[0], where)
                 except TransientLLMError as error:
                     failure = error
                 else:
@@ -160,6 +222,9 @@ class RequestGate:
                     return completion
                 finally:
                     self.in_flight -= 1
+                    self._overlaps.remove(overlap)
+            finally:
+                self.limit.release()
             if retry == self.config.max_retries:
                 break
             delay_s = self.backoff_s(retry, failure.retry_after_s)

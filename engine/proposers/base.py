@@ -39,6 +39,10 @@ class PromptContext:
             place that chooses it, and the parser reads it from here.
         primitives: expressions the task allows as wrappers, e.g. ("jnp.exp", "jax.nn.sigmoid").
         seed: a seed for proposers that draw random numbers, so that runs are reproducible.
+        chat_system: the rules of the function to write (signature and return contract, PARAMS, imports, JAX
+            rules, what the scores mean), for a chat model's system message; "" when the prompt has none.
+        chat_user: the task, the programs shown (each once, without docstrings) and the request, for a chat
+            model's user message; "" when the prompt has none.
     """
 
     island_id: int
@@ -48,6 +52,8 @@ class PromptContext:
     next_version: int
     primitives: tuple[str, ...] = ()
     seed: int = 0
+    chat_system: str = ""
+    chat_user: str = ""
 
 
 @dataclass(frozen=True, slots=True)

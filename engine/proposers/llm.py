@@ -51,12 +51,15 @@ class LLMProposer:
     """
 
     def __init__(self, clients: ModelMix | LLMClient, edit_format: str = "rewrite",
-                 answers_per_request: int = 1) -> None:
+                 answers_per_request: int = 1, prompt_style: str = "chat") -> None:
         if edit_format not in ("rewrite", "diff"):
             raise ValueError(f"edit_format must be 'rewrite' or 'diff', got {edit_format!r}")
+        if prompt_style not in ("chat", "completion"):
+            raise ValueError(f"prompt_style must be 'chat' or 'completion', got {prompt_style!r}")
         self.mix = clients if isinstance(clients, ModelMix) else ModelMix([clients])
         self.edit_format = edit_format
         self.answers_per_request = answers_per_request
+        self.prompt_style = prompt_style
 
     @classmethod
     def from_config(cls, config: LLMConfig, environ: Mapping[str, str] | None = None) -> LLMProposer:
@@ -66,7 +69,8 @@ class LLMProposer:
             LLMAuthError: a model's key variable is unset and no base_url is configured.
         """
         return cls(ModelMix.from_config(config, environ), edit_format=config.edit_format,
-                   answers_per_request=max(model.samples for model in config.models))
+                   answers_per_request=max(model.samples for model in config.models),
+                   prompt_style=config.prompt_style)
 
     def __repr__(self) -> str:
         return f"LLMProposer({self.mix!r}, edit_format={self.edit_format!r})"
@@ -85,6 +89,24 @@ class LLMProposer:
             text += " Functions you may use as wrappers: " + ", ".join(context.primitives) + "."
         return text
 
+    def messages(self, context: PromptContext) -> tuple[str, str]:
+        """Returns (system text, prompt) for one request.
+
+        A completion model gets FunSearch's versioned text alone, ending at the header it continues. A chat
+        model gets the rules as system text and the programs with the request as the prompt; a context
+        rendered without a chat form gets the instruction followed by the versioned text.
+        """
+        if self.prompt_style == "completion":
+            return "", context.text
+        if not context.chat_user:
+            return "", self.instruction(context) + "\n\n" + context.text
+        prompt = context.chat_user
+        if self.edit_format == "diff" and context.shots:
+            versioned = f"{context.function_name}_v{context.next_version}"
+            previous = f"{context.function_name}_v{context.next_version - 1}"
+            prompt += "\n\n" + DIFF_INSTRUCTION.format(versioned=versioned, previous=previous)
+        return context.chat_system, prompt
+
     async def propose(self, context: PromptContext) -> Proposal | list[Proposal]:
         """Asks one model (drawn with `context.seed`) for the next version and returns it as a candidate.
 
@@ -93,7 +115,8 @@ class LLMProposer:
         """
         client = self.mix.choose(random.Random(context.seed))
         try:
-            completion = await client.complete(self.instruction(context) + "\n\n" + context.text)
+            system, prompt = self.messages(context)
+            completion = await client.complete(prompt, system=system)
         except LLMResponseError as error:
             return Proposal(source="", proposer="llm", error=f"unusable response: {error}")
         answers = [(completion.text, completion.truncated), *completion.alternatives]
@@ -119,12 +142,13 @@ class LLMProposer:
         function_name, version = context.function_name, context.next_version
         header = prompt_header(context.text, function_name, version)
         best = context.shots[-1].source if context.shots else ""
+        shown = [shot.source for shot in context.shots]
         source, diff_problem = None, ""
         if self.edit_format == "diff" and best and "SEARCH" in answer:
             source, diff_problem = self._apply_diff(answer, best, context)
         if source is None:
             try:
-                source = extract_candidate(answer, function_name, version, header, truncated)
+                source = extract_candidate(answer, function_name, version, header, truncated, shown=shown)
             except CompletionParseError as error:
                 if diff_problem:
                     raise CompletionParseError(f"{diff_problem}; read as a rewrite: {error}") from None

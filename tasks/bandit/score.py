@@ -43,9 +43,16 @@ def session_log_likelihoods(agent: Callable, params: Mapping[str, jax.Array], sp
 def check_agent(agent: Callable, names: tuple[str, ...]) -> None:
     """Raises ValueError with one sentence when the agent's outputs have the wrong shape."""
     params = {name: jnp.float32(0.5) for name in names}
-    logits, state = jax.eval_shape(
-        agent, params, jnp.zeros(N_STATE, jnp.float32), jnp.int32(0), jnp.float32(1.0)
-    )
+    outputs = jax.eval_shape(agent, params, jnp.zeros(N_STATE, jnp.float32), jnp.int32(0), jnp.float32(1.0))
+    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
+        if isinstance(outputs, (tuple, list)):
+            found = f"{len(outputs)} values"
+        else:
+            found = f"one array of shape {getattr(outputs, 'shape', type(outputs).__name__)}"
+        raise ValueError(
+            f"agent must return a pair (logits of shape (2,), new_state of shape ({N_STATE},)); it returned {found}."
+        )
+    logits, state = outputs
     if getattr(logits, "shape", None) != (2,):
         raise ValueError(f"agent returned logits of shape {getattr(logits, 'shape', type(logits))}; expected (2,).")
     if getattr(state, "shape", None) != (N_STATE,):

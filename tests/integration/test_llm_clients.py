@@ -22,7 +22,7 @@ from engine.llm import (  # noqa: E402
 )
 from engine.proposers.base import PromptContext, Shot  # noqa: E402
 from engine.proposers.llm import LLMProposer, build_llm_proposer  # noqa: E402
-from tests.llm_server import LLMServer, Reply, copy_best_shot  # noqa: E402
+from tests.llm_server import LLMServer, Reply, copy_best_shot, vary_best_shot  # noqa: E402
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
@@ -169,7 +169,7 @@ def test_key_never_shown_in_errors_or_logs(provider, server, caplog):
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_llm_proposer_end_to_end(provider, server):
-    server.answer = copy_best_shot
+    server.answer = vary_best_shot
     seed = (Path(__file__).parents[2] / "tasks" / "bandit" / "seed.py").read_text()
     shown = seed.replace("def agent(", "def agent_v0(")
     context = PromptContext(
@@ -187,7 +187,31 @@ def test_llm_proposer_end_to_end(provider, server):
 
     proposal = asyncio.run(go())
     assert proposal.error == "" and proposal.proposer == "llm:m"
-    assert proposal.source == seed[seed.index("def agent(") :]  # the seed's imports are unused, so not added
+    # The seed with another bound, without the seed's docstring (copied, it no longer describes the program)
+    # and without the seed's imports (unused, so not added).
+    assert proposal.source.startswith("def agent(params, state, choice, reward):\n    PARAMS = {")
+    assert '"""' not in proposal.source and proposal.source != seed[seed.index("def agent(") :]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_an_answer_that_only_copies_the_prompt_is_no_candidate(provider, server):
+    server.answer = copy_best_shot
+    seed = (Path(__file__).parents[2] / "tasks" / "bandit" / "seed.py").read_text()
+    context = PromptContext(
+        island_id=0, function_name="agent", shots=(Shot(1, seed, -0.7),), next_version=1,
+        text=seed.replace("def agent(", "def agent_v0(") + "\n\ndef agent_v1(params, state, choice, reward):\n",
+    )
+    base_url = server.openai_base_url if provider == "openai" else server.anthropic_base_url
+    proposer = LLMProposer.from_config(LLMConfig(provider=provider, base_url=base_url, models=[{"name": "m"}]))
+
+    async def go():
+        try:
+            return await proposer.propose(context)
+        finally:
+            await proposer.aclose()
+
+    proposal = asyncio.run(go())
+    assert proposal.source == "" and "repeats a program of the prompt unchanged" in proposal.error
 
 
 def test_one_sdk_client_per_key_variable():
@@ -212,3 +236,36 @@ def test_build_llm_proposer_from_config():
     asyncio.run(proposer.aclose())
     with pytest.raises(LLMAuthError, match="OPENAI_API_KEY is not set"):
         build_llm_proposer(LLMConfig(models=[{"name": "gpt"}]), environ={})
+
+
+def test_a_server_that_answers_one_at_a_time_slower_than_the_timeout_still_answers_every_request():
+    """The real openai SDK against a server with one slot: requests queued past the timeout are cancelled at
+    the server (their connection closed), the limit drops to one at a time, and every request is answered."""
+    with LLMServer(answer=lambda request: "def agent(x):\n    return x\n", delay_s=0.4, one_at_a_time=True) as slow:
+        mix = make_mix("openai", slow, timeout_s=1.0, max_in_flight=4, max_retries=4)
+        completions = complete(mix, times=6, concurrently=True)
+        assert len(completions) == 6
+        assert mix.gate.limit.limit < 4  # halved after answers timed out in the server's queue
+        assert slow.cancelled >= 1  # the timed-out requests were not left computing
+        assert slow.answered == 6
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_chat_prompts_send_the_rules_as_system_text(provider, server):
+    server.push(Reply(text="```python\ndef agent(x):\n    return x + 1\n```"))
+    proposer = LLMProposer(make_mix(provider, server))
+    context = PromptContext(island_id=0, function_name="agent", shots=(Shot(1, "def agent(x):\n    return x\n", 0.5),),
+                            text="def agent_v0(x):\n    return x\n\n\ndef agent_v1(x):\n    pass\n", next_version=1,
+                            chat_system="Rules for `agent`: ...", chat_user="Write `agent_v1`.")
+
+    async def go():
+        try:
+            return await proposer.propose(context)
+        finally:
+            await proposer.aclose()
+
+    proposal = asyncio.run(go())
+    assert proposal.source == "def agent(x):\n    return x + 1\n"
+    [request] = server.requests
+    assert request.system.startswith("You improve Python models") and request.system.endswith("Rules for `agent`: ...")
+    assert request.prompt == "Write `agent_v1`."

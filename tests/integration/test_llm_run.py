@@ -97,3 +97,19 @@ def test_several_answers_per_request_are_several_candidates(small_bandit_task: P
     assert 7 <= summary["evaluations"] <= 7 + 2
     stats = json.loads(discover("stats", str(db), "--json").stdout)
     assert stats["evaluations"] + stats["duplicates"] == 3 * len(requests)
+
+
+def test_the_plain_command_works_against_a_server_that_answers_one_request_at_a_time(small_bandit_task: Path, tmp_path: Path):
+    """No config file: the request limit adapts to a one-slot server slower than the timeout, and the requests
+    that timed out in its queue are cancelled there instead of being computed for nobody."""
+    with LLMServer(answer=vary_best_shot, delay_s=1.5, one_at_a_time=True) as server:
+        db = tmp_path / "run.db"
+        run = discover("run", str(small_bandit_task), "--db", str(db), "--max-evals", "3", "--workers", "1",
+                       "--runner", "local", "--proposer", "openai", "--model", "local-model", "--base-url",
+                       server.openai_base_url, "--timeout-s", "2", "--json")
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert json.loads(run.stdout)["evaluations"] == 3
+        assert server.cancelled >= 1 and "sending at most 1 at once" in " ".join(run.stderr.split())
+        assert server.requests[0].body["temperature"] == 1.0  # a temperature by default
+        system = server.requests[0].system
+        assert ".at[i].set(v)" in system and "jnp.where" in system and "Returns:" in system

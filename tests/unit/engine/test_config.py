@@ -39,3 +39,20 @@ def test_every_shipped_preset_is_valid(preset):
 
 def test_merge_is_deep():
     assert merge_layers({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_the_llm_flags_of_discover_run_make_a_config_layer():
+    import typer
+
+    from engine.cli import _overrides
+
+    layer = _overrides(proposer="openai", model="qwen", base_url="http://127.0.0.1:8080/v1", llm_max_in_flight=1,
+                       timeout_s=600.0, temperature=None, max_tokens=1024)
+    assert layer["llm"] == {"provider": "openai", "base_url": "http://127.0.0.1:8080/v1", "max_in_flight": 1,
+                            "timeout_s": 600.0, "models": [{"name": "qwen", "temperature": 1.0, "max_tokens": 1024}]}
+    config = load_experiment_config({}, "task.yaml", overrides=layer)
+    assert config.llm.max_in_flight == 1 and config.llm.models[0].max_tokens == 1024
+    with pytest.raises(typer.BadParameter, match="need --proposer openai or --proposer anthropic"):
+        _overrides(timeout_s=30.0)
+    with pytest.raises(typer.BadParameter, match="give --model too"):
+        _overrides(proposer="openai", temperature=0.5)

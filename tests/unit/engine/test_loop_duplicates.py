@@ -116,3 +116,26 @@ def test_duplicates_are_evaluated_when_the_config_allows_them(tiny_task: Path, t
         runner.close()
         database.close()
     assert (summary.evaluations, summary.duplicates) == (2, 0)
+
+
+class PaidAnswers(Answers):
+    """Like Answers, but every answer cost 100 tokens and $0.01, as an LLM's would."""
+
+    async def propose(self, context: PromptContext) -> list[Proposal]:
+        return [Proposal(source=p.source, proposer="script", tokens=100, cost_usd=0.01)
+                for p in await super().propose(context)]
+
+
+def test_a_skipped_duplicate_counts_its_tokens_and_cost(tiny_task: Path, tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    proposer = PaidAnswers([BETTER, BETTER, *BETTER_AGAIN], answers_per_request=4)
+    summary, _, stats, display = run_loop(tiny_task, db, proposer, max_evals=1, max_in_flight=1)
+    assert summary.duplicates == 3
+    assert (stats["tokens"], stats["duplicate_tokens"]) == (400, 300)  # all four answers were paid for
+    assert stats["cost_usd"] == pytest.approx(0.04) and stats["duplicate_cost_usd"] == pytest.approx(0.03)
+    assert display.tokens == 400 and display.cost_usd == pytest.approx(0.04)
+    reopened = ProgramDatabase.open_readonly(db)  # the counts are stored, not only kept in memory
+    try:
+        assert reopened.stats()["tokens"] == 400
+    finally:
+        reopened.close()

@@ -105,9 +105,9 @@ def test_extract_candidate_errors(answer, message):
         extract_candidate(answer, "agent", 2, HEADER)
 
 
-def test_body_only_keeps_the_header_docstring():
+def test_body_only_drops_the_headers_version_marker_docstring():
     header = f'{HEADER}\n    """Improved version of agent_v1."""'
-    expected = f'def agent(params, state, choice, reward):\n    """Improved version of agent_v1."""\n{BODY}\n'
+    expected = f'def agent(params, state, choice, reward):\n{BODY}\n'
     assert extract_candidate(BODY, "agent", 2, header) == expected
 
 

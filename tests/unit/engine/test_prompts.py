@@ -59,3 +59,26 @@ def test_version_numbers_come_from_the_number_of_shots():
 def test_a_program_without_the_function_is_refused():
     with pytest.raises(ValueError, match="has no function 'agent'"):
         render_prompt(island_id=0, function_name="agent", shots=[Shot(1, "x = 1\n", 0.5)], summary="s", description="")
+
+
+def test_a_failure_is_summarised_by_the_candidates_line_and_the_exception():
+    from engine.loop import failure_summary
+
+    error = (
+        "Traceback (most recent call last):\n"
+        '  File "/repo/sandbox/exported.py", line 176, in export_candidate\n'
+        "    primal = lower(jax.jit(jax.vmap(function)))\n"
+        '  File "candidate.py", line 13, in agent\n'
+        "    choice = jnp.random.binomial(1, p)\n"
+        "AttributeError: module 'jax.numpy' has no attribute 'random'\n"
+        "--------------------\n"
+        "For simplicity, JAX has removed its internal frames from the traceback of the following exception.\n"
+    )
+    assert failure_summary(error) == (
+        '  File "candidate.py", line 13, in agent\n'
+        "    choice = jnp.random.binomial(1, p)\n"
+        "AttributeError: module 'jax.numpy' has no attribute 'random'"
+    )
+    assert failure_summary("agent returned logits of shape (3,); expected (2,).") == (
+        "agent returned logits of shape (3,); expected (2,)."
+    )

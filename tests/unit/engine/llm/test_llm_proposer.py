@@ -96,3 +96,32 @@ def test_model_is_drawn_from_the_context_seed():
     first = [asyncio.run(proposer.propose(CONTEXT)).proposer for _ in range(3)]
     assert len(set(first)) == 1  # same seed, same model
     assert "edit_format='rewrite'" in repr(proposer)
+
+
+def test_a_chat_prompt_sends_the_rules_as_system_text_and_a_completion_prompt_the_versioned_text():
+    from dataclasses import replace
+
+    chat = replace(CONTEXT, chat_system="Rules for `agent`: ...", chat_user="The program so far: ... Write `agent_v1`.")
+    fake = FakeLLM([f"```python\n{NEW_FUNCTION}```"] * 2)
+    proposal = asyncio.run(LLMProposer(fake).propose(chat))
+    assert proposal.error == "" and "decay" in proposal.source
+    assert (fake.systems[0], fake.prompts[0]) == ("Rules for `agent`: ...", "The program so far: ... Write `agent_v1`.")
+    proposal = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(chat))
+    assert (fake.systems[1], fake.prompts[1]) == ("", PROMPT)
+    assert "decay" in proposal.source
+
+
+def test_a_completion_model_continues_the_header_with_the_body():
+    body = NEW_FUNCTION.split("\n", 1)[1]
+    fake = FakeLLM([body])
+    proposal = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(CONTEXT))
+    assert proposal.error == "" and '"decay": (0.0, 1.0)' in proposal.source
+
+
+def test_a_completion_prompt_needs_a_completions_endpoint():
+    from pydantic import ValidationError
+
+    from engine.llm import LLMConfig, ModelConfig
+
+    with pytest.raises(ValidationError, match="prompt_style 'completion' needs a text completions endpoint"):
+        LLMConfig(provider="anthropic", models=[ModelConfig(name="m")], prompt_style="completion")

@@ -80,8 +80,42 @@ def test_timeout_counts_as_transient():
         await asyncio.sleep(10)
         return OK
 
-    with pytest.raises(LLMUnavailableError, match="no answer within timeout_s = 0.05 s"):
+    # A request that times out alone doubles the timeout for the next attempt.
+    with pytest.raises(LLMUnavailableError, match="no answer within timeout_s = 0.1 s"):
         asyncio.run(gate.run(hang, "m"))
+    assert gate.timeout_s == pytest.approx(0.2)
+
+
+def test_a_timeout_with_requests_waiting_halves_the_in_flight_limit():
+    gate, _ = make_gate(timeout_s=0.2, max_retries=0, max_in_flight=4)
+
+    async def main() -> list:
+        server = asyncio.Lock()
+
+        async def one_at_a_time_server() -> Completion:  # answers take 0.15 s each and queue behind each other
+            async with server:
+                await asyncio.sleep(0.15)
+            return OK
+
+        return await asyncio.gather(*(gate.run(one_at_a_time_server, "m") for _ in range(4)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert sum(isinstance(result, LLMUnavailableError) for result in results) >= 1
+    assert gate.limit.limit == 1 and gate.limit.holders == 0
+    assert gate.timeout_s == 0.2  # the limit adapted, not the timeout
+
+
+def test_a_cancelled_request_gives_its_place_back():
+    gate, _ = make_gate(max_in_flight=1)
+
+    async def main() -> Completion:
+        hanging = asyncio.ensure_future(gate.run(lambda: asyncio.sleep(10), "m"))
+        await asyncio.sleep(0.05)
+        hanging.cancel()
+        return await asyncio.wait_for(gate.run(scripted(OK), "m"), 1.0)
+
+    assert asyncio.run(main()) == OK
+    assert gate.limit.holders == 0
 
 
 @pytest.mark.parametrize(("cap", "message"), [({"max_cost_usd": 0.5}, "max_cost_usd"), ({"max_tokens": 30}, "max_tokens")])
