@@ -14,8 +14,10 @@ two stages and keeps, per group, whatever scores best by the task's own (exact, 
    (recorded spikes and their surroundings left out), a robust squared error between each recorded spike time and
    the model's own first crossing in that segment (`spike_time_errors`, interpolated within the step), and a small
    term for recorded spikes the model's voltage does not reach. L-BFGS from `restarts` random starts per group,
-   all groups and restarts batched in one compiled program (the model's value and forward-mode gradient; the
-   optimizer's arithmetic runs on the host, `engine.fit.host_loops`).
+   the restarts taking the spike terms' weights from a ladder in turn (a model that cannot match both voltage and
+   spike times is fitted several ways, and the score chooses), all groups and restarts batched in one compiled
+   program (the model's value and forward-mode gradient; the optimizer's arithmetic runs on the host,
+   `engine.fit.host_loops`).
 2. **Local search of the score.** Spike times over seconds of simulation are more sensitive to the parameters
    than the stage-1 loss resolves; a short cross-entropy search of the task's score around each group's best
    `local_starts` stage-1 results (all batched in one compiled program) lines them up.
@@ -34,7 +36,7 @@ given `seed`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,7 @@ INIT_HALF_WIDTH = 2.0  # restarts start uniformly in [-2, 2] in unconstrained sp
 # few ms after the recorded one (from a slightly different initial state, say) is not pulled far off by it.
 MISSED_SPIKE_CAP_MV = 10.0
 SPIKE_TIME_CAP_MS = 10.0  # likewise for the time between a recorded spike and the model's own
+MISSED_SPIKE_RATIO = 0.02  # the missed-spike term's weight relative to the spike-time term's
 SPIKE_TIME_SCALE_MS = 1.0  # spike-time errors count as their square up to about this, then logarithmically
 
 
@@ -157,9 +160,10 @@ def spike_time_errors(margin: jax.Array, forced_spikes: jax.Array, *, cap_steps:
 
     Within each inter-spike segment the model's own spike is the first step whose margin (voltage minus v_peak,
     `simulate_spiking`) is >= 0, placed inside that step by linear interpolation of the margin, so the time is a
-    smooth function of the parameters. The recorded spike of step t is taken at t - 0.5 (it crossed during the
-    step). A model that has not crossed by then is late by the time its margin would take to reach 0 at the last
-    step's rate of rise.
+    smooth function of the parameters. The recorded spike of step t crossed somewhere between t - 1 and t: a model
+    that crosses within that step has no error (no bias from where in the step the interpolation puts it), one
+    that crosses before t - 1 is early by the difference, and one that has not crossed by the end of step t is late
+    by the time its margin would take to reach 0 at the last step's rate of rise.
 
     Args:
         margin: (n_steps,) from a spike-forced `simulate_spiking`.
@@ -176,7 +180,9 @@ def spike_time_errors(margin: jax.Array, forced_spikes: jax.Array, *, cap_steps:
         crossing_time = jnp.where(crossing_now, index - 1.0 + fraction, crossing_time)
         crossed = crossed | crossing_now
         lateness = -now / jnp.maximum(rise, 1e-3)  # steps until the margin reaches 0 at this rate
-        error = jnp.where(crossed, crossing_time - (index - 0.5), 0.5 + jnp.minimum(lateness, far))
+        # the recorded spike crossed somewhere in step `index`, i.e. between index - 1 and index
+        early = jnp.minimum(crossing_time - (index - 1.0), 0.0)
+        error = jnp.where(crossed, early, jnp.minimum(lateness, far))
         error = jnp.where(recorded > 0, jnp.clip(error, -far, far), 0.0)
         # after a recorded spike the model is reset: a new segment, whose first step rises from far below
         reset = recorded > 0
@@ -284,8 +290,7 @@ def fit_spiking(
     n_state: int,
     restarts: int = 16,
     max_steps: int = 150,
-    missed_spike_weight: float = 1e-3,
-    spike_time_weight: float = 0.05,
+    spike_weights: Sequence[float] = (0.05, 0.3, 1.0, 3.0),
     local_starts: int = 3,
     local_generations: int = 12,
     local_population: int = 48,
@@ -304,9 +309,9 @@ def fit_spiking(
         n_state: the length of the model's state vector.
         restarts: random starts per group of the spike-forced L-BFGS fit.
         max_steps: its L-BFGS iterations at most.
-        missed_spike_weight: stage 1's weight of a recorded spike the model's voltage misses by 1 mV, relative to
-            1 mV^2 of mean squared subthreshold error.
-        spike_time_weight: stage 1's weight of 1 ms^2 of squared spike-time error, relative to the same.
+        spike_weights: stage 1's weights of 1 ms^2 of squared spike-time error, relative to 1 mV^2 of mean
+            squared subthreshold error, used in turn by the restarts; a recorded spike the model's voltage misses
+            by 1 mV weighs MISSED_SPIKE_RATIO times as much as the spike-time term.
         local_starts, local_generations, local_population, local_sd: the local search of the score around each
             group's best local_starts stage-1 results (`_local_search`, spread local_sd in unconstrained units);
             0 generations skips it.
@@ -315,8 +320,9 @@ def fit_spiking(
     Raises:
         FitError when a group has no restart with a finite loss and score.
     """
-    if restarts < 1 or max_steps < 1:
-        raise FitError(f"restarts = {restarts}, max_steps = {max_steps}; both must be at least 1.")
+    if restarts < 1 or max_steps < 1 or not spike_weights:
+        raise FitError(f"restarts = {restarts}, max_steps = {max_steps}, spike_weights = {tuple(spike_weights)}; "
+                       "need at least 1 restart and step, and at least one weight.")
     data = {key: jnp.asarray(data[key], jnp.float32) for key in ("current_pA", "v_start_mV", "voltage_mV", "spikes")}
     n_groups = data["v_start_mV"].shape[0]
     settings = dict(n_state=n_state, dt_ms=dt_ms, voltage_limits_mV=voltage_limits_mV, exclude_ms=exclude_ms)
@@ -325,14 +331,21 @@ def fit_spiking(
     timings = {"compile_s": 0.0, "fit_s": 0.0}
 
     # stage 1: spike-forced L-BFGS from every restart
-    forced = _over_groups_and_restarts(_value_and_grad(
-        lambda p, g: forced_loss(rhs, p, g, **settings, missed_spike_weight=missed_spike_weight,
-                                 spike_time_weight=spike_time_weight), spec))
-    compiled, seconds = _compile(forced, z0, data)
+    # restart r weighs the spike terms by spike_weights[r % len(spike_weights)]: how much spike timing should
+    # count against subthreshold voltage depends on how well the model can match both, and the score decides
+    weights = np.resize(np.asarray(spike_weights, np.float32), restarts)
+
+    def forced_value_and_grad(z, weight, group):
+        loss = lambda p, g: forced_loss(rhs, p, g, **settings, spike_time_weight=weight,
+                                        missed_spike_weight=weight * MISSED_SPIKE_RATIO)
+        return _value_and_grad(loss, spec)(z, group)
+
+    forced = jax.vmap(jax.vmap(forced_value_and_grad, in_axes=(0, 0, None)), in_axes=(0, None, 0))
+    compiled, seconds = _compile(forced, z0, weights, data)
     timings["compile_s"] += seconds
 
     def evaluate(z):
-        loss, grad = compiled(z.astype(np.float32), data)
+        loss, grad = compiled(z.astype(np.float32), weights, data)
         return np.asarray(loss, np.float64), np.asarray(grad, np.float64)
 
     started = time.perf_counter()

@@ -18,10 +18,10 @@ score = mean over held-out sweeps of (gamma - spike_count_error - subthreshold_r
 RMSE_SCALE_MV = 10 mV: 1 mV of subthreshold error costs as much as 0.1 of gamma, and 10 % too many or too few
 spikes as much again. Higher is better; a perfect model scores 1.
 
-Fitting (`engine.fit.fit_spiking`): per cell, L-BFGS from random restarts (batched in one compiled program) on
-the spike-forced simulation, where the model is reset at the recorded spikes, so that its voltage is a smooth
-function of the parameters: the subthreshold voltage error plus a term for recorded spikes the model's voltage
-does not reach. Each cell keeps the restart with the best training score (the score above on the training sweeps).
+Fitting (`engine.fit.fit_spiking`, see README.md): per cell, L-BFGS from random restarts (batched in one compiled
+program) on the spike-forced simulation, where the model is reset at the recorded spikes so that its voltage is a
+smooth function of the parameters (subthreshold voltage error plus spike-time terms), then a short local search of
+the training score around the best restarts. Each cell keeps what scores best on its training sweeps.
 """
 
 from __future__ import annotations
@@ -141,8 +141,9 @@ def fit_cells(membrane: Callable, spec: ParamSpec, train: Split, *, seed: int = 
     """
     cells = {key: jnp.asarray(train[key]) for key in SWEEP_KEYS}
     return fit_spiking(membrane, spec, cells, score=lambda params, cell: training_score(membrane, params, cell),
-                       dt_ms=DT_MS, voltage_limits_mV=V_LIMITS_MV, exclude_ms=(EXCLUDE_BEFORE_SPIKE_MS, EXCLUDE_AFTER_SPIKE_MS), n_state=N_STATE,
-                       restarts=restarts, max_steps=max_steps, seed=seed)
+                       dt_ms=DT_MS, voltage_limits_mV=V_LIMITS_MV, n_state=N_STATE,
+                       exclude_ms=(EXCLUDE_BEFORE_SPIKE_MS, EXCLUDE_AFTER_SPIKE_MS), restarts=restarts,
+                       max_steps=max_steps, seed=seed)
 
 
 def score(

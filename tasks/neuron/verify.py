@@ -23,14 +23,15 @@ import numpy as np
 from engine.fit import ParamSpec, perturbed_parameters, recovery_table
 
 try:
-    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells,
-                                    score, simulate)
+    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS,
+                                    fit_cells, score, simulate)
 except ImportError:
-    from score import CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score, simulate
+    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score,
+                       simulate)
 
 RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
-RECOVERY_RESTARTS = 8  # per recovery set: fewer than the score's fit, which starts far from the answer too
+RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 16), to keep verify's refit of every set short
 NOISE_MV = 0.5
 TRACE_STRIDE = 4  # the whole held-out sweep is drawn with one point per 4 steps (2 ms)
 ZOOM_MS = 300.0  # and its first 300 ms after the step's onset at full resolution
