@@ -19,8 +19,9 @@ two stages and keeps, per group, whatever scores best by the task's own (exact, 
    program (the model's value and forward-mode gradient; the optimizer's arithmetic runs on the host,
    `engine.fit.host_loops`).
 2. **Local search of the score.** Spike times over seconds of simulation are more sensitive to the parameters
-   than the stage-1 loss resolves; a short cross-entropy search of the task's score around each group's best
-   `local_starts` stage-1 results (all batched in one compiled program) lines them up.
+   than the stage-1 loss resolves, and a model that cannot match both voltage and spikes should trade one for the
+   other as the score does; short cross-entropy searches of the task's score around each group's best
+   `local_starts` stage-1 results, a narrow and a broad one (all batched in one compiled program), do both.
 
 Every stage-1 restart and every local search is scored with `score(params, group)`, and each group keeps its best.
 
@@ -247,10 +248,11 @@ def _compile(function: Callable, *arguments: Any) -> tuple[Callable, float]:
     return compiled, time.perf_counter() - started
 
 
-def _local_search(scorer: Callable, z_start: jax.Array, data: Any, key: jax.Array, *, sd: float, population: int,
-                  generations: int) -> tuple[jax.Array, jax.Array]:
-    """Cross-entropy search of the score around z_start (G, n): each generation draws `population` points around
-    the mean (the mean is one of them), moves the mean to the best eighth and shrinks the spread to theirs.
+def _local_search(scorer: Callable, z_start: jax.Array, data: Any, key: jax.Array, sd: jax.Array, *,
+                  population: int, generations: int) -> tuple[jax.Array, jax.Array]:
+    """Cross-entropy search of the score around each row of z_start (G, n), with initial spread sd (G,): each
+    generation draws `population` points around the mean (the mean is one of them), moves the mean to the best
+    eighth and sets the spread to theirs (smoothed, and at least a tenth of sd).
 
     Returns the best z (G, n) and its score (G,) over every generation.
     """
@@ -265,7 +267,7 @@ def _local_search(scorer: Callable, z_start: jax.Array, data: Any, key: jax.Arra
         scores = jnp.where(jnp.isfinite(scores), scores, -jnp.inf)
         _, top = jax.lax.top_k(scores, n_elite)
         elite = jnp.take_along_axis(z, top[..., None], axis=1)
-        spread = jnp.maximum(0.7 * jnp.std(elite, axis=1) + 0.3 * spread, 0.1 * sd)
+        spread = jnp.maximum(0.7 * jnp.std(elite, axis=1) + 0.3 * spread, 0.1 * sd[:, None])
         winner = jnp.argmax(scores, axis=1)
         rows = jnp.arange(groups)
         improved = scores[rows, winner] > best_score
@@ -273,7 +275,7 @@ def _local_search(scorer: Callable, z_start: jax.Array, data: Any, key: jax.Arra
         best_score = jnp.where(improved, scores[rows, winner], best_score)
         return (jnp.mean(elite, axis=1), spread, best_z, best_score), None
 
-    start = (z_start, jnp.full_like(z_start, sd), z_start, jnp.full(groups, -jnp.inf, z_start.dtype))
+    start = (z_start, jnp.broadcast_to(sd[:, None], z_start.shape), z_start, jnp.full(groups, -jnp.inf, z_start.dtype))
     (_, _, best_z, best_score), _ = jax.lax.scan(generation, start, jax.random.split(key, generations))
     return best_z, best_score
 
@@ -294,7 +296,7 @@ def fit_spiking(
     local_starts: int = 3,
     local_generations: int = 12,
     local_population: int = 48,
-    local_sd: float = 0.05,
+    local_sds: Sequence[float] = (0.05, 0.5),
     seed: int = 0,
 ) -> SpikingFitResult:
     """Fits each group's parameters of a threshold-and-reset model (see the module docstring for the stages).
@@ -312,9 +314,10 @@ def fit_spiking(
         spike_weights: stage 1's weights of 1 ms^2 of squared spike-time error, relative to 1 mV^2 of mean
             squared subthreshold error, used in turn by the restarts; a recorded spike the model's voltage misses
             by 1 mV weighs MISSED_SPIKE_RATIO times as much as the spike-time term.
-        local_starts, local_generations, local_population, local_sd: the local search of the score around each
-            group's best local_starts stage-1 results (`_local_search`, spread local_sd in unconstrained units);
-            0 generations skips it.
+        local_starts, local_generations, local_population, local_sds: the local searches of the score around each
+            group's best local_starts stage-1 results (`_local_search`), one per initial spread in local_sds
+            (unconstrained units: 0.05 lines up spike times of a good fit, 0.5 trades voltage for spikes where
+            the model cannot match both); 0 generations skips them.
         seed: seeds the restarts.
 
     Raises:
@@ -363,23 +366,29 @@ def fit_spiking(
     timings["select_s"] = time.perf_counter() - started
 
     if local_generations > 0:
-        # one search from each of the best local_starts stage-1 results of every group, all in one program
+        # a search from each of the best local_starts stage-1 results of every group at each spread, in one program
         starts = min(local_starts, restarts)
+        n_spreads = len(local_sds)
         order = np.argsort(-np.nan_to_num(scores[0], nan=-np.inf), axis=1)[:, :starts]
-        z_start = np.take_along_axis(candidates[0], order[..., None], axis=1).reshape(n_groups * starts, spec.size)
-        repeated = jax.tree.map(lambda x: jnp.repeat(x, starts, axis=0), data)
-        search = lambda z, d, key: _local_search(scorer, z, d, key, sd=local_sd, population=local_population,
-                                                 generations=local_generations)
+        best_starts = np.take_along_axis(candidates[0], order[..., None], axis=1)  # (G, starts, n)
+        z_start = np.tile(best_starts.reshape(1, n_groups * starts, spec.size), (n_spreads, 1, 1))
+        z_start = z_start.reshape(n_spreads * n_groups * starts, spec.size)
+        spreads = np.repeat(np.asarray(local_sds, np.float32), n_groups * starts)
+        repeated = jax.tree.map(lambda x: jnp.tile(jnp.repeat(x, starts, axis=0), (n_spreads,) + (1,) * (x.ndim - 1)),
+                                data)
+        search = lambda z, d, key, sd: _local_search(scorer, z, d, key, sd, population=local_population,
+                                                     generations=local_generations)
         key = jax.random.PRNGKey(seed)
-        compiled_search, seconds = _compile(search, z_start, repeated, key)
+        compiled_search, seconds = _compile(search, z_start, repeated, key, spreads)
         timings["compile_s"] += seconds
         started = time.perf_counter()
-        local_z, local_score = jax.block_until_ready(compiled_search(z_start, repeated, key))
+        local_z, local_score = jax.block_until_ready(compiled_search(z_start, repeated, key, spreads))
         timings["local_s"] = time.perf_counter() - started
-        candidates.append(np.asarray(local_z, np.float32).reshape(n_groups, starts, spec.size))
-        scores.append(np.asarray(local_score, np.float64).reshape(n_groups, starts))
+        local_z = np.asarray(local_z, np.float32).reshape(n_spreads, n_groups, starts, spec.size)
+        local_score = np.asarray(local_score, np.float64).reshape(n_spreads, n_groups, starts)
+        candidates.append(local_z.transpose(1, 0, 2, 3).reshape(n_groups, n_spreads * starts, spec.size))
+        scores.append(local_score.transpose(1, 0, 2).reshape(n_groups, n_spreads * starts))
         stages.append("local")
-
 
     timings["fit_s"] = sum(timings.get(f"{name}_s", 0.0) for name in ("forced", "select", "local"))
     all_z = np.concatenate(candidates, axis=1)
