@@ -32,6 +32,7 @@ except ImportError:
 RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
 RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 16), to keep verify's refit of every set short
+RECOVERY_GENERATIONS = 20  # of the cross-entropy search beside it (the score's: 30)
 NOISE_MV = 0.5
 TRACE_STRIDE = 4  # the whole held-out sweep is drawn with one point per 4 steps (2 ms)
 ZOOM_MS = 300.0  # and its first 300 ms after the step's onset at full resolution
@@ -173,7 +174,7 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
             generating.append(drawn)
     stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
 
-    refit = fit_cells(membrane, spec, stacked, seed=seed, restarts=RECOVERY_RESTARTS)
+    refit = fit_cells(membrane, spec, stacked, seed=seed, restarts=RECOVERY_RESTARTS, generations=RECOVERY_GENERATIONS)
     recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
     recovery, pairs = recovery_table(spec, generating, recovered)
     figures, checks = _figures_and_checks(membrane, fitted, train, heldout)
