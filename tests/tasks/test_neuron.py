@@ -75,6 +75,23 @@ def test_firing_near_125_hz_whatever_the_input_does_not_score():
     assert float(combined(*honest)) > 0.9 > -2.0 > float(combined(gamma, rmse, count_error))
 
 
+def test_cross_entropy_search_finds_each_groups_maximum():
+    from engine.fit import ParamSpec
+    from tasks.neuron.fit_cross_entropy import fit_cross_entropy
+
+    spec = ParamSpec.from_bounds({"x": (0.0, 10.0), "y": (-5.0, 5.0)})
+    targets = {"x": jnp.asarray([3.0, 7.0]), "y": jnp.asarray([-1.0, 2.0])}
+
+    def objective(params, target):
+        value = -((params["x"] - target["x"]) ** 2) - (params["y"] - target["y"]) ** 2
+        return value, jnp.abs(params["x"] - target["x"])
+
+    result = fit_cross_entropy(objective, spec, targets, guide_weight=0.5, population=32, generations=25, seed=0)
+    np.testing.assert_allclose(result.params["x"], [3.0, 7.0], atol=0.05)
+    np.testing.assert_allclose(result.params["y"], [-1.0, 2.0], atol=0.05)
+    assert result.objective.shape == (2,) and np.all(result.objective > -0.01)
+
+
 def test_simulator_resets_at_the_declared_peak():
     from tasks.neuron.score import simulate
 
