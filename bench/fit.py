@@ -14,6 +14,7 @@ is the process's CPU time (both threads), steadier than wall time on a shared ma
     /work/venv/bin/python bench/fit.py                  # the table
     /work/venv/bin/python bench/fit.py --gpu            # 4096 restarts x 100 sessions x 1000 trials; restart-fits/s
     /work/venv/bin/python bench/fit.py --sweep          # L-BFGS compile and fit seconds under XLA CPU options
+    /work/venv/bin/python bench/fit.py --neuron         # the neuron task's per-candidate fit (engine.fit.fit_spiking)
 """
 
 from __future__ import annotations
@@ -250,6 +251,32 @@ def sweep(repeats: int, restarts: int) -> None:
                       f"{values[3]:>6.2f} {values[4]:>10.3f}", flush=True)
 
 
+def neuron(repeats: int) -> None:
+    """Prints the neuron task's per-candidate cost: its score (fit on the twin's training sweeps, both cells, then
+    the held-out sweeps) for the seed and AdEx, built as the exported candidates a run's scorer receives."""
+    from engine.task.spec import load_task
+    from tests.tasks.candidates import candidate_from
+
+    folder = Path(__file__).resolve().parents[1] / "tasks" / "neuron"
+    task = load_task(folder / "synthetic.yaml")
+    splits = task.load_splits()
+    score = task.score.load()
+    print(f"neuron twin, 2 cells x 3 training sweeps x 4400 steps, median of {repeats}")
+    print(f"{'model':<8}{'params':>7}{'compile s':>11}{'fit s':>8}{'score s':>9}{'total s':>9}{'cpu s':>8}"
+          f"{'train score':>13}")
+    for name, path in (("seed", folder / "seed.py"), ("adex", folder / "baselines" / "adex.py")):
+        candidate = candidate_from(path, folder / "task.yaml")
+        rows = []
+        for _ in range(repeats):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            result = score(candidate, splits["train"], splits["selection"])
+            rows.append((result["timings"]["compile_s"], result["timings"]["fit_s"], result["timings"]["score_s"],
+                         time.perf_counter() - started, time.process_time() - started_cpu, result["train_score"]))
+        compile_s, fit_s, score_s, total_s, cpu_s, train = (statistics.median(column) for column in zip(*rows))
+        print(f"{name:<8}{len(candidate.PARAMS):>7}{compile_s:>11.1f}{fit_s:>8.1f}{score_s:>9.1f}{total_s:>9.1f}"
+              f"{cpu_s:>8.1f}{train:>13.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="large batch: 4096 restarts x 100 sessions x 1000 trials")
@@ -263,8 +290,11 @@ def main() -> None:
                         help="each bundled task's seed through the task's own score (bench/task_costs.py)")
     parser.add_argument("--baselines", action="store_true", help="--all-tasks: the baselines too")
     parser.add_argument("--tasks", nargs="+", help="--all-tasks: only these task folders under tasks/")
+    parser.add_argument("--neuron", action="store_true", help="the neuron task's per-candidate fit and score")
     args = parser.parse_args()
-    if args.all_tasks:
+    if args.neuron:
+        neuron(args.repeats)
+    elif args.all_tasks:
         from bench.task_costs import ROOT, candidate_costs, print_table
 
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {args.repeats}")

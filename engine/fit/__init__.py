@@ -14,6 +14,9 @@ Inner loops:
     fit_per_group            the same, one parameter set per group (e.g. subject), all groups in one program
     fit_bayesian             posterior samples (numpyro NUTS or SVI) and the held-out log pointwise predictive density
     fit_simulation_based     SMC-ABC on summary statistics for simulators without a tractable likelihood
+    fit_spiking              threshold-and-reset simulators (spiking neurons): L-BFGS through the spike-forced
+                             simulation from batched restarts, then a local search of the task's score
+    simulate_spiking         the Euler threshold-and-reset simulator those fits and their scores use
     ddm.wiener_log_density   the drift-diffusion first-passage-time density (Navarro & Fuss 2009), for likelihoods
 
 Verification:
@@ -38,6 +41,7 @@ from engine.fit.gradient import (
 from engine.fit.loops import OPTIMIZERS
 from engine.fit.params import ParamSpec, read_params
 from engine.fit.recovery import circular_correlation, failed_sets, perturbed_parameters, recovery_table
+from engine.fit.spiking import SpikingFitResult, fit_spiking, simulate_spiking, window_sum
 
 __all__ = [
     "OPTIMIZERS",
@@ -48,13 +52,17 @@ __all__ = [
     "NegLogLikelihood",
     "ParamSpec",
     "SimulationFitResult",
+    "SpikingFitResult",
     "fit_bayesian",
     "fit_maximum_likelihood",
     "fit_per_group",
     "pad_to",
     "fit_simulation_based",
+    "fit_spiking",
     "perturbed_parameters",
     "read_params",
+    "simulate_spiking",
+    "window_sum",
     "recovery_table",
     "failed_sets",
     "circular_correlation",

@@ -18,10 +18,11 @@ score = mean over held-out sweeps of (gamma - spike_count_error - subthreshold_r
 RMSE_SCALE_MV = 10 mV: 1 mV of subthreshold error costs as much as 0.1 of gamma, and 10 % too many or too few
 spikes as much again. Higher is better; a perfect model scores 1.
 
-Fitting: the threshold-and-reset dynamics make the voltage a discontinuous function of the parameters, so the
-parameters are fitted with a cross-entropy-method search (fit_cross_entropy.py) that simulates a population of
-parameter sets per generation and maximises, per cell, the same quantity on the training sweeps; during the first
-half of the search a spike-count mismatch term (`training_objective`) guides it where gamma is flat.
+Fitting (`engine.fit.fit_spiking`, see README.md): per cell, L-BFGS from random restarts (batched in one compiled
+program) on the spike-forced simulation, where the model is reset at the recorded spikes so that its voltage is a
+smooth function of the parameters (subthreshold voltage error plus spike-time terms), then a short local search of
+the training score around the best restarts; beside it, a cross-entropy search of the training score
+(fit_cross_entropy.py). Each cell keeps what scores best on its training sweeps.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec
+from engine.fit import ParamSpec, SpikingFitResult, fit_spiking, simulate_spiking, window_sum
 
 try:  # imported as the package module tasks.neuron.score, or with the task folder on the path
     from tasks.neuron.fit_cross_entropy import fit_cross_entropy
@@ -49,9 +50,14 @@ COINCIDENCE_WINDOW_MS = 4.0
 EXCLUDE_BEFORE_SPIKE_MS = 2.0
 EXCLUDE_AFTER_SPIKE_MS = 8.0
 RMSE_SCALE_MV = 10.0
-COUNT_WEIGHT = 0.5
 V_LIMITS_MV = (-150.0, 100.0)  # the simulated voltage is kept inside these so a diverging model stays finite
 CELLS = ("B6", "B8")
+# The cross-entropy search runs beside the gradient fit: on the real cells it still fits some models' training
+# sweeps better (README.md, "Fitting").
+CROSS_ENTROPY_POPULATION = 128
+CROSS_ENTROPY_GENERATIONS = 30
+COUNT_GUIDE_WEIGHT = 0.5
+SWEEP_KEYS = ("current_pA", "v_start_mV", "voltage_mV", "spikes")  # what a simulation needs of a split
 Split = Mapping[str, np.ndarray]
 
 
@@ -81,25 +87,9 @@ def simulate(membrane: Callable, params: Mapping[str, jax.Array], current_pA: ja
         spikes: (n_steps,) 1.0 in the steps where the voltage reached v_peak_mV.
     """
     start = jnp.zeros(N_STATE, jnp.float32).at[0].set(v_start_mV)
-
-    def step(state, current):
-        dstate_dt, v_peak, reset = membrane(params, state, current)
-        proposed = state + DT_MS * dstate_dt.astype(jnp.float32)
-        spike = (proposed[0] >= v_peak) | ~jnp.isfinite(proposed[0])
-        new = jnp.where(spike, reset.astype(jnp.float32), proposed)
-        new = jnp.where(jnp.isfinite(new), new, 0.0)
-        new = new.at[0].set(jnp.clip(new[0], *V_LIMITS_MV))
-        return new, (new[0], spike.astype(jnp.float32))
-
-    _, (voltage, spikes) = jax.lax.scan(step, start, current_pA)
+    voltage, spikes, _ = simulate_spiking(membrane, params, current_pA, start, dt_ms=DT_MS,
+                                          voltage_limits_mV=V_LIMITS_MV)
     return voltage, spikes
-
-
-def _window_sum(x: jax.Array, back: int, ahead: int) -> jax.Array:
-    """Returns y (n,) with y[t] = sum of x[t - back .. t + ahead] (x zero outside 0 .. n - 1)."""
-    kernel = jnp.ones(back + ahead + 1, x.dtype)
-    full = jnp.convolve(x, kernel, mode="full")  # full[m] = sum of x[m - back - ahead .. m]
-    return full[ahead : ahead + x.shape[0]]
 
 
 def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltage: jax.Array,
@@ -113,7 +103,7 @@ def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltag
     stimulus = ((time_ms > STEP_ONSET_MS) & (time_ms <= STEP_OFFSET_MS + 100.0)).astype(jnp.float32)
     data_train, model_train = data_spikes * stimulus, model_spikes * stimulus
     half = int(round(COINCIDENCE_WINDOW_MS / DT_MS))
-    model_near = _window_sum(model_train, half, half)
+    model_near = window_sum(model_train, half, half)
     n_coincident = jnp.sum(data_train * jnp.minimum(model_near, 1.0))
     n_data, n_model = jnp.sum(data_train), jnp.sum(model_train)
     duration_ms = jnp.sum(stimulus) * DT_MS
@@ -127,25 +117,18 @@ def sweep_metrics(model_voltage: jax.Array, model_spikes: jax.Array, data_voltag
     before = int(round(EXCLUDE_BEFORE_SPIKE_MS / DT_MS))
     after = int(round(EXCLUDE_AFTER_SPIKE_MS / DT_MS))
     # step t is left out when a recorded spike s has s - before <= t <= s + after, i.e. s in [t - after, t + before]
-    near_spike = _window_sum(data_spikes, after, before) > 0
+    near_spike = window_sum(data_spikes, after, before) > 0
     keep = (~near_spike).astype(jnp.float32)
     squared = jnp.sum(keep * (model_voltage - data_voltage) ** 2) / jnp.maximum(jnp.sum(keep), 1.0)
     return gamma, jnp.sqrt(squared), count_error
 
 
 def cell_metrics(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, ...]:
-    """Returns gamma, subthreshold_rmse_mV, spike_count_error and the spike-count mismatch of one cell's sweeps,
-    each (n_sweeps,).
-
-    The mismatch (used only to guide the fit) is |log((n_model + 1) / (n_data + 1))| of the spikes in the window;
-    it changes gradually as spikes appear or vanish, unlike gamma.
-    """
+    """Returns gamma, subthreshold_rmse_mV and spike_count_error of one cell's sweeps, each (n_sweeps,)."""
 
     def one(current, v_start, voltage, spikes):
         model_voltage, model_spikes = simulate(membrane, params, current, v_start)
-        gamma, rmse, count_error = sweep_metrics(model_voltage, model_spikes, voltage, spikes)
-        mismatch = jnp.abs(jnp.log((jnp.sum(model_spikes) + 1.0) / (jnp.sum(spikes) + 1.0)))
-        return gamma, rmse, count_error, mismatch
+        return sweep_metrics(model_voltage, model_spikes, voltage, spikes)
 
     return jax.vmap(one)(cell["current_pA"], cell["v_start_mV"], cell["voltage_mV"], cell["spikes"])
 
@@ -155,15 +138,49 @@ def combined(gamma: jax.Array, rmse_mV: jax.Array, count_error: jax.Array) -> ja
     return gamma - count_error - rmse_mV / RMSE_SCALE_MV
 
 
-def training_objective(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> tuple[jax.Array, jax.Array]:
-    """What the fit maximises on one cell's training sweeps: (mean sweep score, mean spike-count mismatch).
+def training_score(membrane: Callable, params: Mapping[str, jax.Array], cell: Split) -> jax.Array:
+    """The score of one cell's sweeps (the mean of `combined`): what the fit selects each cell's restart by."""
+    return jnp.mean(combined(*cell_metrics(membrane, params, cell)))
 
-    The search ranks score - w * mismatch with w falling from COUNT_WEIGHT to 0 over its first half: gamma is flat
-    (near 0) wherever the firing rate is far off, and the count term gives the search a slope toward the right
-    rate from anywhere; the second half and the returned best use the score alone.
+
+def fit_cells(membrane: Callable, spec: ParamSpec, train: Split, *, seed: int = 0, restarts: int = 16,
+              max_steps: int = 150, generations: int = CROSS_ENTROPY_GENERATIONS) -> SpikingFitResult:
+    """Fits each cell's parameters on its training sweeps and keeps, per cell, the better of two fits by
+    `training_score`: the gradient fit (`engine.fit.fit_spiking`) and the cross-entropy search of the score
+    (`fit_cross_entropy.py`, `generations` of CROSS_ENTROPY_POPULATION; 0 skips it).
+
+    Returns:
+        the fit; its params are name -> (n_cells,), its stage per cell "forced", "local" or "cross_entropy".
     """
-    gamma, rmse, count_error, mismatch = cell_metrics(membrane, params, cell)
-    return jnp.mean(combined(gamma, rmse, count_error)), jnp.mean(mismatch)
+    cells = {key: jnp.asarray(train[key]) for key in SWEEP_KEYS}
+    gradient = fit_spiking(membrane, spec, cells, score=lambda params, cell: training_score(membrane, params, cell),
+                           dt_ms=DT_MS, voltage_limits_mV=V_LIMITS_MV, n_state=N_STATE,
+                           exclude_ms=(EXCLUDE_BEFORE_SPIKE_MS, EXCLUDE_AFTER_SPIKE_MS), restarts=restarts,
+                           max_steps=max_steps, seed=seed)
+    if generations < 1:
+        return gradient
+
+    def objective(params, cell):
+        """(score, spike-count mismatch): the mismatch guides the search's first half where gamma is flat."""
+        model_spikes = jax.vmap(lambda i, v0: simulate(membrane, params, i, v0)[1])(cell["current_pA"],
+                                                                                    cell["v_start_mV"])
+        mismatch = jnp.abs(jnp.log((model_spikes.sum(axis=1) + 1.0) / (cell["spikes"].sum(axis=1) + 1.0)))
+        return training_score(membrane, params, cell), jnp.mean(mismatch)
+
+    searched = fit_cross_entropy(objective, spec, cells, guide_weight=COUNT_GUIDE_WEIGHT,
+                                 population=CROSS_ENTROPY_POPULATION, generations=generations, seed=seed)
+    better = np.nan_to_num(searched.objective, nan=-np.inf) > gradient.score
+    params = {name: np.where(better, searched.params[name], gradient.params[name]) for name in spec.names}
+    timings = {"compile_s": gradient.timings["compile_s"] + searched.timings["compile_s"],
+               "fit_s": gradient.timings["fit_s"] + searched.timings["fit_s"]}
+    return SpikingFitResult(
+        params=params,
+        score=np.where(better, searched.objective, gradient.score),
+        stage=tuple("cross_entropy" if b else stage for b, stage in zip(better, gradient.stage)),
+        restarts_ok=gradient.restarts_ok,
+        at_bounds=tuple(s if b else g for b, s, g in zip(better, searched.at_bounds, gradient.at_bounds)),
+        timings=timings,
+    )
 
 
 def score(
@@ -171,8 +188,9 @@ def score(
     train: Split,
     heldout: Split,
     seed: int = 0,
-    population: int = 128,
-    generations: int = 30,
+    restarts: int = 16,
+    max_steps: int = 150,
+    generations: int = CROSS_ENTROPY_GENERATIONS,
 ) -> dict[str, Any]:
     """Fits the candidate's PARAMS per cell on the training sweeps and scores the held-out sweeps.
 
@@ -183,18 +201,14 @@ def score(
             scores).
         scores_per_test: "<cell>_<step pA>pA" -> that held-out sweep's score.
         fitted_params: "<name>_<cell>" -> value; at_bounds: the same names for parameters at a bound.
+        fit_stages: "<cell>" -> the fit that won it ("forced", "local" or "cross_entropy").
         timings: "compile_s", "fit_s", "score_s".
     """
     membrane = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_membrane(membrane, spec.names)
-    train = {k: jnp.asarray(v) for k, v in train.items() if k != "step_pA"}
-
-    def objective(params, cell):
-        return training_objective(membrane, params, cell)
-
-    result = fit_cross_entropy(objective, spec, train, guide_weight=COUNT_WEIGHT, population=population,
-                               generations=generations, seed=seed)
+    result = fit_cells(membrane, spec, train, seed=seed, restarts=restarts, max_steps=max_steps,
+                       generations=generations)
     started = time.perf_counter()
     n_cells = result.params[spec.names[0]].shape[0]
     n_train = np.asarray(train["spikes"]).shape[1]
@@ -203,8 +217,8 @@ def score(
     for c in range(n_cells):
         params = {name: jnp.float32(result.params[name][c]) for name in spec.names}
         # training and held-out sweeps of this cell in one call (one compiled program)
-        both = {k: jnp.concatenate([jnp.asarray(train[k][c]), jnp.asarray(heldout[k][c])]) for k in train}
-        gamma, rmse, count_error, _ = (np.asarray(x, dtype=float) for x in metrics(params, both))
+        both = {k: jnp.concatenate([jnp.asarray(train[k][c]), jnp.asarray(heldout[k][c])]) for k in SWEEP_KEYS}
+        gamma, rmse, count_error = (np.asarray(x, dtype=float) for x in metrics(params, both))
         train_scores.extend(combined(gamma[:n_train], rmse[:n_train], count_error[:n_train]))
         gammas.extend(gamma[n_train:])
         rmses.extend(rmse[n_train:])
@@ -226,5 +240,7 @@ def score(
         "fitted_params": {f"{name}_{CELLS[c]}": float(result.params[name][c])
                           for c in range(n_cells) for name in spec.names},
         "at_bounds": [f"{name}_{CELLS[c]}" for c, names in enumerate(result.at_bounds) for name in names],
-        "timings": {**result.timings, "score_s": time.perf_counter() - started},
+        "fit_stages": {CELLS[c]: stage for c, stage in enumerate(result.stage)},
+        "timings": {"compile_s": result.timings["compile_s"], "fit_s": result.timings["fit_s"],
+                    "score_s": time.perf_counter() - started},
     }

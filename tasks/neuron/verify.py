@@ -23,16 +23,16 @@ import numpy as np
 from engine.fit import ParamSpec, perturbed_parameters, recovery_table
 
 try:
-    from tasks.neuron.fit_cross_entropy import fit_cross_entropy
-    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, score, simulate,
-                                    training_objective)
+    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS,
+                                    fit_cells, score, simulate)
 except ImportError:
-    from fit_cross_entropy import fit_cross_entropy
-    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, WINDOW_START_MS, score, simulate,
-                       training_objective)
+    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score,
+                       simulate)
 
 RECOVERY_SETS = 3
 RECOVERY_SPREAD = 0.4
+RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 16), to keep verify's refit of every set short
+RECOVERY_GENERATIONS = 20  # of the cross-entropy search beside it (the score's: 30)
 NOISE_MV = 0.5
 TRACE_STRIDE = 4  # the whole held-out sweep is drawn with one point per 4 steps (2 ms)
 ZOOM_MS = 300.0  # and its first 300 ms after the step's onset at full resolution
@@ -167,17 +167,14 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
         for c in range(n_cells):
             drawn = perturbed_parameters(spec, fitted[c], spread=RECOVERY_SPREAD, rng=rng)
             params = {n: jnp.float32(v) for n, v in drawn.items()}
-            cell = {k: np.asarray(v[c]) for k, v in train.items() if k != "step_pA"}
+            cell = {k: np.asarray(train[k][c]) for k in SWEEP_KEYS}
             voltage, spikes = _simulate_cell(membrane, params, cell)
             cells.append({**cell, "voltage_mV": (voltage + NOISE_MV * rng.standard_normal(voltage.shape)).astype(np.float32),
                           "spikes": spikes.astype(np.float32)})
             generating.append(drawn)
     stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
 
-    def objective(params, cell):
-        return training_objective(membrane, params, cell)
-
-    refit = fit_cross_entropy(objective, spec, stacked, guide_weight=0.5, population=64, generations=20, seed=seed)
+    refit = fit_cells(membrane, spec, stacked, seed=seed, restarts=RECOVERY_RESTARTS, generations=RECOVERY_GENERATIONS)
     recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
     recovery, pairs = recovery_table(spec, generating, recovered)
     figures, checks = _figures_and_checks(membrane, fitted, train, heldout)

@@ -1,5 +1,5 @@
-"""The neuron task: data windows and spike detection, the coincidence factor, the simulator's reset rule, and a
-real fit on the synthetic twin (the generating AdEx beats the leaky integrate-and-fire seed)."""
+"""The neuron task: data windows and spike detection, the coincidence factor, the simulator's reset rule, and
+parameter recovery by the task's fit on the synthetic twin (the generating AdEx gets its own parameters back)."""
 
 from __future__ import annotations
 
@@ -127,22 +127,34 @@ def test_generating_parameters_reproduce_the_twin():
     adex = module_from(TASK / "baselines/adex.py")
     params = {name: jnp.float32(value) for name, value in GROUND_TRUTH["B6"].items()}
     cell = {key: jnp.asarray(value[0]) for key, value in splits["selection"].items() if key != "step_pA"}
-    gamma, rmse, count_error, mismatch = cell_metrics(adex.membrane, params, cell)
+    gamma, rmse, count_error = cell_metrics(adex.membrane, params, cell)
     np.testing.assert_allclose(np.asarray(gamma), 1.0, atol=1e-5)
-    assert float(rmse.max()) < 0.7 and float(mismatch.max()) == 0.0 and float(count_error.max()) == 0.0
+    assert float(rmse.max()) < 0.7 and float(count_error.max()) == 0.0
 
 
 @pytest.mark.slow
-def test_synthetic_ground_truth_beats_the_seed():
-    """With the task's fitting settings on cell B6 of the twin (the search is too short to reach the generating
-    parameters, whose score would be ~0.95, but it ranks the models)."""
+def test_the_fit_recovers_the_twins_generating_parameters():
+    """Recovery first: fitted to cell B6 of the twin with the task's own settings, the generating AdEx model gets
+    back its capacitance, leak, threshold and adaptation, and at least 0.85 of its generating parameters' training
+    score (a score of ~0.94: every spike within 4 ms)."""
+    from tasks.neuron.data import GROUND_TRUTH
+    from tasks.neuron.score import training_score
+
     task = load_task(TASK / "synthetic.yaml")
     splits = task.load_splits(subset=1)
-    score = task.score.load()
-    seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"])
-    truth = score(candidate_from(TASK / "baselines/adex.py"), splits["train"], splits["selection"])
-    assert np.isfinite(seed["score"]) and truth["score"] > seed["score"]
-    assert set(seed["scores_per_test"]) == {"B6_175pA"}
+    adex = candidate_from(TASK / "baselines/adex.py")
+    result = task.score.load()(adex, splits["train"], splits["selection"])
+    truth = GROUND_TRUTH["B6"]
+    cell = {key: jnp.asarray(value[0]) for key, value in splits["train"].items() if key != "step_pA"}
+    ceiling = float(training_score(adex, {name: jnp.float32(value) for name, value in truth.items()}, cell))
+    assert result["train_score"] >= 0.85 * ceiling, (result["train_score"], ceiling)
+    assert result["score"] > 0.5 and set(result["scores_per_test"]) == {"B6_175pA"}
+    fitted = {name: round(result["fitted_params"][f"{name}_B6"], 3) for name in truth}
+    relative = {"c_pF": 0.1, "g_l_nS": 0.15, "tau_w_ms": 0.2, "b_pA": 0.15}
+    for name, tolerance in relative.items():
+        assert fitted[name] == pytest.approx(truth[name], rel=tolerance), fitted
+    assert fitted["v_t_mV"] == pytest.approx(truth["v_t_mV"], abs=1.5), fitted
+    assert fitted["a_nS"] == pytest.approx(truth["a_nS"], abs=0.6), fitted
 
 
 @pytest.mark.slow
@@ -153,8 +165,11 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits(subset=1)
     monkeypatch.setattr(verify_module, "RECOVERY_SETS", 2)
-    fast_score = lambda *args, **kwargs: score_module.score(*args, **kwargs, population=32, generations=6)
+    fast_score = lambda *args, **kwargs: score_module.score(*args, **kwargs, restarts=4, max_steps=30,
+                                                                   generations=4)
     monkeypatch.setattr(verify_module, "score", fast_score)
+    monkeypatch.setattr(verify_module, "RECOVERY_RESTARTS", 4)
+    monkeypatch.setattr(verify_module, "RECOVERY_GENERATIONS", 4)
     result = verify_module.verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",

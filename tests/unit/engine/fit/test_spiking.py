@@ -1,0 +1,108 @@
+"""The spiking fitter: the simulator's reset rule, spike forcing, spike-time errors, and recovery of a leaky integrate-and-fire neuron's parameters from its spike-forced voltage."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from engine.fit import ParamSpec, fit_spiking, simulate_spiking
+from engine.fit.spiking import spike_time_errors
+
+DT_MS = 0.5
+LIMITS_MV = (-150.0, 100.0)
+
+
+def lif(params, state, current_pA):
+    """Leaky integrate-and-fire: tau dv/dt = -(v - v_rest) + R I; a spike at v_threshold, reset to v_reset."""
+    dv = (-(state[0] - params["v_rest_mV"]) + params["r_mohm"] * current_pA * 1e-3) / params["tau_m_ms"]
+    reset = state.at[0].set(params["v_reset_mV"])
+    return jnp.zeros_like(state).at[0].set(dv), params["v_threshold_mV"], reset
+
+
+TRUTH = {"tau_m_ms": 12.0, "r_mohm": 150.0, "v_rest_mV": -70.0, "v_threshold_mV": -50.0, "v_reset_mV": -62.0}
+BOUNDS = {"tau_m_ms": (2.0, 50.0), "r_mohm": (20.0, 400.0), "v_rest_mV": (-85.0, -55.0),
+          "v_threshold_mV": (-65.0, -30.0), "v_reset_mV": (-85.0, -40.0)}
+
+
+def truth():
+    return {name: jnp.float32(value) for name, value in TRUTH.items()}
+
+
+def test_free_simulation_resets_where_the_voltage_reaches_the_peak():
+    current = jnp.full(1000, 200.0, jnp.float32)  # v_inf = -40 mV, above threshold
+    voltage, spikes, margin = simulate_spiking(lif, truth(), current, jnp.zeros(2).at[0].set(-70.0), dt_ms=DT_MS,
+                                               voltage_limits_mV=LIMITS_MV)
+    fired = np.flatnonzero(np.asarray(spikes))
+    assert len(fired) > 5
+    np.testing.assert_allclose(np.asarray(voltage)[fired], -62.0)
+    assert np.all(np.asarray(margin)[fired] >= 0) and float(voltage.max()) < -50.0
+    # analytic rate 1 / (tau ln((v_inf - v_reset) / (v_inf - v_th))), within the Euler error
+    interval_ms = 12.0 * np.log(22.0 / 10.0)
+    assert np.mean(np.diff(fired)) * DT_MS == pytest.approx(interval_ms, rel=0.05)
+
+
+def test_forced_simulation_resets_only_at_the_given_spikes_and_holds_the_voltage_below_the_peak():
+    current = jnp.full(400, 300.0, jnp.float32)  # fires on its own every ~6 ms
+    forced = jnp.zeros(400, jnp.float32).at[jnp.array([100, 300])].set(1.0)
+    voltage, spikes, _ = simulate_spiking(lif, truth(), current, jnp.zeros(2).at[0].set(-70.0), dt_ms=DT_MS,
+                                          voltage_limits_mV=LIMITS_MV, forced_spikes=forced)
+    np.testing.assert_array_equal(np.asarray(spikes), np.asarray(forced))
+    np.testing.assert_allclose(np.asarray(voltage)[[100, 300]], -62.0)
+    assert float(voltage.max()) <= -50.0 and float(voltage[99]) == pytest.approx(-50.0)
+
+
+def test_forced_simulation_is_differentiable_where_the_free_one_is_not():
+    current = jnp.full(600, 200.0, jnp.float32)
+    start = jnp.zeros(2).at[0].set(-70.0)
+    forced = jnp.zeros(600, jnp.float32).at[jnp.arange(50, 600, 40)].set(1.0)
+
+    def mean_voltage(threshold, spikes):
+        params = {**truth(), "v_threshold_mV": threshold}
+        return jnp.mean(simulate_spiking(lif, params, current, start, dt_ms=DT_MS, voltage_limits_mV=LIMITS_MV,
+                                         forced_spikes=spikes)[0])
+
+    assert float(jax.grad(mean_voltage)(jnp.float32(-50.0), None)) == 0.0  # piecewise constant in the threshold
+    assert float(jax.grad(mean_voltage)(jnp.float32(-50.0), forced)) > 0.0  # held at a higher threshold: higher
+
+
+def test_spike_time_errors_interpolate_the_crossing_and_extrapolate_a_late_one():
+    # segment 1: crosses half-way through step 3 (at 2.5), recorded in step 5 (between 4 and 5) -> 1.5 steps early
+    # segment 2: at the end of the recorded step 8 still 4 mV below, rising 2 mV a step -> 2 steps late
+    # segment 3: crosses in the recorded step 11 itself -> no error
+    margin = jnp.array([-9.0, -6.0, -3.0, 3.0, 3.0, 0.0, -10.0, -6.0, -4.0, -1.0, -1.0, 30.0], jnp.float32)
+    recorded = jnp.zeros(12, jnp.float32).at[jnp.array([5, 8, 11])].set(1.0)
+    errors = np.asarray(spike_time_errors(margin, recorded, cap_steps=20.0))
+    np.testing.assert_allclose(errors[[5, 8]], [-1.5, 2.0], atol=1e-6)
+    assert np.count_nonzero(errors) == 2
+
+
+@pytest.mark.slow
+def test_recovers_a_leaky_integrate_and_fire_neuron_from_its_spikes_and_voltage():
+    rng = np.random.default_rng(0)
+    steps = np.array([150.0, 200.0, 260.0], np.float32)[:, None]
+    current = np.repeat(np.concatenate([np.zeros((3, 100)), np.ones((3, 1200)), np.zeros((3, 100))], axis=1)
+                        * steps, 1, axis=0).astype(np.float32)
+    v_start = np.full(3, -70.0, np.float32)
+    run = jax.vmap(lambda i, v0: simulate_spiking(lif, truth(), i, jnp.zeros(2).at[0].set(v0), dt_ms=DT_MS,
+                                                  voltage_limits_mV=LIMITS_MV)[:2])
+    voltage, spikes = (np.asarray(x) for x in run(jnp.asarray(current), jnp.asarray(v_start)))
+    assert np.all(spikes.sum(axis=1) > 3)
+    data = {"current_pA": current[None], "v_start_mV": v_start[None], "spikes": spikes[None],
+            "voltage_mV": (voltage + 0.5 * rng.standard_normal(voltage.shape)).astype(np.float32)[None]}
+
+    def score(params, group):  # minus the spike-count error and the voltage error, as a task's score would be
+        model = jax.vmap(lambda i, v0: simulate_spiking(lif, params, i, jnp.zeros(2).at[0].set(v0), dt_ms=DT_MS,
+                                                        voltage_limits_mV=LIMITS_MV)[:2])
+        model_voltage, model_spikes = model(group["current_pA"], group["v_start_mV"])
+        count = jnp.abs(model_spikes.sum(axis=1) - group["spikes"].sum(axis=1)) / group["spikes"].sum(axis=1)
+        return -jnp.mean(count) - jnp.sqrt(jnp.mean((model_voltage - group["voltage_mV"]) ** 2)) / 10.0
+
+    spec = ParamSpec.from_bounds(BOUNDS)
+    result = fit_spiking(lif, spec, data, score=score, dt_ms=DT_MS, voltage_limits_mV=LIMITS_MV,
+                         exclude_ms=(2.0, 8.0), n_state=2, restarts=8, max_steps=100, seed=0)
+    tolerance = {"tau_m_ms": 0.6, "r_mohm": 6.0, "v_rest_mV": 0.5, "v_threshold_mV": 0.5, "v_reset_mV": 0.5}
+    for name, value in TRUTH.items():
+        assert float(result.params[name][0]) == pytest.approx(value, abs=tolerance[name]), name
+    assert result.restarts_ok[0] >= 4 and result.stage[0] in ("forced", "local")
