@@ -34,7 +34,7 @@ def candidate_costs(task_yaml: Path, which: str, repeats: int) -> list[dict[str,
     if which == "all":
         for name, baseline in task.file.baselines.items():
             if baseline.kind != "ceiling":
-                sources[name] = (task.root / baseline.file).read_text()
+                sources[name] = (task.folder / baseline.file).read_text()
     rows = []
     for name, source in sources.items():
         spec = read_params(source, task.function_name)
