@@ -597,17 +597,20 @@ def config_show(
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """The base error classes of our packages: their messages are for people and print without a traceback."""
+    """The base error classes of our packages: their messages are for people and print without a traceback.
+
+    Only the packages already imported are looked at: one that was not imported raised nothing, and importing
+    engine.fit (JAX) or islands (SQLAlchemy) only to name their errors would cost every command 1-2 s.
+    """
     from engine.errors import ConfigError, EngineError
     from engine.task.errors import TaskSpecError
 
     known: list[type[BaseException]] = [ConfigError, EngineError, TaskSpecError]
     for module, name in (("islands.errors", "IslandsError"), ("sandbox.errors", "SandboxError"),
                          ("engine.llm.errors", "LLMError"), ("engine.fit.errors", "FitError")):
-        try:
-            known.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            pass
+        error = getattr(sys.modules.get(module), name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            known.append(error)
     return tuple(known)
 
 
@@ -657,22 +660,22 @@ def main() -> None:
     --json the message goes to stdout as {"error": "..."}, so a script that parses the output gets JSON either way.
     """
     as_json = "--json" in sys.argv[1:]
-    known, usage = _known_errors(), _usage_errors()
+    usage = _usage_errors()
     try:
         status = app(standalone_mode=False)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except typer.Abort:
         sys.exit(130)
-    except known as error:
-        if STATE["verbose"]:
-            raise
-        _fail(str(error), as_json=as_json)
     except usage as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # `discover` alone: the help, as click shows it
             error.show()  # type: ignore[attr-defined]
             sys.exit(error.exit_code)  # type: ignore[attr-defined]
         _fail(_usage_line(error), as_json=as_json, status=getattr(error, "exit_code", 2))
+    except Exception as error:
+        if STATE["verbose"] or not isinstance(error, _known_errors()):
+            raise
+        _fail(str(error), as_json=as_json)
     if isinstance(status, int) and status:  # without standalone mode, click returns a command's Exit(code)
         sys.exit(status)
 

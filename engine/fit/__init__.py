@@ -26,22 +26,50 @@ Verification:
     failed_sets              which recovered parameter sets are failed refits (left out of recovery_table)
 """
 
-from engine.fit.abc import SimulationFitResult, fit_simulation_based
-from engine.fit.bayes import BayesianFitResult, fit_bayesian
-from engine.fit.ddm import wiener_log_density, wiener_upper_probability
-from engine.fit.errors import FitError
-from engine.fit.gradient import (
-    FitResult,
-    GroupFitResult,
-    NegLogLikelihood,
-    fit_maximum_likelihood,
-    fit_per_group,
-    pad_to,
-)
-from engine.fit.loops import OPTIMIZERS
-from engine.fit.params import ParamSpec, read_params
-from engine.fit.recovery import circular_correlation, failed_sets, perturbed_parameters, recovery_table
-from engine.fit.spiking import SpikingFitResult, fit_spiking, simulate_spiking, window_sum
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the submodule that defines it. The submodules load on first use, so that what needs only `read_params`
+# (the engine's own process, the command line) does not import JAX and numpyro, and a scoring worker imports only
+# the fitters its task uses.
+_HOMES = {
+    "SimulationFitResult": "abc", "fit_simulation_based": "abc",
+    "BayesianFitResult": "bayes", "fit_bayesian": "bayes",
+    "wiener_log_density": "ddm", "wiener_upper_probability": "ddm",
+    "FitError": "errors",
+    "FitResult": "gradient", "GroupFitResult": "gradient", "NegLogLikelihood": "gradient",
+    "fit_maximum_likelihood": "gradient", "fit_per_group": "gradient", "pad_to": "gradient",
+    "OPTIMIZERS": "loops",
+    "ParamSpec": "params", "read_params": "params",
+    "circular_correlation": "recovery", "failed_sets": "recovery", "perturbed_parameters": "recovery",
+    "recovery_table": "recovery",
+    "SpikingFitResult": "spiking", "fit_spiking": "spiking", "simulate_spiking": "spiking", "window_sum": "spiking",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
+
+if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from engine.fit.abc import SimulationFitResult, fit_simulation_based
+    from engine.fit.bayes import BayesianFitResult, fit_bayesian
+    from engine.fit.ddm import wiener_log_density, wiener_upper_probability
+    from engine.fit.errors import FitError
+    from engine.fit.gradient import (FitResult, GroupFitResult, NegLogLikelihood, fit_maximum_likelihood,
+                                     fit_per_group, pad_to)
+    from engine.fit.loops import OPTIMIZERS
+    from engine.fit.params import ParamSpec, read_params
+    from engine.fit.recovery import circular_correlation, failed_sets, perturbed_parameters, recovery_table
+    from engine.fit.spiking import SpikingFitResult, fit_spiking, simulate_spiking, window_sum
 
 __all__ = [
     "OPTIMIZERS",

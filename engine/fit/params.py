@@ -17,12 +17,14 @@ import ast
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from engine.fit.errors import FitError
+
+if TYPE_CHECKING:
+    import jax
 
 __all__ = ["ParamSpec", "read_params"]
 
@@ -77,6 +79,9 @@ class ParamSpec:
         Returns:
             dict name -> constrained value, each of shape z.shape[:-1] (a scalar for a (size,) vector).
         """
+        import jax  # here, so that reading PARAMS (the engine's process) does not import JAX
+        import jax.numpy as jnp
+
         batch_shape = (1,) * (z.ndim - 1) + (self.size,)
         lows = jnp.asarray(self.lows, dtype=z.dtype).reshape(batch_shape)
         highs = jnp.asarray(self.highs, dtype=z.dtype).reshape(batch_shape)
