@@ -202,6 +202,7 @@ class ProcessSandbox:
         self._worker: _WorkerProcess | None = None
         self._closed = False
         self._startup_cpu_s = 0.0
+        self._prestarted_s = 0.0
         self.workers_started = 0
 
     @property
@@ -241,11 +242,30 @@ class ProcessSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
-            self._startup_cpu_s = 0.0
+            waited_s = time.perf_counter() - started
             reply, startup_s = self._run_with_one_retry(message)
+            if self._prestarted_s:  # the part of a start begun by prestart() that this job waited for
+                startup_s, self._prestarted_s = startup_s + waited_s, 0.0
+            startup_cpu_s, self._startup_cpu_s = self._startup_cpu_s, 0.0
         wall_s = time.perf_counter() - started
-        return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=self._startup_cpu_s,
-                                  stage=self.stage)
+        return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=startup_cpu_s, stage=self.stage)
+
+    @property
+    def warm(self) -> bool:
+        """Whether a worker is running (started and not stopped since)."""
+        return self._worker is not None
+
+    def prestart(self) -> None:
+        """Starts a worker now if none runs, so that its start-up overlaps other work (the StagedSandbox calls it
+        for the scoring stage while the tracing stage runs). A start that fails is left for the next job to
+        retry and report."""
+        with self._lock:
+            if self._closed or self._worker is not None:
+                return
+            try:
+                self._prestarted_s += self._start_worker()
+            except SandboxError:
+                pass
 
     def close(self) -> None:
         """Kills the worker and everything it started, at once, even while a job runs. Safe to call twice.

@@ -22,6 +22,7 @@ bubblewrap (a plain subprocess, as the engine warns) the tracing stage can read 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -77,6 +78,8 @@ class StagedSandbox:
     def run(self, job: Job) -> RunResult:
         """Traces the candidate, then scores the computation; returns how it ended, never raises for a candidate."""
         started = time.perf_counter()
+        if getattr(self.scorer, "warm", True) is False:  # its start-up (importing JAX) overlaps the tracing
+            threading.Thread(target=self.scorer.prestart, name="prestart-scorer", daemon=True).start()
         traced = self.tracer.run(job)
         if traced.outcome is not Outcome.OK:
             return replace(traced, timings={**traced.timings, "trace_wall": traced.wall_time_s})
