@@ -131,11 +131,27 @@ def compile_cache_folder(setting: str, *, isolated: bool) -> str | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            # scoring workers run as unprivileged uids of their own; the folder above (e.g. /root) keeps others out
-            folder.chmod(0o1777)
+            share_between_uids(folder)
     except OSError:
         return None
     return str(folder.resolve())
+
+
+def share_between_uids(folder: Path) -> None:
+    """Lets scoring workers that run as different unprivileged uids (one per worker, when we are root) share the
+    cache in `folder`: each reads, refreshes and evicts entries that others wrote, under JAX's lock file.
+
+    The folder above (e.g. /root) keeps other users out. The workers write with umask 0 (sandbox/zygote.py); the
+    lock file is made here, because the one a worker would make is writable only by that worker's uid and then
+    no other worker could take the lock, so that none would read or write the cache. Entries left by such
+    workers are opened up again.
+    """
+    folder.chmod(0o777)
+    lock = folder / ".lockfile"
+    lock.touch(exist_ok=True)
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != 0o666:
+            path.chmod(0o666)
 
 
 @dataclass(frozen=True, slots=True)

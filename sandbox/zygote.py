@@ -449,6 +449,9 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    if init.get("stage") == "score" and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        # the trusted scorer's compilation cache is shared by workers of other uids (sandbox/pool.py)
+        os.umask(0)
     # Die with the worker, whatever killed it. Set after the uid change, which clears it; a worker that died
     # before that is no longer our parent.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

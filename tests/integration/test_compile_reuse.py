@@ -38,10 +38,14 @@ def cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sandbox(cache):
+def context():
     prepared = prepare(TASK, None, {})
     context = build_context(prepared.task, prepared.splits)
-    context = replace(context, limits=replace(context.limits, timeout_s=60.0))
+    return replace(context, limits=replace(context.limits, timeout_s=60.0))
+
+
+@pytest.fixture(scope="module")
+def sandbox(context, cache):
     staged = SandboxSpec(use_bwrap=True, compile_cache=str(cache))(context, {})
     yield staged
     staged.close()
@@ -67,6 +71,24 @@ def test_numbers_change_the_score_not_the_compiled_program(sandbox, cache):
     assert as_written.outcome is Outcome.OK, as_written.error
     assert rescored.scores["score"] == pytest.approx(as_written.scores["score"], abs=1e-4)
     assert abs(rescored.scores["score"] - scored.scores["score"]) > 1e-3  # the numbers did reach the model
+
+
+def test_a_worker_of_another_uid_reads_and_refreshes_what_the_first_compiled(sandbox, context, cache):
+    # Run as root, each worker drops to a uid of its own: the second sandbox's scorer is another user of the cache.
+    def stamps() -> dict[str, bytes]:
+        return {name: (cache / name.replace("-cache", "-atime")).read_bytes() for name in fit_programs(cache)}
+
+    before = stamps()
+    first = sandbox.run(make_job(6, with_error_weight("0.2"), "agent"))
+    assert first.outcome is Outcome.OK, first.error
+    after_first = stamps()
+    (program,) = [name for name, stamp in after_first.items() if before.get(name) != stamp]  # compiled or read
+    with SandboxSpec(use_bwrap=True, compile_cache=str(cache))(context, {}) as other:
+        second = other.run(make_job(7, with_error_weight("0.3"), "agent"))
+    assert second.outcome is Outcome.OK, second.error
+    after_second = stamps()
+    assert set(after_second) == set(after_first)  # nothing compiled anew
+    assert after_second[program] != after_first[program]  # a hit refreshes its entry's time, under the cache's lock
 
 
 def test_a_literal_python_needs_as_a_number_falls_back_to_the_source_as_written(sandbox):
