@@ -11,10 +11,10 @@ Each JAX row fits a fresh copy of the likelihood, so it pays the full compile a 
 is warmed up first, as a worker is after its first candidate. Times are medians over --repeats; "total cpu s"
 is the process's CPU time (both threads), steadier than wall time on a shared machine.
 
-    /work/venv/bin/python bench/fit.py                  # the table
-    /work/venv/bin/python bench/fit.py --gpu            # 4096 restarts x 100 sessions x 1000 trials; restart-fits/s
-    /work/venv/bin/python bench/fit.py --sweep          # L-BFGS compile and fit seconds under XLA CPU options
-    /work/venv/bin/python bench/fit.py --neuron         # the neuron task's per-candidate fit (engine.fit.fit_spiking)
+    .venv/bin/python bench/fit.py                  # the table
+    .venv/bin/python bench/fit.py --gpu            # 4096 restarts x 100 sessions x 1000 trials; restart-fits/s
+    .venv/bin/python bench/fit.py --sweep          # L-BFGS compile and fit seconds under XLA CPU options
+    .venv/bin/python bench/fit.py --neuron         # the neuron task's per-candidate fit (engine.fit.fit_spiking)
 """
 
 from __future__ import annotations

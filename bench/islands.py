@@ -4,8 +4,8 @@ Registers N programs (default 100,000) on 10 islands, drawing one prompt before 
 run does, then draws N more prompts from the full database. Every registration is committed on its own
 (SQLite in WAL mode, synchronous=NORMAL). Prints a table.
 
-    /work/venv/bin/python bench/islands.py               # 100,000 programs
-    /work/venv/bin/python bench/islands.py --programs 10000
+    .venv/bin/python bench/islands.py               # 100,000 programs
+    .venv/bin/python bench/islands.py --programs 10000
 """
 
 from __future__ import annotations

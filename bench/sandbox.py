@@ -1,7 +1,7 @@
 """Benchmark of the process sandbox: per-candidate overhead and throughput, fresh process vs warm forking worker.
 
-Run:  /work/venv/bin/python bench/sandbox.py            (about 3 minutes on 2 cores)
-      /work/venv/bin/python bench/sandbox.py --quick    (fewer repetitions)
+Run:  .venv/bin/python bench/sandbox.py            (about 3 minutes on 2 cores)
+      .venv/bin/python bench/sandbox.py --quick    (fewer repetitions)
 
 Designs compared (both under bubblewrap when it is installed):
 - fresh: a new bwrap + Python + numpy/jax/optax import + entry import for every candidate

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-# The `ray` command of the interpreter running the tests (e.g. /work/venv/bin/ray), else the one on PATH.
+# The `ray` command of the interpreter running the tests (e.g. .venv/bin/ray), else the one on PATH.
 _NEXT_TO_PYTHON = Path(sys.executable).parent / "ray"
 RAY = str(_NEXT_TO_PYTHON) if _NEXT_TO_PYTHON.exists() else (shutil.which("ray") or "ray")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-# <repo>/../shared/data: /work/shared/data beside /work/main here, and the copy of shared/ beside CI's clean clone.
+# <repo>/../shared/data: the mirror beside the checkout, and the copy of shared/ beside CI's clean clone.
 MIRROR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
