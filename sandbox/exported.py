@@ -42,7 +42,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
            "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "lifted_constants", "constants_as",
-           "forward_only"]
+           "forward_only", "prepare"]
 
 #: The symbolic leading dimension every exported argument and result carries.
 BATCH_DIMENSION = "batch"
@@ -241,6 +241,22 @@ def check_exported(exported, *, what: str, in_avals: Sequence[Any], in_tree=None
         if not aval.shape or str(aval.shape[0]) != BATCH_DIMENSION:
             raise ExportRejected(f"a result of the candidate's {what} is {aval.str_short()}; expected a leading "
                                  f"'{BATCH_DIMENSION}' dimension.")
+
+
+def prepare() -> None:
+    """Loads, before the scoring worker forks candidates' processes, what lowering an exported computation loads
+    on first use without starting a JAX backend (which must not start before a fork).
+
+    That is the CPU backend's LAPACK kernels, which jaxlib takes from SciPy: imported by the first candidate's
+    process instead, after it gave up its uid, they fail to import where Python lives in a folder only root
+    reads (a pyenv under /root) and bubblewrap is missing.
+    """
+    import importlib
+
+    try:
+        importlib.import_module("scipy.linalg")
+    except ImportError:  # jaxlib then does without it
+        pass
 
 
 def load_candidate(blob: bytes | str, *, function_name: str, parameters: Mapping[str, Sequence[float]],

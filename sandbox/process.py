@@ -242,10 +242,8 @@ class ProcessSandbox:
         with self._lock:
             if self._closed:
                 raise SandboxError("this ProcessSandbox is closed; create a new one to run more jobs.")
-            waited_s = time.perf_counter() - started
             reply, startup_s = self._run_with_one_retry(message)
-            if self._prestarted_s:  # the part of a start begun by prestart() that this job waited for
-                startup_s, self._prestarted_s = startup_s + waited_s, 0.0
+            startup_s, self._prestarted_s = startup_s + self._prestarted_s, 0.0
             startup_cpu_s, self._startup_cpu_s = self._startup_cpu_s, 0.0
         wall_s = time.perf_counter() - started
         return _result_from_reply(job.job_id, reply, startup_s, wall_s, startup_cpu_s=startup_cpu_s, stage=self.stage)
@@ -256,16 +254,21 @@ class ProcessSandbox:
         return self._worker is not None
 
     def prestart(self) -> None:
-        """Starts a worker now if none runs, so that its start-up overlaps other work (the StagedSandbox calls it
-        for the scoring stage while the tracing stage runs). A start that fails is left for the next job to
-        retry and report."""
+        """Starts a worker process now if none runs and returns at once, so that its start-up (importing JAX, the
+        entry) overlaps other work: the StagedSandbox calls it for the scoring stage while the tracing stage
+        runs. The next job waits for the worker to be ready; a start that fails is reported by that job.
+
+        Call it from the thread that runs the jobs, as `run`: the worker dies with the thread that started it.
+        """
         with self._lock:
             if self._closed or self._worker is not None:
                 return
+            started = time.perf_counter()
             try:
-                self._prestarted_s += self._start_worker()
+                self._spawn_worker()
             except SandboxError:
-                pass
+                return
+            self._prestarted_s += time.perf_counter() - started
 
     def close(self) -> None:
         """Kills the worker and everything it started, at once, even while a job runs. Safe to call twice.
@@ -299,6 +302,10 @@ class ProcessSandbox:
                 return {"outcome": "WORKER_LOST", "error": "the sandbox was closed while the job ran"}, startup_s
             if self._worker is None:
                 startup_s += self._start_worker()
+            elif not self._worker.ready:  # started by prestart(), not awaited yet
+                begun = time.perf_counter()
+                self._await_worker()
+                startup_s += time.perf_counter() - begun
             worker = self._worker
             reply = worker.run(job, self.context.limits.timeout_s)
             if self._closed:  # close() killed the candidate: whatever the worker managed to say about it is moot
@@ -321,7 +328,14 @@ class ProcessSandbox:
         raise AssertionError("unreachable")
 
     def _start_worker(self) -> float:
+        """Starts a worker and waits until it is ready; returns the seconds that took."""
         started = time.perf_counter()
+        self._spawn_worker()
+        self._await_worker()
+        return time.perf_counter() - started
+
+    def _spawn_worker(self) -> None:
+        """Starts a worker process and sends it the task, without waiting for it to be ready."""
         limits = self.context.limits
         if self.drop_uid is not None and self.workers_started > 0:
             # A fresh uid per worker: processes a killed worker left as zombies (reparented to a pid 1 that may
@@ -355,12 +369,19 @@ class ProcessSandbox:
                                       drop_uid=self.drop_uid)
         self.workers_started += 1
         try:
-            self._worker.start(init, self.startup_timeout_s)
+            self._worker.begin(init)
+        except SandboxError:
+            self._stop_worker()
+            raise
+
+    def _await_worker(self) -> None:
+        """Waits for the spawned worker's ready message (at most `startup_timeout_s`)."""
+        try:
+            self._worker.finish_start(self.startup_timeout_s)
         except SandboxError:
             self._stop_worker()
             raise
         self._startup_cpu_s += float(self._worker.ready.get("startup_cpu_s", 0.0))
-        return time.perf_counter() - started
 
     def _stop_worker(self) -> None:
         if self._worker is not None:
@@ -390,9 +411,17 @@ class _WorkerProcess:
         for chunk in iter(lambda: self.process.stderr.read1(1 << 16), b""):
             self.stderr_tail = (self.stderr_tail + chunk)[-8192:]
 
-    def start(self, init: dict[str, Any], timeout_s: float) -> None:
+    def begin(self, init: dict[str, Any]) -> None:
+        """Sends the init message: the worker then imports and loads what it needs on its own."""
         try:
             self._send(init)
+        except OSError as error:
+            raise SandboxError(f"the sandbox worker did not take its task ({error}); its stderr:\n"
+                               f"{self._stderr_text()}") from None
+
+    def finish_start(self, timeout_s: float) -> None:
+        """Waits at most `timeout_s` for the ready message; raises SandboxError when the worker cannot start."""
+        try:
             reply = self._receive(time.monotonic() + timeout_s)
         except (OSError, TimeoutError) as error:
             raise SandboxError(f"the sandbox worker did not start within {timeout_s:.0f} s ({error}); its stderr:\n"

@@ -22,7 +22,6 @@ bubblewrap (a plain subprocess, as the engine warns) the tracing stage can read 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -79,7 +78,7 @@ class StagedSandbox:
         """Traces the candidate, then scores the computation; returns how it ended, never raises for a candidate."""
         started = time.perf_counter()
         if getattr(self.scorer, "warm", True) is False:  # its start-up (importing JAX) overlaps the tracing
-            threading.Thread(target=self.scorer.prestart, name="prestart-scorer", daemon=True).start()
+            self.scorer.prestart()
         traced = self.tracer.run(job)
         if traced.outcome is not Outcome.OK:
             return replace(traced, timings={**traced.timings, "trace_wall": traced.wall_time_s})

@@ -146,6 +146,7 @@ class Worker:
             except ImportError:
                 exported = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "exported.py"))
             self.exported = exported
+            exported.prepare()
         self.payload = pickle.loads(self.init["payload"])
         problem = fork_hazard()
         if problem:
@@ -176,12 +177,21 @@ class Worker:
                     kill(self.child_pid, signal.SIGKILL)
                 except OSError:
                     pass
+            try:  # SIGKILL takes effect when the child is next scheduled: until it is reaped, it may still write
+                os.waitpid(self.child_pid, 0)
+            except OSError:
+                pass
         if self.init["drop_uid"] is not None or self.init["isolated"]:
             stray_processes(self.init["drop_uid"])
         if not self.init["isolated"]:
             import shutil
 
-            shutil.rmtree(self.init["scratch"], ignore_errors=True)
+            # a copy the candidate forked may still write for a moment after the SIGKILL; remove what it wrote
+            for _ in range(40):
+                shutil.rmtree(self.init["scratch"], ignore_errors=True)
+                if not os.path.exists(self.init["scratch"]):
+                    break
+                time.sleep(0.05)
 
     def run_job(self, job: dict, host_fd: int | None = None) -> dict:
         """Runs one job in a forked child and returns the reply for the host.

@@ -70,6 +70,8 @@ def test_the_honest_seed_scores_as_in_task_yaml(sandbox):
     result = evaluate(sandbox, SEED)
     assert result.outcome is Outcome.OK, result.error
     assert abs(result.scores["score"] - HONEST) < 1e-4
+    # the module's first job: the scoring worker started while the tracing stage ran is the one that scored it
+    assert sandbox.scorer.workers_started == 1
 
 
 PATCHES = {

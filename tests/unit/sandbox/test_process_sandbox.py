@@ -129,6 +129,25 @@ def test_the_worker_is_replaced_after_max_jobs(sandbox) -> None:
         assert own.workers_started == 2
 
 
+def test_a_prestarted_worker_runs_the_next_job_and_its_start_counts_as_startup() -> None:
+    with ProcessSandbox(context(), preload=()) as own:
+        own.prestart()
+        assert own.warm
+        result = own.run(Job(1, "def agent(x):\n    return x\n"))
+        assert result.outcome is Outcome.OK, result.error
+        # the worker prestart() spawned served the job: none was started again (it would have been, had the
+        # worker died with a thread that spawned it)
+        assert own.workers_started == 1
+        assert result.timings["startup"] > 0
+
+
+def test_a_prestarted_worker_that_cannot_start_is_reported_by_the_next_job() -> None:
+    with ProcessSandbox(context(entry="entry_jax_at_import.py:score"), preload=()) as own:
+        own.prestart()
+        with pytest.raises(SandboxError, match="could not load the task"):
+            own.run(Job(1, "def agent(x):\n    return x\n"))
+
+
 def test_bad_entries_raise_sandbox_errors() -> None:
     with pytest.raises(SandboxError, match="expected 'path/to/score.py:function'"):
         ProcessSandbox(context(entry="entry_call.py"))
