@@ -31,3 +31,13 @@ def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
                    "--workers", "1", "--json")
     assert run.returncode == 0, run.stdout + run.stderr
     assert json.loads(run.stdout)["evaluations"] == 6
+
+
+def test_the_documented_sequential_task_checks(tmp_path: Path):
+    folder = tmp_path / "choice_history"
+    shutil.copytree(REPO / "docs" / "example_sequential", folder)
+    check = discover("task", "check", str(folder / "task.yaml"), "--json", "--fit-seeds", "1")
+    assert check.returncode == 0, check.stdout + check.stderr
+    rows = {row["name"]: row for row in json.loads(check.stdout)["rows"]}
+    assert rows["seed"]["outcome"] == "OK" and rows["choice_trace"]["outcome"] == "OK"
+    assert rows["choice_trace"]["score"] > rows["seed"]["score"] + 0.02  # the choice trace is found in the data
