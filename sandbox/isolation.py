@@ -75,6 +75,12 @@ def find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
+#: The group of the scoring workers' processes when they share a compilation cache as root (`sandbox/pool.py`,
+#: `share_between_uids`): the cache folder belongs to it and admits no one else. Below `allocate_uid`'s range, so
+#: that no worker's own gid (its uid) is ever this one.
+CACHE_GID = 199_999
+
+
 def allocate_uid() -> int:
     """Returns an unprivileged uid for one sandbox's candidates, distinct per sandbox within this engine process.
 

@@ -141,17 +141,24 @@ def share_between_uids(folder: Path) -> None:
     """Lets scoring workers that run as different unprivileged uids (one per worker, when we are root) share the
     cache in `folder`: each reads, refreshes and evicts entries that others wrote, under JAX's lock file.
 
-    The folder above (e.g. /root) keeps other users out. The workers write with umask 0 (sandbox/zygote.py); the
-    lock file is made here, because the one a worker would make is writable only by that worker's uid and then
-    no other worker could take the lock, so that none would read or write the cache. Entries left by such
-    workers are opened up again.
+    The folder belongs to root and the group `isolation.CACHE_GID`, with mode 2770: the scoring workers' processes
+    carry that group and write with umask 007 (sandbox/zygote.py), and no one else on the machine can read the
+    folder or plant a program in it for a scorer to run. Tracing workers, which run candidate Python, never get
+    the group. The lock file is made here, because one a worker made would be writable only by that worker's uid
+    and then no other worker could take the lock, so that none would read or write the cache. Entries left
+    unshared (by an older version) are handed to the group.
     """
-    folder.chmod(0o777)
+    os.chown(folder, 0, isolation.CACHE_GID)
+    folder.chmod(0o2770)
     lock = folder / ".lockfile"
     lock.touch(exist_ok=True)
     for path in folder.iterdir():
-        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != 0o666:
-            path.chmod(0o666)
+        if path.is_file() and not path.is_symlink():
+            info = path.stat()
+            if info.st_gid != isolation.CACHE_GID:
+                os.chown(path, -1, isolation.CACHE_GID)
+            if info.st_mode & 0o7777 != 0o660:
+                path.chmod(0o660)
 
 
 @dataclass(frozen=True, slots=True)

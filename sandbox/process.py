@@ -354,6 +354,7 @@ class ProcessSandbox:
                 self.root, [*readable, *([self.compile_cache] if self.compile_cache else [])]) if self.bwrap else [],
             "nproc_extra": 4 * cores + 8 + (4 * cores + 32 if self.gpu else 0),
             "gpu": self.gpu, "stage": self.stage, "inputs": list(self.context.inputs or ()),
+            "cache_gid": isolation.CACHE_GID if self.compile_cache else None,
         }
         python_argv = [sys.executable, "-I", "-B", "-u", str(Path(zygote.__file__).resolve())]
         env = isolation.sandbox_env(self.extra_env, scratch=scratch, gpu=self.gpu)

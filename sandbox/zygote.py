@@ -34,7 +34,8 @@ Protocol (frames: 4-byte big-endian length + body; also used by `sandbox/docker_
 - host -> worker, pickle: first the init dict {entry, root, function_name, payload (pickled bytes), preload,
   limits (Limits as a dict), scratch, scratch_keep, drop_uid (int or None), isolated (bool), nproc_extra,
   gpu (bool, optional: GPU mode's rlimits), stage (optional, default "run"), inputs (the task's input
-  specifications, "score" stage)}, then one {job_id, source, parameters, exported} per job;
+  specifications, "score" stage), cache_gid (optional: the group that shares the compilation cache, "score"
+  stage)}, then one {job_id, source, parameters, exported} per job;
 - worker -> host, JSON: {"type": "ready", "startup_s", "startup_cpu_s", "pid"} or {"type": "error", "message"}, then per job
   {"type": "result", "outcome": <Outcome name>, "scores", "details", "error", "timings", "output",
   "anomaly", "child_s", "max_rss_mb"}.
@@ -455,13 +456,14 @@ def child_main(worker: Worker, job: dict, result_w: int, output_w: int) -> None:
     os.chdir(workdir)
     os.environ["HOME"] = os.environ["TMPDIR"] = workdir
     apply_limits(init["limits"], init["nproc_extra"], gpu=init.get("gpu", False))
+    shares_cache = init.get("stage") == "score" and os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if uid is not None:
-        os.setgroups([])
+        # the trusted scorer's compilation cache is shared by workers of other uids through a group (sandbox/pool.py)
+        os.setgroups([init["cache_gid"]] if shares_cache and init.get("cache_gid") is not None else [])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
-    if init.get("stage") == "score" and os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        # the trusted scorer's compilation cache is shared by workers of other uids (sandbox/pool.py)
-        os.umask(0)
+    if shares_cache:
+        os.umask(0o007)
     # Die with the worker, whatever killed it. Set after the uid change, which clears it; a worker that died
     # before that is no longer our parent.
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

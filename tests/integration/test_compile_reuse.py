@@ -9,6 +9,7 @@ candidate whose literals cannot be lifted still scores, and the tracing stage ca
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from engine.evaluation import build_context, make_job
 from engine.session import prepare
 from sandbox import Outcome
-from sandbox.isolation import find_bwrap
+from sandbox.isolation import CACHE_GID, find_bwrap
 from sandbox.pool import SandboxSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,6 +90,10 @@ def test_a_worker_of_another_uid_reads_and_refreshes_what_the_first_compiled(san
     after_second = stamps()
     assert set(after_second) == set(after_first)  # nothing compiled anew
     assert after_second[program] != after_first[program]  # a hit refreshes its entry's time, under the cache's lock
+    if os.geteuid() == 0:  # shared through a group of the scoring workers', not with every user of the machine
+        assert cache.stat().st_mode & 0o7777 == 0o2770 and cache.stat().st_gid == CACHE_GID
+        assert all(path.stat().st_mode & 0o007 == 0 for path in cache.iterdir()), sorted(
+            (path.name, oct(path.stat().st_mode)) for path in cache.iterdir())
 
 
 def test_a_literal_python_needs_as_a_number_falls_back_to_the_source_as_written(sandbox):
