@@ -14,7 +14,7 @@ from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
 from engine.task.errors import TaskSpecError
 from engine.task.spec import TaskSpec
 
-__all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
+__all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "parameter_owner", "SPLIT_FOR_SEARCH"]
 
 SPLIT_FOR_SEARCH = "selection"
 
@@ -128,7 +128,7 @@ def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> l
     declared = _declared_bounds(program.source, function_name)
     owners: dict[str, list[float]] = {name: [] for name, _, _ in declared}
     for key, value in program.fitted_params.items():
-        owner = _owner(key, owners)
+        owner = parameter_owner(key, owners)
         if owner is not None and isinstance(value, (int, float)) and math.isfinite(value):
             owners[owner].append(float(value))
     names = []
@@ -142,7 +142,7 @@ def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> l
     return names
 
 
-def _owner(key: str, declared: Mapping[str, object]) -> str | None:
+def parameter_owner(key: str, declared: Mapping[str, object]) -> str | None:
     """Returns the declared parameter a stored value belongs to: the name itself, or the longest declared name
     that `key` extends with "_<group>" or "[<group>]"."""
     if key in declared:

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.mutation import find_function, read_declaration, remove_dead_assignments, sync_declaration
-from engine.mutation.declarations import is_params_read, params_statement_index
+from engine.mutation.declarations import declaration_node, is_params_read, params_statement_index
 from engine.mutation.validate import candidate_problems
 
 __all__ = ["Rewrite", "fix_parameter", "neutral_value", "collapse_parameter_expressions", "statement_deletions",
-           "term_deletions", "replace_docstring", "declared_parameters"]
+           "term_deletions", "replace_docstring", "declared_parameters", "widen_bounds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,7 @@ class Rewrite:
     description: str
     source: str
     fallback: str | None = None  # the same step without folding, tried when `source` fails to evaluate
+    fixed: tuple[str, float, float, float] | None = None  # "fix_parameter": (name, value, its low, its high)
 
 
 def declared_parameters(source: str, function_name: str) -> dict[str, tuple[float, float]]:
@@ -213,6 +214,22 @@ def fix_parameter(source: str, function_name: str, name: str, value: float, *, f
         if index != skip:
             function.body[index] = Replace().visit(statement)
     return _finish(module, function, {k: v for k, v in bounds.items() if k != name}, function_name, fold=fold)
+
+
+def widen_bounds(source: str, function_name: str, bounds: dict[str, tuple[float, float]]) -> str | None:
+    """Returns the source with the declared bounds of the parameters in `bounds` replaced; None when it cannot."""
+    parsed = _parse(source, function_name)
+    if parsed is None:
+        return None
+    module, function = parsed
+    declared = read_declaration(function) or {}
+    if not set(bounds) <= set(declared):
+        return None
+    function.body[params_statement_index(function)] = declaration_node(
+        {name: bounds.get(name, declared_bounds) for name, declared_bounds in declared.items()})
+    ast.fix_missing_locations(module)
+    widened = ast.unparse(module) + "\n"
+    return None if candidate_problems(widened, function_name) else widened
 
 
 # ------------------------------------------------------------------------------- parameter-only expressions

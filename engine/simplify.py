@@ -24,16 +24,17 @@ docstring lists the steps kept (the original's docstring, often the seed's, no l
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from engine.comparison import PairedDifference, paired_difference, unit_values
 from engine.errors import EngineError
-from engine.evaluation import to_candidate
+from engine.evaluation import parameter_owner, to_candidate
 from engine.refit import Refitter
 from engine.rewrite import (Rewrite, collapse_parameter_expressions, declared_parameters, fix_parameter,
-                            neutral_value, replace_docstring, statement_deletions, term_deletions)
+                            neutral_value, replace_docstring, statement_deletions, term_deletions, widen_bounds)
 from islands import Program, complexity
 from sandbox.results import Outcome, RunResult
 
@@ -90,11 +91,54 @@ def _proposals(source: str, function_name: str) -> list[Rewrite]:
         fixed = fix_parameter(source, function_name, name, value)
         if fixed is not None:
             unfolded = fix_parameter(source, function_name, name, value, fold=False)
+            low, high = declared[name]
             proposals.append(Rewrite("fix_parameter", f"fix {name} at {value:g}", f"fix {name} at {value:g}", fixed,
-                                     fallback=unfolded if unfolded != fixed else None))
+                                     fallback=unfolded if unfolded != fixed else None, fixed=(name, value, low, high)))
     proposals += statement_deletions(source, function_name)
     proposals += term_deletions(source, function_name)
     return proposals
+
+
+def _at_upper_bound(source: str, result: RunResult, function_name: str) -> set[str]:
+    """The declared parameters with non-negative bounds whose fitted value, in some group, reached the upper bound."""
+    declared = declared_parameters(source, function_name)
+    hits = set()
+    for key, value in (result.details.get("fitted_params") or {}).items():
+        owner = parameter_owner(key, declared)
+        if owner is None or not isinstance(value, (int, float)) or not math.isfinite(value):
+            continue
+        low, high = declared[owner]
+        if low >= 0.0 and high > 0.0 and high - value <= 1e-3 * (high - low):
+            hits.add(owner)
+    return hits
+
+
+def _range_moved(rewrite: Rewrite, result: RunResult, original: set[str], function_name: str) -> Rewrite | None:
+    """Returns the step "fix a gain at 1" again with the gain's range handed to the parameters its refit pushed
+    to their upper bound, or None when that does not apply.
+
+    A gain fixed at 1 leaves its partner in a product to cover the product's range alone: with gain_2 on (0, 5)
+    fixed, gain on (0, 300) can no longer reach a fitted gain * gain_2 of 600, and the step would be judged on a
+    range it lost rather than on the mechanism. The partner is found by where the refit ended: a parameter with
+    non-negative bounds that reached its upper bound in some group, and had not in the original program's fit
+    (`original`), gets that bound times the gain's.
+    """
+    if rewrite.kind != "fix_parameter" or rewrite.fixed is None or result.outcome is not Outcome.OK:
+        return None
+    name, value, _, fixed_high = rewrite.fixed
+    if value != 1.0 or fixed_high <= 1.0:
+        return None
+    names = sorted(_at_upper_bound(rewrite.source, result, function_name) - original)
+    if not names:
+        return None
+    declared = declared_parameters(rewrite.source, function_name)
+    widened = widen_bounds(rewrite.source, function_name,
+                           {n: (declared[n][0], declared[n][1] * fixed_high) for n in names})
+    if widened is None:
+        return None
+    return replace(rewrite, source=widened, fallback=None,
+                   description=f"{rewrite.description}, {' and '.join(names)} taking over its range "
+                               f"(upper bound x {fixed_high:g})")
 
 
 def simplify_source(source: str, function_name: str, refitter: Refitter, per_test_units: str, *,
@@ -118,6 +162,7 @@ def simplify_source(source: str, function_name: str, refitter: Refitter, per_tes
     if len(original_units) < 2:
         raise EngineError("the task's score returns fewer than two held-out units (scores_per_test); "
                           "simplification needs them to compare a step with the original.")
+    original_at_upper = _at_upper_bound(source, original_result, function_name)
     current, current_result = source, original_result
     steps: list[SimplifyStep] = []
     rejected: set[str] = set()
@@ -138,6 +183,13 @@ def simplify_source(source: str, function_name: str, refitter: Refitter, per_tes
                 for i, result in zip(retry, refitter.evaluate([chunk[i].source for i in retry])):
                     results[i] = result
                 evaluations += len(retry)
+            moved = [(i, widened) for i, (rewrite, result) in enumerate(zip(chunk, results))
+                     if (widened := _range_moved(rewrite, result, original_at_upper, function_name)) is not None]
+            if moved and evaluations < max_evaluations:
+                moved = moved[: max_evaluations - evaluations]
+                for (i, widened), result in zip(moved, refitter.evaluate([w.source for _, w in moved])):
+                    chunk[i], results[i] = widened, result
+                evaluations += len(moved)
             for rewrite, result in zip(chunk, results):
                 ok = result.outcome is Outcome.OK
                 difference = paired_difference(
