@@ -8,7 +8,8 @@ one at a time, greedily:
    a squared or duplicated parameter);
 2. fix each parameter at its neutral value (then at 1, for a gain) and refit the rest: a flat profile means
    the parameter is not identified (it multiplies a term that cancels in the softmax, or nothing), and the
-   terms it zeroes go;
+   terms it zeroes go; a gain fixed at 1 whose refit pushes another parameter to its upper bound is refitted
+   once more with that bound times the gain's (the two were a product: the other takes over its range);
 3. delete statements, then single terms of sums.
 
 Every tried step is refitted through the sandbox like a search candidate (`engine/refit.py`), on the
