@@ -75,4 +75,4 @@ def test_every_bundled_task_states_its_seed_score_and_a_tolerance_sized_for_it(t
 
     raw = yaml.safe_load(task_file.read_text())
     assert isinstance(raw.get("seed_score"), float) and isinstance(raw.get("seed_score_tolerance"), float)
-    assert 0 < raw["seed_score_tolerance"] < 1
+    assert 0 < raw["seed_score_tolerance"] < 2  # the neuron task's noisy fit needs the widest, 1.3
