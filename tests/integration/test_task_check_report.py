@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each test runs `discover task check` through the sandbox (6-23 s)
+
 SEED = 'def model(params, x):\n    PARAMS = {"a": (0.0, 1.0)}\n    return x\n'
 SCORE = '''def score(candidate, train, heldout, seed=0):
     return {"score": float(candidate({"a": 0.5}, heldout["x"])) + 0.01 * seed}
