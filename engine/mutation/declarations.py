@@ -152,3 +152,33 @@ def sync_declaration(function: ast.FunctionDef, known_bounds: Mapping[str, Bound
     # Keep the original node (and its number formatting) when nothing changed.
     if list(merged.items()) != list(declared.items()):
         function.body[index] = declaration_node(merged)
+
+
+
+_SECTIONS = ("Args:", "Arguments:", "Returns:", "Yields:", "Raises:")
+
+
+def contract_docstring(docstring: str) -> str:
+    """Returns a docstring without the paragraphs that follow its Args/Returns sections.
+
+    Those paragraphs describe one model ("Seed model: Q-learning with a softmax choice rule."): a program derived
+    from it is no longer that model, while the summary, the description and the sections still state its call and
+    return contract. A docstring without sections, or with nothing after them, comes back unchanged. Works on
+    the docstring as written in the source (indented), and keeps its indentation.
+    """
+    lines = docstring.split("\n")
+    indent = min((len(line) - len(line.lstrip()) for line in lines[1:] if line.strip()), default=0)
+    kept, in_section = [lines[0]], False
+    for line in lines[1:]:
+        text = line[indent:]
+        if text.strip() in _SECTIONS:
+            in_section = True
+        elif in_section and text.strip() and not text.startswith((" ", "\t")):
+            break  # the first paragraph after the sections: it and what follows go
+        kept.append(line)
+    else:
+        return docstring
+    while len(kept) > 1 and not kept[-1].strip():
+        kept.pop()
+    closing = lines[-1] if len(lines) > 1 and not lines[-1].strip() else ""
+    return "\n".join(kept) + "\n" + closing

@@ -34,6 +34,7 @@ from engine.mutation import (
     unwrap,
     wrap,
 )
+from engine.mutation.declarations import contract_docstring
 from engine.mutation.shapes import Shape, result_shapes, shape_changes
 from engine.mutation.sites import FunctionFacts, analyse
 from engine.proposers.base import PromptContext, Proposal
@@ -204,6 +205,8 @@ class MutationProposer:
             if problems:
                 last_problem = f"{'; '.join(problems)} after {', '.join(notes)}"
                 continue
+            if _drop_model_description(function):  # "Seed model: ..." no longer describes the mutant
+                source = ast.unparse(module) + "\n"
             return Mutation(source=source, parent_id=parent.program_id, notes=tuple(notes))
         return Mutation(
             source="",
@@ -262,3 +265,16 @@ def _parse_parent(source: str, function_name: str) -> _Parsed | str:
 
 
 __all__ = ["DEFAULT_OPERATOR_WEIGHTS", "DEFAULT_PRIMITIVES", "OPERATORS", "MutationProposer", "Mutation"]
+
+
+def _drop_model_description(function: ast.FunctionDef) -> bool:
+    """Cuts the paragraphs after the docstring's Args/Returns sections (`contract_docstring`); returns whether
+    it changed anything."""
+    first = function.body[0] if function.body else None
+    if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)):
+        return False
+    trimmed = contract_docstring(first.value.value)
+    if trimmed == first.value.value:
+        return False
+    first.value.value = trimmed
+    return True

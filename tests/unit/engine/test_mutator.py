@@ -128,6 +128,18 @@ def test_propose_returns_a_proposal_from_the_mutator() -> None:
     assert proposal.parent_ids == (0,)  # the one shot it mutated, not every shot of the prompt
 
 
+def test_a_mutant_keeps_the_docstrings_contract_and_drops_the_seeds_description() -> None:
+    from pathlib import Path
+
+    seed = (Path(__file__).resolve().parents[3] / "tasks" / "bandit" / "seed.py").read_text()
+    assert "Seed model: Q-learning" in seed
+    for draw in range(20):
+        mutant = MutationProposer().mutate(context((seed,), seed=draw)).source
+        docstring = ast.get_docstring(find_function(ast.parse(mutant), "agent"))
+        assert "Seed model" not in docstring
+        assert docstring.startswith("One trial of a learner") and "Args:" in docstring and "new_state:" in docstring
+
+
 def test_the_best_shot_is_the_usual_parent() -> None:
     proposer = MutationProposer(best_parent_probability=0.7)
     parents = [proposer.mutate(context(PROGRAMS, seed)).parent_id for seed in range(200)]
