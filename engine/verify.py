@@ -9,6 +9,8 @@ database, so reports show them without recomputing.
 
 from __future__ import annotations
 
+import math
+
 import time
 from pathlib import Path
 from collections.abc import Mapping
@@ -99,9 +101,15 @@ def recovery_summary(record: Mapping[str, Any]) -> str:
     if not recovery:
         return ""
     circular = set(record.get("recovery_circular") or [])
-    values = ", ".join(f"{name}={value:.2f}" + (" (circular r)" if name in circular else "")
+    values = ", ".join(f"{name}={_r_text(value)}" + (" (circular r)" if name in circular else "")
                        for name, value in recovery.items())
     return f"parameter recovery (Pearson r, generating vs refitted): {values}"
+
+
+def _r_text(value: Any) -> str:
+    """A correlation as shown: two decimals, or "n/a" where there was none (too few sets; a stored record holds
+    it as null, which JSON makes of NaN)."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) and math.isfinite(value) else "n/a"
 
 
 def recovery_figure(record: Mapping[str, Any]) -> dict[str, Any] | None:

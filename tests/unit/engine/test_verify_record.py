@@ -29,6 +29,8 @@ def test_the_recovery_line_marks_circular_correlations():
     )
     assert recovery_summary({"recovery": {"alpha": 0.5}}).endswith("alpha=0.50")  # records from before angles
     assert recovery_summary({}) == ""
+    # too few refitted sets for a correlation: NaN in the run, null once stored as JSON
+    assert recovery_summary({"recovery": {"alpha": None, "beta": float("nan")}}).endswith("alpha=n/a, beta=n/a")
 
 
 def test_the_recovery_figure_puts_every_parameter_on_one_standardized_scale():
