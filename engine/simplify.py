@@ -189,7 +189,8 @@ def simplify_source(source: str, function_name: str, refitter: Refitter, per_tes
             if moved and evaluations < max_evaluations:
                 moved = moved[: max_evaluations - evaluations]
                 for (i, widened), result in zip(moved, refitter.evaluate([w.source for _, w in moved])):
-                    chunk[i], results[i] = widened, result
+                    if result.outcome is Outcome.OK:  # else the step is judged as first refitted
+                        chunk[i], results[i] = widened, result
                 evaluations += len(moved)
             for rewrite, result in zip(chunk, results):
                 ok = result.outcome is Outcome.OK
