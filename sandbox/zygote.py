@@ -420,16 +420,39 @@ def load_entry(entry: str, root: str):
 
 
 def load_module(path: str) -> types.ModuleType:
-    """Imports the Python file at `path` as a module named after it."""
-    import importlib.util
+    """Imports the Python file at `path` as a module of a package that stands for its folder.
 
-    module_name = "_sandbox_entry_" + os.path.splitext(os.path.basename(path))[0]
+    The folder becomes a package of its own, named after it and a hash of its path (`_task_ddm_1a2b3c4d`), so a
+    task's files import each other relatively (`from .score import score`) wherever the task's folder lies, and
+    two folders of the same name do not share modules. A file already imported from the same path is reused.
+    """
+    import hashlib
+    import importlib.util
+    import re
+
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    package = "_task_{}_{}".format(re.sub(r"\W", "_", os.path.basename(folder)),
+                                   hashlib.sha256(folder.encode()).hexdigest()[:8])
+    if package not in sys.modules:
+        parent = types.ModuleType(package)
+        parent.__path__ = [folder]
+        parent.__package__ = package
+        sys.modules[package] = parent
+    module_name = package + "." + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, "__file__", None) == path:
+        return loaded
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ValueError(f"entry file {path} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
     return module
 
 

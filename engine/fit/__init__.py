@@ -20,6 +20,9 @@ Inner loops:
     ddm.wiener_log_density   the drift-diffusion first-passage-time density (Navarro & Fuss 2009), for likelihoods
 
 Verification:
+    parameter_recovery       simulate around each group's fit, refit, correlate: the loop every task's verify runs
+    refit_by_likelihood      its refit by fit_per_group, for tasks with a likelihood
+    posterior_predictive     replicate data sets at the fitted parameters, for predictive figures
     perturbed_parameters     a parameter set near a fit, to simulate parameter-recovery data from
     recovery_table           Pearson r of generating vs recovered values, per parameter (circular for angles)
     circular_correlation     the correlation recovery_table uses for an angle
@@ -42,7 +45,8 @@ _HOMES = {
     "OPTIMIZERS": "loops",
     "ParamSpec": "params", "read_params": "params",
     "circular_correlation": "recovery", "failed_sets": "recovery", "perturbed_parameters": "recovery",
-    "recovery_table": "recovery",
+    "recovery_table": "recovery", "Recovery": "recovery", "parameter_recovery": "recovery",
+    "posterior_predictive": "recovery", "refit_by_likelihood": "recovery",
     "SpikingFitResult": "spiking", "fit_spiking": "spiking", "simulate_spiking": "spiking", "window_sum": "spiking",
 }
 
@@ -68,7 +72,8 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
                                      fit_per_group, pad_to)
     from engine.fit.loops import OPTIMIZERS
     from engine.fit.params import ParamSpec, read_params
-    from engine.fit.recovery import circular_correlation, failed_sets, perturbed_parameters, recovery_table
+    from engine.fit.recovery import (Recovery, circular_correlation, failed_sets, parameter_recovery,
+                                     perturbed_parameters, posterior_predictive, recovery_table, refit_by_likelihood)
     from engine.fit.spiking import SpikingFitResult, fit_spiking, simulate_spiking, window_sum
 
 __all__ = [
@@ -92,6 +97,10 @@ __all__ = [
     "simulate_spiking",
     "window_sum",
     "recovery_table",
+    "Recovery",
+    "parameter_recovery",
+    "posterior_predictive",
+    "refit_by_likelihood",
     "failed_sets",
     "circular_correlation",
     "wiener_log_density",

@@ -1,30 +1,151 @@
-"""Parameter recovery: draw parameter sets near a fit, and say how well a refit finds them again.
+"""Parameter recovery and posterior-predictive draws: the checks every task's `verify` runs the same way.
 
-A task's `verify` simulates data from parameter sets near the fitted ones, refits the candidate to each
-simulated data set with its own inner loop, and reports per parameter the Pearson correlation between the
-generating and the recovered values. These two functions are the parts every task shares:
+A task's `verify` supplies only what is its own, a simulator of one data row and a refit of stacked rows, and
+`parameter_recovery` runs the loop: draw parameter sets near each group's fit, simulate a row like that group's
+training data from each, refit all rows, and correlate generating with recovered values per parameter.
 
-    rng = np.random.default_rng(seed)
-    generating = [perturbed_parameters(spec, fitted[g], spread=0.3, rng=rng) for g in groups]
-    ...simulate from each, refit, collect `recovered` (one dict per set)...
-    recovery, pairs = recovery_table(spec, generating, recovered)
-    # sets whose refit failed are left out of the table; say how many: failed_sets(spec, recovered)
+    def simulate(params, row, rng):            # one simulated data set shaped like `row` (one group's data)
+        counts = rng.poisson(np.asarray(rates(params, row["stimulus"])))
+        return {**row, "spike_count": counts}
+
+    refit = refit_by_likelihood(neg_log_likelihood, spec, restarts=4, max_steps=200, optimizer="lbfgs")
+    recovery = parameter_recovery(spec, fitted, rows, simulate, refit, n_sets=6, spread=0.3, seed=seed)
+    return {"score": ..., **recovery.record(), "figures": ...}
+
+`posterior_predictive(fitted, rows, simulate, n_draws=10, seed=seed)` uses the same simulator to draw replicate data
+sets at the fitted parameters, from which a task computes the summaries its figures compare with the data.
 
 An angle (a preferred direction in degrees, a phase) is compared on the circle: pass its period, e.g.
-`recovery_table(spec, generating, recovered, periods={"pref_deg": 360.0})`, and its entry is the circular
-correlation instead of Pearson's r, so 359 deg recovered as 1 deg counts as recovered.
+`periods={"pref_deg": 360.0}`, and its entry is the circular correlation instead of Pearson's r, so 359 deg
+recovered as 1 deg counts as recovered. The lower-level pieces, `perturbed_parameters`, `recovery_table` and
+`failed_sets`, stay public for checks that do not fit this loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit.params import ParamSpec
 
-__all__ = ["circular_correlation", "failed_sets", "perturbed_parameters", "recovery_table"]
+__all__ = ["Recovery", "circular_correlation", "failed_sets", "parameter_recovery", "perturbed_parameters",
+           "posterior_predictive", "recovery_table", "refit_by_likelihood"]
+
+Row = Mapping[str, Any]  # one group's data (a subject, a cell, a neuron): arrays without the group axis
+Simulate = Callable[[dict[str, float], Row, np.random.Generator], Mapping[str, Any]]
+Refit = Callable[[dict[str, np.ndarray]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The outcome of `parameter_recovery`.
+
+    Attributes:
+        recovery: name -> Pearson r (circular correlation for the names in `circular`) of generating vs recovered
+            values over the sets whose refit succeeded; NaN with fewer than 3 such sets or no variation.
+        pairs: name -> [[generating, recovered], ...] of those sets.
+        failed_sets: indices of the sets whose refit failed (a recovered value that is not finite).
+        circular: the parameters compared on the circle.
+        generating, recovered: every set's parameters, in set order (set k was drawn around group k mod n_groups).
+    """
+
+    recovery: dict[str, float]
+    pairs: dict[str, list[list[float]]]
+    failed_sets: list[int]
+    circular: list[str]
+    generating: list[dict[str, float]] = field(repr=False)
+    recovered: list[dict[str, float]] = field(repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """Returns the keys `discover verify` reads from a task's verify: recovery, recovery_pairs, ..."""
+        return {"recovery": self.recovery, "recovery_pairs": self.pairs, "recovery_failed_sets": self.failed_sets,
+                "recovery_circular": self.circular}
+
+
+def parameter_recovery(spec: ParamSpec, fitted: Sequence[Mapping[str, float]], rows: Sequence[Row],
+                       simulate: Simulate, refit: Refit, *, n_sets: int, spread: float, seed: int,
+                       periods: Mapping[str, float] | None = None) -> Recovery:
+    """Simulates data from parameter sets near each group's fit, refits them, and correlates per parameter.
+
+    Args:
+        spec: the candidate's free parameters.
+        fitted: per group, the fitted parameters {name: value} (one entry for a task without groups).
+        rows: per group, the data a simulated set imitates (its design: stimuli, trial counts, masks), usually the
+            group's training row; `simulate` decides what it keeps.
+        simulate: (params, row, rng) -> one simulated row, with the keys and shapes the refit expects.
+        refit: (stacked rows, each key with a leading set axis) -> the recovered parameters, either one
+            {name: value} per set or a fit result whose `.params` maps name -> (n_sets,) values (e.g.
+            `refit_by_likelihood`'s `fit_per_group`).
+        n_sets: number of parameter sets; set k is drawn around group k mod len(fitted).
+        spread: s.d. of the normal step added to each parameter in unconstrained (logit) units.
+        seed: seeds the parameter draws and the rng given to `simulate`; `refit` keeps its own seed.
+        periods: name -> period for parameters that are angles.
+
+    Returns:
+        the correlations, pairs and failed sets (see `Recovery`).
+    """
+    if len(fitted) != len(rows):
+        raise ValueError(f"{len(fitted)} fitted parameter sets but {len(rows)} data rows; give one of each per group.")
+    rng = np.random.default_rng(seed)
+    generating, simulated = [], []
+    for k in range(n_sets):
+        group = k % len(fitted)
+        params = perturbed_parameters(spec, fitted[group], spread=spread, rng=rng)
+        generating.append(params)
+        simulated.append(simulate(params, rows[group], rng))
+    stacked = {key: np.stack([np.asarray(row[key]) for row in simulated]) for key in simulated[0]}
+    recovered = _parameter_sets(refit(stacked), spec, n_sets)
+    recovery, pairs = recovery_table(spec, generating, recovered, periods=periods)
+    return Recovery(recovery, pairs, failed_sets(spec, recovered), sorted(periods or {}), generating, recovered)
+
+
+def refit_by_likelihood(neg_log_likelihood: Callable, spec: ParamSpec, **fit_options: Any) -> Refit:
+    """Returns a refit for `parameter_recovery` that fits each simulated set by `fit_per_group`.
+
+    Args:
+        neg_log_likelihood: (params, row) -> scalar NLL of one row, as the task's score uses.
+        fit_options: restarts, max_steps, optimizer, seed, ... as in `fit_per_group`. A set with no finite restart
+            comes back as NaN (a failed set) instead of failing the check.
+    """
+    from engine.fit.gradient import fit_per_group
+
+    return lambda stacked: fit_per_group(neg_log_likelihood, spec, stacked, allow_failed_groups=True, **fit_options)
+
+
+def posterior_predictive(fitted: Sequence[Mapping[str, float]], rows: Sequence[Row], simulate: Simulate, *,
+                         n_draws: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """Returns, per group, `n_draws` data sets simulated at its fitted parameters, stacked on a leading draw axis.
+
+    Args:
+        fitted, rows, simulate: as in `parameter_recovery`; the rows are those the model is checked against
+            (usually the held-out ones).
+        n_draws: replicate data sets per group.
+        seed: seeds the simulations.
+    """
+    if len(fitted) != len(rows):
+        raise ValueError(f"{len(fitted)} fitted parameter sets but {len(rows)} data rows; give one of each per group.")
+    rng = np.random.default_rng(seed)
+    draws = []
+    for params, row in zip(fitted, rows):
+        replicates = [simulate(dict(params), row, rng) for _ in range(n_draws)]
+        draws.append({key: np.stack([np.asarray(r[key]) for r in replicates]) for key in replicates[0]})
+    return draws
+
+
+def _parameter_sets(refitted: Any, spec: ParamSpec, n_sets: int) -> list[dict[str, float]]:
+    """Returns one {name: value} per set from what a refit returned (sets of values, or a result with .params)."""
+    by_name = getattr(refitted, "params", None)
+    if isinstance(by_name, Mapping):
+        sets = [{name: float(np.asarray(by_name[name])[k]) for name in spec.names} for k in range(n_sets)]
+    else:
+        sets = [{name: float(values[name]) for name in spec.names} for values in refitted]
+    if len(sets) != n_sets:
+        raise ValueError(f"the refit returned {len(sets)} parameter sets for {n_sets} simulated ones.")
+    return sets
 
 
 def perturbed_parameters(spec: ParamSpec, fitted: Mapping[str, float], *, spread: float,

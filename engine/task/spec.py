@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
-import sys
 import types
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -27,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.task.errors import TaskSpecError
+from sandbox.zygote import load_module
 
 __all__ = ["TaskSpec", "TaskLimits", "load_task", "data_hash", "FileFunction", "DEFAULT_SEED_SCORE_TOLERANCE"]
 
@@ -178,18 +177,14 @@ class TaskSpec(BaseModel):
 
 
 def import_task_module(path: Path) -> types.ModuleType:
-    """Imports a task's python file by path under a stable module name (tasks_<folder>_<stem>)."""
-    path = Path(path).resolve()
-    module_name = f"_task_{path.parent.name}_{path.stem}".replace("-", "_")
-    if module_name in sys.modules and getattr(sys.modules[module_name], "__file__", None) == str(path):
-        return sys.modules[module_name]
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise TaskSpecError(f"cannot import {path}: not a python file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
+    """Imports a task's python file by path, as a module of a package that stands for the task's folder.
+
+    The task's files can then import each other relatively (`from .score import score`), wherever the folder lies.
+    """
+    try:
+        return load_module(str(Path(path).resolve()))
+    except ValueError as error:
+        raise TaskSpecError(f"cannot import {path}: not a python file.") from error
 
 
 def _resolve(folder: Path, yaml_path: Path, field: str, reference: str) -> FileFunction:

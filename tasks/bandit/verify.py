@@ -5,11 +5,12 @@
 - score: the held-out normalized likelihood, exactly as `score.py:score` computes it;
 - recovery: K parameter sets are drawn around the fitted ones (Gaussian steps of sd RECOVERY_SD in the fitter's
   unconstrained space), each simulates a data set shaped like `train` with the candidate agent, and all K are
-  refitted with the same likelihood and fitter (`engine.fit.fit_per_group`, the K sets batched as groups);
-  recovery[name] is the Pearson r between generating and recovered values (`engine.fit.recovery_table`), over
-  the sets whose refit succeeded; recovery_failed_sets lists the others (no restart with a finite likelihood);
+  refitted with the same likelihood and fitter (`engine.fit.parameter_recovery` with `refit_by_likelihood`: the K
+  sets batched as groups); recovery[name] is the Pearson r between generating and recovered values, over the sets
+  whose refit succeeded; recovery_failed_sets lists the others (no restart with a finite likelihood);
 - figures: P(stay) after a win and after a loss, and the probability of choosing the better arm over trials,
-  for the held-out sessions and for sessions simulated from the fitted agent in the same environments.
+  for the held-out sessions and for sessions simulated from the fitted agent in the same environments
+  (`engine.fit.posterior_predictive`). `discover verify` adds the recovery scatter itself.
 
 The environment of a session (each arm's reward probability on each trial) is not stored with the data, so it is
 estimated from the session itself: each arm's observed outcomes, smoothed over trials with a Gaussian kernel
@@ -25,12 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, failed_sets, fit_per_group, recovery_table
+from engine.fit import ParamSpec, parameter_recovery, posterior_predictive, refit_by_likelihood
 
-try:  # imported as the package module tasks.bandit.verify, or by path by the engine
-    from tasks.bandit.score import N_STATE, check_agent, score, session_log_likelihoods
-except ImportError:  # pragma: no cover - the task folder is on the path instead
-    from score import N_STATE, check_agent, score, session_log_likelihoods
+from .score import N_STATE, check_agent, score, session_log_likelihoods
 
 Split = Mapping[str, np.ndarray]
 N_RECOVERY_SETS = 6
@@ -38,7 +36,6 @@ RECOVERY_SD = 0.8
 ENV_SMOOTHING_TRIALS = 15.0
 N_PREDICTIVE_SIMULATIONS = 10
 LEARNING_CURVE_BIN = 10
-COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def estimate_environment(split: Split) -> np.ndarray:
@@ -115,10 +112,6 @@ def better_arm_curve(split: Split, environment: np.ndarray) -> tuple[list[float]
     return centres, values
 
 
-def _as_jax(split: Split) -> dict[str, jax.Array]:
-    return {key: jnp.asarray(split[key]) for key in ("choices", "rewards", "mask")}
-
-
 def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
            n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300) -> dict[str, Any]:
     """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures."""
@@ -127,41 +120,33 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
     check_agent(agent, spec.names)
     scored = score(candidate, train, heldout, seed=seed)
     fitted = scored["fitted_params"]
-    key = jax.random.PRNGKey(seed)
+    run = jax.jit(lambda params, environment, mask, key: simulate(agent, params, environment, mask, key))
 
-    # parameter recovery: K sets around the fit, each simulated in the training sessions' environments
-    rng = np.random.default_rng(seed)
-    z_fit = spec.unconstrain(fitted)
-    z_sets = z_fit[None, :] + rng.normal(0.0, RECOVERY_SD, size=(n_sets, spec.size))
-    generating = {name: np.asarray(value) for name, value in spec.constrain(jnp.asarray(z_sets, jnp.float32)).items()}
-    train_env = jnp.asarray(estimate_environment(train), jnp.float32)
-    train_mask = jnp.asarray(train["mask"], jnp.float32)
-    key, subkey = jax.random.split(key)
-    batched = {name: jnp.asarray(generating[name], jnp.float32) for name in spec.names}
-    stacked = jax.jit(jax.vmap(lambda p, k: simulate(agent, p, train_env, train_mask, k)))(
-        batched, jax.random.split(subkey, n_sets)
-    )
+    def simulate_split(params, split, rng):
+        """Sessions like `split` (its environments, estimated from its outcomes, and its mask), played by the agent."""
+        environment = jnp.asarray(split["environment"], jnp.float32)
+        simulated = run({name: jnp.float32(value) for name, value in params.items()}, environment,
+                        jnp.asarray(split["mask"], jnp.float32), jax.random.PRNGKey(rng.integers(2**31)))
+        return {name: np.asarray(value) for name, value in simulated.items()}
 
     def neg_log_likelihood(params, data):
         return -jnp.sum(session_log_likelihoods(agent, params, data))
 
-    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=restarts, max_steps=max_steps, seed=seed + 1,
-                          allow_failed_groups=True)
-    generating_sets = [{name: float(generating[name][k]) for name in spec.names} for k in range(n_sets)]
-    recovered_sets = [{name: float(refit.params[name][k]) for name in spec.names} for k in range(n_sets)]
-    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets)
+    # parameter recovery: sets around the fit, each simulated in the training sessions' environments
+    train_design = {"environment": estimate_environment(train), "mask": np.asarray(train["mask"], np.float32)}
+    recovery = parameter_recovery(
+        spec, [fitted], [train_design], simulate_split,
+        refit_by_likelihood(neg_log_likelihood, spec, restarts=restarts, max_steps=max_steps, seed=seed + 1),
+        n_sets=n_sets, spread=RECOVERY_SD, seed=seed)
 
-    # posterior predictive checks on the held-out sessions' environments
+    # posterior predictive checks: N_PREDICTIVE_SIMULATIONS copies of the held-out sessions, played by the fitted agent
     held_env = estimate_environment(heldout)
-    fitted_jax = {name: jnp.float32(value) for name, value in fitted.items() if name in spec.names}
-    # N_PREDICTIVE_SIMULATIONS copies of every held-out session, simulated in one call
+    held_design = {"environment": held_env, "mask": np.asarray(heldout["mask"], np.float32)}
+    fitted_params = {name: value for name, value in fitted.items() if name in spec.names}
+    (draws,) = posterior_predictive([fitted_params], [held_design], simulate_split,
+                                    n_draws=N_PREDICTIVE_SIMULATIONS, seed=seed + 2)
+    model_split = {name: value.reshape((-1,) + value.shape[2:]) for name, value in draws.items()}
     model_env = np.concatenate([held_env] * N_PREDICTIVE_SIMULATIONS)
-    model_mask = np.concatenate([np.asarray(heldout["mask"], np.float32)] * N_PREDICTIVE_SIMULATIONS)
-    key, subkey = jax.random.split(key)
-    sim = jax.jit(lambda p, e, m, k: simulate(agent, p, e, m, k))(
-        fitted_jax, jnp.asarray(model_env, jnp.float32), jnp.asarray(model_mask), subkey
-    )
-    model_split = {name: np.asarray(value) for name, value in sim.items()}
 
     data_win, data_loss, se_win, se_loss = stay_probabilities(heldout)
     model_win, model_loss, _, _ = stay_probabilities(model_split)
@@ -187,27 +172,9 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
             {"label": "fitted model (simulated)", "x": model_x, "y": model_y, "kind": "line", "role": "model"},
         ],
     }
-    recovery_figure = {
-        "title": "Parameter recovery",
-        "xlabel": "generating value (each parameter scaled to its bounds)",
-        "ylabel": "recovered value (scaled to its bounds)",
-        "series": [
-            {
-                "label": f"{name} (r = {recovery[name]:.2f})",
-                "x": [(g - low) / (high - low) for g, _ in pairs[name]],
-                "y": [(r - low) / (high - low) for _, r in pairs[name]],
-                "kind": "scatter",
-                "role": "model",
-                "color": COLORS[index % len(COLORS)],
-            }
-            for index, (name, low, high) in enumerate(zip(spec.names, spec.lows, spec.highs))
-        ],
-    }
     return {
         "score": scored["score"],
         "fitted_params": fitted,
-        "recovery": recovery,
-        "recovery_pairs": pairs,
-        "recovery_failed_sets": failed_sets(spec, recovered_sets),
-        "figures": [stay_figure, curve_figure, recovery_figure],
+        **recovery.record(),
+        "figures": [stay_figure, curve_figure],
     }

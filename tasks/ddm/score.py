@@ -22,10 +22,7 @@ import numpy as np
 
 from engine.fit import ParamSpec, fit_per_group, pad_to
 
-try:  # imported as the package module tasks.ddm.score, or by path by the engine
-    from tasks.ddm.first_passage import first_passage_densities
-except ImportError:  # pragma: no cover - the task folder is on the path instead
-    from first_passage import first_passage_densities
+from .first_passage import first_passage_densities
 
 DT_S = 0.005
 MAX_DECISION_S = 2.0

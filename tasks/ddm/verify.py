@@ -15,14 +15,11 @@ from typing import Any, Callable, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, failed_sets, fit_per_group, perturbed_parameters, recovery_table
+from engine.fit import ParamSpec, parameter_recovery, refit_by_likelihood
 
-try:
-    from tasks.ddm.score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
-except ImportError:
-    from score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
+from .score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
 
-RECOVERY_SETS = 4
+RECOVERY_SETS = 4  # per monkey
 RECOVERY_SPREAD = 0.4
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 Split = Mapping[str, np.ndarray]
@@ -102,21 +99,13 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
     n_groups = np.asarray(train["mask"]).shape[0]
     fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]
 
-    rng = np.random.default_rng(seed)
-    generating, rows = [], []
-    for k in range(RECOVERY_SETS):
-        for g in range(n_groups):
-            params = perturbed_parameters(spec, fitted[g], spread=RECOVERY_SPREAD, rng=rng)
-            generating.append(params)
-            rows.append(sample_trials(decision, params, {key: value[g] for key, value in train.items()}, rng))
-    stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+    rows = [{key: value[g] for key, value in train.items()} for g in range(n_groups)]
 
     def neg_log_likelihood(params, group):
         return -jnp.sum(trial_log_likelihoods(decision, params, group))
 
-    refit = fit_per_group(neg_log_likelihood, spec, stacked, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed,
-                          allow_failed_groups=True)
-    recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
-    recovery, pairs = recovery_table(spec, generating, recovered)
-    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
-            "recovery_failed_sets": failed_sets(spec, recovered), "figures": _figures(decision, fitted, heldout)}
+    recovery = parameter_recovery(
+        spec, fitted, rows, lambda params, row, rng: sample_trials(decision, params, row, rng),
+        refit_by_likelihood(neg_log_likelihood, spec, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed),
+        n_sets=RECOVERY_SETS * n_groups, spread=RECOVERY_SPREAD, seed=seed)
+    return {"score": result["score"], **recovery.record(), "figures": _figures(decision, fitted, heldout)}

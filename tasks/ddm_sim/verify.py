@@ -16,16 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, fit_simulation_based, perturbed_parameters, recovery_table
+from engine.fit import ParamSpec, fit_simulation_based, parameter_recovery
 
-try:
-    from tasks.ddm_sim.score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
-                                     NUM_PARTICLES, QUANTILES, _design, _group, score, summary_statistics)
-except ImportError:  # pragma: no cover - the task folder is on the path instead
-    from score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS, NUM_PARTICLES,
-                       QUANTILES, _design, _group, score, summary_statistics)
+from .score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS, NUM_PARTICLES, QUANTILES,
+                    _design, _group, score, summary_statistics)
 
-RECOVERY_SETS = 3
+RECOVERY_SETS = 3  # per monkey
 RECOVERY_SPREAD = 0.4
 FIGURE_TRIALS_PER_COHERENCE = 2000
 Split = Mapping[str, np.ndarray]
@@ -92,21 +88,25 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
         correct, rt_s = simulate(params, fit_coherence, key)
         return {"coherence_index": fit_index, "correct": correct, "rt_s": rt_s, "mask": jnp.ones_like(rt_s)}
 
-    rng = np.random.default_rng(seed)
-    generating, recovered = [], []
-    for k in range(RECOVERY_SETS):
-        for g in range(n_groups):
-            params = perturbed_parameters(spec, fitted[g], spread=RECOVERY_SPREAD, rng=rng)
-            row = _group(train, g)
-            coherence = jnp.asarray(levels[row["coherence_index"]], jnp.float32)
-            correct, rt_s = simulate(_as_jax(params), coherence, jax.random.PRNGKey(seed + 100 * k + g))
-            observed = {**row, "correct": np.asarray(correct, np.int32), "rt_s": np.asarray(rt_s, np.float32)}
-            refit = fit_simulation_based(
-                simulate_data, lambda d: summary_statistics(d, n_coherences), spec, observed,
-                num_particles=NUM_PARTICLES, max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
-                min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + 100 * k + g)
-            generating.append(params)
-            recovered.append(refit.mean())
-    recovery, pairs = recovery_table(spec, generating, recovered)
-    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs,
-            "figures": _figures(simulate, fitted, heldout, seed)}
+    def simulate_row(params, row, rng):
+        """Trials with the row's own coherence sequence, simulated by the candidate."""
+        coherence = jnp.asarray(levels[row["coherence_index"]], jnp.float32)
+        correct, rt_s = simulate(_as_jax(params), coherence, jax.random.PRNGKey(rng.integers(2**31)))
+        return {**row, "correct": np.asarray(correct, np.int32), "rt_s": np.asarray(rt_s, np.float32)}
+
+    def refit(stacked):
+        """Each simulated row refitted on its own by the same SMC-ABC as `score`; the posterior means."""
+        sets = []
+        for k in range(len(stacked["correct"])):
+            fit = fit_simulation_based(
+                simulate_data, lambda d: summary_statistics(d, n_coherences), spec,
+                {key: value[k] for key, value in stacked.items()}, num_particles=NUM_PARTICLES,
+                max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
+                min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + k)
+            sets.append(fit.mean())
+        return sets
+
+    rows = [_group(train, g) for g in range(n_groups)]
+    recovery = parameter_recovery(spec, fitted, rows, simulate_row, refit, n_sets=RECOVERY_SETS * n_groups,
+                                  spread=RECOVERY_SPREAD, seed=seed)
+    return {"score": result["score"], **recovery.record(), "figures": _figures(simulate, fitted, heldout, seed)}

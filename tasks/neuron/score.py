@@ -36,10 +36,7 @@ import numpy as np
 
 from engine.fit import ParamSpec, SpikingFitResult, fit_spiking, simulate_spiking, window_sum
 
-try:  # imported as the package module tasks.neuron.score, or with the task folder on the path
-    from tasks.neuron.fit_cross_entropy import fit_cross_entropy
-except ImportError:
-    from fit_cross_entropy import fit_cross_entropy
+from .fit_cross_entropy import fit_cross_entropy
 
 DT_MS = 0.5
 N_STATE = 4

@@ -20,16 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, perturbed_parameters, recovery_table
+from engine.fit import ParamSpec, parameter_recovery
 
-try:
-    from tasks.neuron.score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS,
-                                    fit_cells, score, simulate)
-except ImportError:
-    from score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score,
-                       simulate)
+from .score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score,
+                    simulate)
 
-RECOVERY_SETS = 3
+RECOVERY_SETS = 3  # per cell
 RECOVERY_SPREAD = 0.4
 RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 16), to keep verify's refit of every set short
 RECOVERY_GENERATIONS = 20  # of the cross-entropy search beside it (the score's: 30)
@@ -161,22 +157,18 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
     n_cells = np.asarray(train["voltage_mV"]).shape[0]
     fitted = [{name: result["fitted_params"][f"{name}_{CELLS[c]}"] for name in spec.names} for c in range(n_cells)]
 
-    rng = np.random.default_rng(seed)
-    generating, cells = [], []
-    for _ in range(RECOVERY_SETS):
-        for c in range(n_cells):
-            drawn = perturbed_parameters(spec, fitted[c], spread=RECOVERY_SPREAD, rng=rng)
-            params = {n: jnp.float32(v) for n, v in drawn.items()}
-            cell = {k: np.asarray(train[k][c]) for k in SWEEP_KEYS}
-            voltage, spikes = _simulate_cell(membrane, params, cell)
-            cells.append({**cell, "voltage_mV": (voltage + NOISE_MV * rng.standard_normal(voltage.shape)).astype(np.float32),
-                          "spikes": spikes.astype(np.float32)})
-            generating.append(drawn)
-    stacked = {key: np.stack([cell[key] for cell in cells]) for key in cells[0]}
+    def simulate_cell(params, cell, rng):
+        """Training-like sweeps of one cell: the model's voltage plus NOISE_MV white noise, and its spikes."""
+        voltage, spikes = _simulate_cell(membrane, {n: jnp.float32(v) for n, v in params.items()}, cell)
+        return {**cell, "voltage_mV": (voltage + NOISE_MV * rng.standard_normal(voltage.shape)).astype(np.float32),
+                "spikes": spikes.astype(np.float32)}
 
-    refit = fit_cells(membrane, spec, stacked, seed=seed, restarts=RECOVERY_RESTARTS, generations=RECOVERY_GENERATIONS)
-    recovered = [{name: float(refit.params[name][i]) for name in spec.names} for i in range(len(generating))]
-    recovery, pairs = recovery_table(spec, generating, recovered)
+    def refit(stacked):
+        return fit_cells(membrane, spec, stacked, seed=seed, restarts=RECOVERY_RESTARTS,
+                         generations=RECOVERY_GENERATIONS)
+
+    cells = [{key: np.asarray(train[key][c]) for key in SWEEP_KEYS} for c in range(n_cells)]
+    recovery = parameter_recovery(spec, fitted, cells, simulate_cell, refit, n_sets=RECOVERY_SETS * n_cells,
+                                  spread=RECOVERY_SPREAD, seed=seed)
     figures, checks = _figures_and_checks(membrane, fitted, train, heldout)
-    return {"score": result["score"], "recovery": recovery, "recovery_pairs": pairs, "figures": figures,
-            "checks": checks}
+    return {"score": result["score"], **recovery.record(), "figures": figures, "checks": checks}

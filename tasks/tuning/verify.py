@@ -23,12 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, failed_sets, fit_per_group, recovery_table
+from engine.fit import ParamSpec, parameter_recovery, refit_by_likelihood
 
-try:  # imported as the package module tasks.tuning.verify, or by path by the engine
-    from tasks.tuning.score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
-except ImportError:  # pragma: no cover - the task folder is on the path instead
-    from score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
+from .score import MIN_RATE, check_tuning, score, trial_log_likelihoods
 
 Split = Mapping[str, np.ndarray]
 N_RECOVERY_SETS = 6
@@ -101,25 +98,23 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
     fitted = _per_neuron_params(scored["fitted_params"], spec.names, units)
 
     # parameter recovery: set k perturbs neuron k mod n_neurons and is simulated at that neuron's training stimuli
-    rng = np.random.default_rng(seed)
-    neurons = np.arange(n_sets) % len(units)
-    z_fit = np.stack([spec.unconstrain({name: fitted[name][i] for name in spec.names}) for i in neurons])
-    z_sets = z_fit + rng.normal(0.0, RECOVERY_SD, size=z_fit.shape)
-    generating = {name: np.asarray(value, float) for name, value in spec.constrain(jnp.asarray(z_sets, jnp.float32)).items()}
-    stimuli = {key: np.asarray(train[key])[neurons] for key in ("direction_deg", "contrast", "mask")}
-    rate = _rates(tuning, generating, stimuli["direction_deg"], stimuli["contrast"])
-    simulated = {**stimuli, "spike_count": (rng.poisson(rate) * (stimuli["mask"] > 0)).astype(np.float32)}
+    rows = [{key: np.asarray(train[key][i]) for key in ("direction_deg", "contrast", "mask")} for i in range(len(units))]
+    rate_of = jax.jit(tuning)
+
+    def simulate(params, row, rng):
+        rate = np.maximum(np.asarray(rate_of({name: jnp.float32(value) for name, value in params.items()},
+                                             jnp.asarray(row["direction_deg"]), jnp.asarray(row["contrast"]))), MIN_RATE)
+        return {**row, "spike_count": (rng.poisson(rate) * (row["mask"] > 0)).astype(np.float32)}
 
     def neg_log_likelihood(params, data):
         return -jnp.sum(trial_log_likelihoods(tuning, params, data, "poisson"))
 
-    refit = fit_per_group(neg_log_likelihood, spec, {key: simulated[key] for key in FIT_KEYS},
-                          restarts=restarts, max_steps=max_steps, optimizer="lbfgs", seed=seed + 1,
-                          allow_failed_groups=True)
-    generating_sets = [{name: float(generating[name][k]) for name in spec.names} for k in range(n_sets)]
-    recovered_sets = [{name: float(refit.params[name][k]) for name in spec.names} for k in range(n_sets)]
-    periods = angle_periods(spec)
-    recovery, pairs = recovery_table(spec, generating_sets, recovered_sets, periods=periods)
+    fitted_sets = [{name: float(fitted[name][i]) for name in spec.names} for i in range(len(units))]
+    recovery = parameter_recovery(
+        spec, fitted_sets, rows, simulate,
+        refit_by_likelihood(neg_log_likelihood, spec, restarts=restarts, max_steps=max_steps, optimizer="lbfgs",
+                            seed=seed + 1),
+        n_sets=n_sets, spread=RECOVERY_SD, seed=seed, periods=angle_periods(spec))
 
     # tuning curves: single gratings at full contrast, data from every repeat, model on a direction grid
     both = {key: np.concatenate([np.asarray(train[key]), np.asarray(heldout[key])], axis=1)
@@ -160,9 +155,6 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
     return {
         "score": scored["score"],
         "fitted_params": scored["fitted_params"],
-        "recovery": recovery,
-        "recovery_pairs": pairs,
-        "recovery_failed_sets": failed_sets(spec, recovered_sets),
-        "recovery_circular": sorted(periods),
+        **recovery.record(),
         "figures": figures,
     }

@@ -32,6 +32,14 @@ def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert json.loads(run.stdout)["evaluations"] == 6
 
+    # its verify.py (the one docs/tasks.md shows) uses only the engine's public recovery loop
+    verify = discover("verify", str(tmp_path / "run.db"), "1", "--no-ablation", "--json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    record = json.loads(verify.stdout)
+    assert record["verify_outcome"] == "OK", record.get("verify_error")
+    assert set(record["recovery"]) == {"bias", "slope"} and min(record["recovery"].values()) > 0.9, record["recovery"]
+    assert [figure["title"] for figure in record["figures"]][0] == "Psychometric curve (held-out blocks)"
+
 
 def test_the_documented_sequential_task_checks(tmp_path: Path):
     folder = tmp_path / "choice_history"

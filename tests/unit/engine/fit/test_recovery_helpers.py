@@ -87,3 +87,77 @@ def test_periods_must_name_parameters():
     spec = read_params(ANGLE_SOURCE, "tuning")
     with pytest.raises(ValueError, match=r"periods given for \['phase'\]"):
         recovery_table(spec, [{"pref_deg": 1.0, "gain": 1.0}], [{"pref_deg": 1.0, "gain": 1.0}], periods={"phase": 6.28})
+
+
+# ------------------------------------------------------------------ the loop every task's verify runs
+
+GAUSSIAN = '''def model(params, x):
+    PARAMS = {"mu": (-5.0, 5.0), "sigma": (0.1, 5.0)}
+    return params["mu"], params["sigma"]
+'''
+
+
+def gaussian_simulate(params, row, rng):
+    """200 normal draws per row, masked like the row."""
+    return {"x": rng.normal(params["mu"], params["sigma"], size=row["mask"].shape).astype(np.float32),
+            "mask": row["mask"]}
+
+
+def gaussian_neg_log_likelihood(params, data):
+    import jax.numpy as jnp
+
+    z = (data["x"] - params["mu"]) / params["sigma"]
+    return jnp.sum(data["mask"] * (0.5 * z**2 + jnp.log(params["sigma"])))
+
+
+def test_parameter_recovery_refits_sets_drawn_around_each_group_with_a_real_fit():
+    from engine.fit import parameter_recovery, refit_by_likelihood
+
+    spec = read_params(GAUSSIAN, "model")
+    fitted = [{"mu": -1.0, "sigma": 1.0}, {"mu": 2.0, "sigma": 2.0}]  # two groups
+    rows = [{"mask": np.ones(200, np.float32)}, {"mask": np.ones(200, np.float32)}]
+    refit = refit_by_likelihood(gaussian_neg_log_likelihood, spec, restarts=2, max_steps=100, optimizer="lbfgs")
+    result = parameter_recovery(spec, fitted, rows, gaussian_simulate, refit, n_sets=8, spread=0.3, seed=0)
+    assert result.record().keys() == {"recovery", "recovery_pairs", "recovery_failed_sets", "recovery_circular"}
+    assert result.failed_sets == [] and result.circular == []
+    assert result.recovery["mu"] > 0.95 and result.recovery["sigma"] > 0.9, result.recovery
+    # set k is drawn around group k mod 2: the even sets near mu = -1, the odd ones near mu = 2
+    assert all(g["mu"] < 0.5 for g in result.generating[0::2]) and all(g["mu"] > 0.5 for g in result.generating[1::2])
+    assert all(abs(g["mu"] - r["mu"]) < 0.5 for g, r in zip(result.generating, result.recovered))
+    again = parameter_recovery(spec, fitted, rows, gaussian_simulate, refit, n_sets=8, spread=0.3, seed=0)
+    assert again.generating == result.generating  # deterministic given the seed
+
+
+def test_parameter_recovery_takes_sets_from_a_refit_and_lists_the_failed_ones():
+    from engine.fit import parameter_recovery
+
+    spec = read_params(GAUSSIAN, "model")
+    rows = [{"mask": np.ones(50, np.float32)}]
+
+    def refit(stacked):  # the sample mean and s.d. of each set, and one set that "failed"
+        x = stacked["x"]
+        assert x.shape == (5, 50)  # the simulated rows, stacked on a leading set axis
+        sets = [{"mu": float(row.mean()), "sigma": float(row.std())} for row in x]
+        sets[2] = {"mu": float("nan"), "sigma": 1.0}
+        return sets
+
+    result = parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, refit, n_sets=5,
+                                spread=1.0, seed=1)
+    assert result.failed_sets == [2] and all(len(pairs) == 4 for pairs in result.pairs.values())
+    with pytest.raises(ValueError, match="2 fitted parameter sets but 1 data rows"):
+        parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}] * 2, rows, gaussian_simulate, refit, n_sets=5,
+                           spread=1.0, seed=1)
+    with pytest.raises(ValueError, match="returned 4 parameter sets for 5"):
+        parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, lambda s: refit(s)[:4],
+                           n_sets=5, spread=1.0, seed=1)
+
+
+def test_posterior_predictive_draws_replicates_at_each_groups_fit():
+    from engine.fit import posterior_predictive
+
+    rows = [{"mask": np.ones(30, np.float32)}, {"mask": np.ones(30, np.float32)}]
+    draws = posterior_predictive([{"mu": -3.0, "sigma": 0.1}, {"mu": 3.0, "sigma": 0.1}], rows, gaussian_simulate,
+                                 n_draws=4, seed=0)
+    assert [d["x"].shape for d in draws] == [(4, 30), (4, 30)]
+    assert abs(draws[0]["x"].mean() + 3.0) < 0.1 and abs(draws[1]["x"].mean() - 3.0) < 0.1
+    assert not np.array_equal(draws[0]["x"][0], draws[0]["x"][1])  # replicates, not copies
