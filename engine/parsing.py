@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.llm.errors import CompletionParseError
+from islands.complexity import PARAMS_NAME
 
 __all__ = [
     "CompletionParseError",
@@ -502,15 +503,15 @@ def _params_moved_inside(source: str, name: str) -> str:
     except SyntaxError:
         return source
     declarations = [node for node in tree.body if isinstance(node, ast.Assign) and len(node.targets) == 1
-                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "PARAMS"
+                    and isinstance(node.targets[0], ast.Name) and node.targets[0].id == PARAMS_NAME
                     and isinstance(node.value, ast.Dict)]
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     target = next((node for node in functions if node.name == name), None)
     if len(declarations) != 1 or target is None:
         return source
-    declares = any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PARAMS"
+    declares = any(isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == PARAMS_NAME
                                                         for t in node.targets) for node in ast.walk(target))
-    read_elsewhere = any(isinstance(node, ast.Name) and node.id == "PARAMS" for function in functions
+    read_elsewhere = any(isinstance(node, ast.Name) and node.id == PARAMS_NAME for function in functions
                          if function is not target for node in ast.walk(function))
     if declares or read_elsewhere:
         return source

@@ -5,7 +5,10 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-__all__ = ["Complexity", "complexity", "complexity_of_tree", "count_params", "ast_size"]
+__all__ = ["PARAMS_NAME", "Complexity", "ast_size", "complexity", "complexity_of_tree", "count_params",
+           "params_statement_index"]
+
+PARAMS_NAME = "PARAMS"  # the declared dict's name inside the evolved function
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,20 +72,28 @@ def count_params(tree: ast.Module, function_name: str = "") -> int:
     return 0
 
 
-def _params_dict(function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Dict | None:
+def params_statement_index(function: ast.FunctionDef | ast.AsyncFunctionDef) -> int | None:
+    """Returns the body index of the statement that declares the evolved function's parameters, or None.
+
+    That statement is the first one after an optional docstring, `PARAMS = ...` or `PARAMS: ... = ...`. This is the
+    one place that finds it: the fitter (`engine.fit.read_params`), the mutator and the complexity count all ask here.
+    """
     body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-        if isinstance(body[0].value.value, str):
-            body = body[1:]
-    if not body:
+    start = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and isinstance(body[0].value.value, str) else 0
+    if start >= len(body):
         return None
-    first = body[0]
-    if isinstance(first, ast.Assign) and len(first.targets) == 1:
-        target, value = first.targets[0], first.value
-    elif isinstance(first, ast.AnnAssign) and first.value is not None:
-        target, value = first.target, first.value
+    statement = body[start]
+    if isinstance(statement, ast.Assign) and len(statement.targets) == 1:
+        target = statement.targets[0]
+    elif isinstance(statement, ast.AnnAssign) and statement.value is not None:
+        target = statement.target
     else:
         return None
-    if isinstance(target, ast.Name) and target.id == "PARAMS" and isinstance(value, ast.Dict):
-        return value
-    return None
+    return start if isinstance(target, ast.Name) and target.id == PARAMS_NAME else None
+
+
+def _params_dict(function: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.Dict | None:
+    index = params_statement_index(function)
+    value = None if index is None else function.body[index].value
+    return value if isinstance(value, ast.Dict) else None

@@ -154,22 +154,15 @@ def read_params(source: str, function_name: str) -> ParamSpec:
         found = ", ".join(node.name for node in functions) or "no functions"
         raise FitError(f"source has no top-level function {function_name!r}; found {found}.")
 
-    body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        body = body[1:]
-    first = body[0] if body else None
-    if isinstance(first, ast.Assign) and len(first.targets) == 1:
-        target, value = first.targets[0], first.value
-    elif isinstance(first, ast.AnnAssign) and first.value is not None:
-        target, value = first.target, first.value
-    else:
-        target, value = None, None
-    if not (isinstance(target, ast.Name) and target.id == "PARAMS"):
+    from islands.complexity import params_statement_index  # here: the scoring worker imports this module too
+
+    index = params_statement_index(function)
+    if index is None:
         raise FitError(
             f"{function_name} declares no PARAMS dict as its first statement; "
             'start it with e.g. PARAMS = {"alpha": (0.0, 1.0)}.'
         )
+    value = function.body[index].value
     try:
         declared = ast.literal_eval(value)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

@@ -12,8 +12,7 @@ import ast
 import math
 from collections.abc import Mapping
 from engine.mutation.syntax import walk
-
-PARAMS_NAME = "PARAMS"  # the declared dict's name inside the evolved function
+from islands.complexity import PARAMS_NAME, params_statement_index
 PARAMS_ARGUMENT = "params"  # the argument through which the body reads parameter values
 
 Bounds = tuple[float, float]
@@ -34,22 +33,6 @@ def body_start(function: ast.FunctionDef) -> int:
     if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
         return 1
     return 0
-
-
-def params_statement_index(function: ast.FunctionDef) -> int | None:
-    """Returns the body index of the `PARAMS = {...}` statement when it is the first one, else None."""
-    start = body_start(function)
-    if start >= len(function.body):
-        return None
-    statement = function.body[start]
-    if (
-        isinstance(statement, ast.Assign)
-        and len(statement.targets) == 1
-        and isinstance(statement.targets[0], ast.Name)
-        and statement.targets[0].id == PARAMS_NAME
-    ):
-        return start
-    return None
 
 
 def _number(node: ast.expr) -> float | None:

@@ -71,3 +71,12 @@ def test_no_two_modules_import_each_other_directly_or_around_a_cycle():
     for node in sorted(graph):
         visit(node, [])
     assert not cycles, "\n".join(" -> ".join(cycle) for cycle in cycles[:10])
+
+
+def test_one_module_knows_how_a_candidate_declares_its_parameters():
+    """Only islands/complexity.py spells the PARAMS name; the fitter, the mutator and the parser ask it."""
+    spelled = {str(path.relative_to(REPO))
+               for package in LOWER for path in sorted((REPO / package).rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text(), str(path)))
+               if isinstance(node, ast.Constant) and node.value == "PARAMS"}
+    assert spelled == {"islands/complexity.py"}, spelled
