@@ -62,8 +62,12 @@ def evaluate_sources(
         context = replace(context, limits=replace(context.limits, timeout_s=timeout_s))
     names = list(models)
     results: dict[str, RunResult] = {}
+    options = prepared.task.file.score_options
     for entry in dict.fromkeys(models[name][1] or context.entry for name in names):
-        runner = make_runner(config, replace(context, entry=entry))
+        entry_context = replace(context, entry=entry)
+        if entry != context.entry:  # a baseline's own scorer or the task's verify: score_options are the score's
+            entry_context = replace(entry_context, payload={k: v for k, v in context.payload.items() if k not in options})
+        runner = make_runner(config, entry_context)
         try:
             waiting = {}
             for job_id, name in enumerate(names):

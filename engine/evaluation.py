@@ -34,7 +34,7 @@ def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = S
     limits = task.file.limits
     return TaskContext(
         entry=str(task.score),
-        payload={"train": splits["train"], "heldout": splits[heldout], "seed": seed},
+        payload={"train": splits["train"], "heldout": splits[heldout], "seed": seed, **task.file.score_options},
         function_name=task.function_name,
         allowed_imports=tuple(task.file.allowed_imports),
         root=str(task.folder),

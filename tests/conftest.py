@@ -33,16 +33,13 @@ def _small_bandit_task(root: Path) -> Path:
     # The GRU ceiling has its own tests; runs and reports built on this small copy do without it. The stated
     # seed_score is the full task's: with less data and a shorter fit the copy's seed scores otherwise.
     text = "\n".join(line for line in text.splitlines() if not line.strip().startswith(("gru:", "seed_score"))) + "\n"
-    (folder / "task.yaml").write_text(text)
-    score = (folder / "score.py").read_text().replace("max_steps: int = 300", "max_steps: int = 60").replace(
-        "restarts: int = 16", "restarts: int = 4")
-    (folder / "score.py").write_text(score)
+    (folder / "task.yaml").write_text(text + "score_options: {restarts: 4}\n")
     return folder / "task.yaml"
 
 
 @pytest.fixture
 def small_bandit_task(tmp_path: Path) -> Path:
-    """A copy of the bandit task with less data and fewer optimiser steps, for quick end-to-end runs."""
+    """A copy of the bandit task with less data and fewer restarts (score_options), for quick end-to-end runs."""
     return _small_bandit_task(tmp_path)
 
 

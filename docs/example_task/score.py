@@ -14,10 +14,10 @@ def log_likelihood(candidate, params, data):
     return jnp.sum(data["choice"] * jnp.log(p_right) + (1 - data["choice"]) * jnp.log1p(-p_right))
 
 
-def score(candidate, train, heldout, seed=0):
+def score(candidate, train, heldout, seed=0, restarts=8, max_steps=200):
     spec = ParamSpec.from_bounds(candidate.PARAMS)
-    result = fit_maximum_likelihood(lambda p, d: -log_likelihood(candidate, p, d), spec, train, restarts=8,
-                                    max_steps=200, seed=seed)
+    result = fit_maximum_likelihood(lambda p, d: -log_likelihood(candidate, p, d), spec, train, restarts=restarts,
+                                    max_steps=max_steps, seed=seed)
     fitted = {name: jnp.float32(value) for name, value in result.params.items()}
     return {
         "score": float(log_likelihood(candidate, fitted, heldout)) / len(heldout["choice"]),

@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.task.errors import TaskSpecError
 from sandbox.zygote import load_module
@@ -87,6 +87,9 @@ class TaskFile(BaseModel):
     score: str
     data: str
     data_options: dict[str, Any] = Field(default_factory=dict)
+    # Keyword arguments of the score function beyond (candidate, train, heldout, seed): the fitter's settings
+    # (restarts, max_steps, ...), so that a copy of the task can fit faster without editing score.py.
+    score_options: dict[str, Any] = Field(default_factory=dict)
     seed_score: float | None = None
     seed_score_tolerance: float = Field(DEFAULT_SEED_SCORE_TOLERANCE, gt=0)
     # What each value of the score's `scores_per_test` is: a geometric-mean probability per trial, a
@@ -100,6 +103,15 @@ class TaskFile(BaseModel):
     baselines: dict[str, Baseline] = Field(default_factory=dict)
     verify: str | None = None
     defaults: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("score_options")
+    @classmethod
+    def _options_are_not_the_scores_arguments(cls, options: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(options) & {"candidate", "train", "heldout", "seed"})
+        if taken:
+            raise ValueError(f"{taken} are the score function's own arguments, which the engine passes; "
+                             "score_options holds only its other keyword arguments (e.g. restarts, max_steps)")
+        return options
 
 
 class FileFunction(BaseModel):

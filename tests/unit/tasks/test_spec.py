@@ -76,3 +76,11 @@ def test_every_bundled_task_states_its_seed_score_and_a_tolerance_sized_for_it(t
     raw = yaml.safe_load(task_file.read_text())
     assert isinstance(raw.get("seed_score"), float) and isinstance(raw.get("seed_score_tolerance"), float)
     assert 0 < raw["seed_score_tolerance"] < 2  # the neuron task's noisy fit needs the widest, 1.3
+
+
+def test_score_options_are_read_and_may_not_take_the_scores_own_arguments(tmp_path):
+    task = load_task(write_task(tmp_path / "toy", GOOD + "score_options: {restarts: 4, optimizer: lbfgs}\n"))
+    assert task.file.score_options == {"restarts": 4, "optimizer": "lbfgs"}
+    path = write_task(tmp_path / "bad", GOOD + "score_options: {seed: 3, restarts: 4}\n")
+    with pytest.raises(TaskSpecError, match=r"\['seed'\] are the score function's own arguments"):
+        load_task(path)
