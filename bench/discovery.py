@@ -92,12 +92,14 @@ class ConstantResampler:
         self.function_name = function_name
         self.seed = seed
 
-    async def propose(self, context: PromptContext) -> Proposal:
+    answers_per_request = 1
+
+    async def propose(self, context: PromptContext) -> list[Proposal]:
         rng = random.Random(f"constants:{self.seed}:{context.seed}")
         module = ast.parse(self.seed_source)
         function = find_function(module, self.function_name)
         if function is None:
-            return Proposal(source="", proposer="constants", error=f"the seed has no function {self.function_name!r}")
+            return [Proposal(source="", proposer="constants", error=f"the seed has no function {self.function_name!r}")]
         changed = 0
         index = params_statement_index(function)
         if index is not None and isinstance(function.body[index].value, ast.Dict):
@@ -113,8 +115,11 @@ class ConstantResampler:
                 site.replace(number_node(float(f"{node.value * math.exp(rng.gauss(0.0, 0.5)):.4g}")))
                 changed += 1
         if not changed:
-            return Proposal(source="", proposer="constants", error="the seed has no numbers to re-draw")
-        return Proposal(source=ast.unparse(module) + "\n", proposer="constants")
+            return [Proposal(source="", proposer="constants", error="the seed has no numbers to re-draw")]
+        return [Proposal(source=ast.unparse(module) + "\n", proposer="constants")]
+
+    async def aclose(self) -> None:
+        pass
 
 
 def fast_task_copy(task_yaml: Path, folder: Path) -> Path:
@@ -125,11 +130,7 @@ def fast_task_copy(task_yaml: Path, folder: Path) -> Path:
     text = text.replace("n_sessions: 40, n_trials: 200", "n_sessions: 15, n_trials: 100")
     # seed_score is the full task's; the cheaper copy's seed scores otherwise, and a run would stop on it.
     text = "\n".join(line for line in text.splitlines() if not line.startswith("seed_score")) + "\n"
-    (copy / "task.yaml").write_text(text)
-    score = (copy / "score.py").read_text()
-    score = score.replace("max_steps: int = 300", "max_steps: int = 60")
-    score = score.replace("restarts: int = 16", "restarts: int = 4")
-    (copy / "score.py").write_text(score)
+    (copy / "task.yaml").write_text(text + "score_options: {restarts: 4, max_steps: 60}\n")
     return copy / "task.yaml"
 
 

@@ -220,7 +220,7 @@ class SearchLoop:
 
     def _answers_in_flight(self) -> int:
         """Candidates on their way: those evaluating, plus every answer the requests still out may return."""
-        return len(self._pending) + len(self._proposals) * max(1, getattr(self.proposer, "answers_per_request", 1))
+        return len(self._pending) + len(self._proposals) * max(1, self.proposer.answers_per_request)
 
     def _stop_reason(self, budget: Budget, started: float) -> str | None:
         if self.stop_requested:
@@ -323,10 +323,10 @@ class SearchLoop:
         self._pending[job_id] = _Pending(proposal.source, parent_ids, island_id, proposal, propose_s, key)
         self.runner.submit(make_job(job_id, proposal.source, self.task.function_name))
 
-    async def _propose(self, context: PromptContext) -> tuple[Proposal, float]:
+    async def _propose(self, context: PromptContext) -> tuple[list[Proposal], float]:
         started = time.perf_counter()
-        proposal = await self.proposer.propose(context)
-        return proposal, time.perf_counter() - started
+        proposals = list(await self.proposer.propose(context))
+        return proposals, time.perf_counter() - started
 
     async def run(self, budget: Budget) -> RunSummary:
         """Runs until a budget is reached or stop is requested; returns how it ended."""
@@ -351,14 +351,13 @@ class SearchLoop:
                     for task in done:
                         island_id, parent_ids, _ = self._proposals.pop(task)
                         try:
-                            returned, propose_s = task.result()
+                            proposals, propose_s = task.result()
                         except LLMBudgetExhausted as exhausted:
                             # A spending cap is a budget like --max-evals: finish what is in flight, then stop.
                             self.stop_requested = True
                             self._budget_message = f"LLM budget reached: {exhausted}"
                             continue
                         # Other LLMErrors (an invalid key, a server that stays down) propagate and stop the run.
-                        proposals = [returned] if isinstance(returned, Proposal) else list(returned)
                         for proposal in proposals:  # several when one request asked for several answers
                             self._handle_proposal(
                                 proposal, island_id, proposal.parent_ids if proposal.parent_ids is not None

@@ -20,7 +20,7 @@ from engine.evaluation import build_context
 from engine.loop import Budget, RunSummary, SearchLoop, evaluate_once
 from engine.progress import ProgressDisplay
 from engine.proposers.base import Proposer
-from islands import IslandsError, ProgramDatabase, RunMeta
+from islands import ProgramDatabase, RunMeta
 from sandbox.config import SandboxConfig
 from sandbox.results import RunResult, TaskContext
 from engine.task.spec import TaskSpec, data_hash, load_task
@@ -213,9 +213,7 @@ async def run_with_signals(loop: SearchLoop, budget: Budget, echo) -> RunSummary
     try:
         return await loop.run(budget)
     finally:
-        aclose = getattr(loop.proposer, "aclose", None)
-        if aclose is not None:  # SDK connections belong to this event loop: close them before it ends
-            await aclose()
+        await loop.proposer.aclose()  # SDK connections belong to this event loop: close them before it ends
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 event_loop.remove_signal_handler(sig)

@@ -73,18 +73,27 @@ class Proposal:
 
 
 class Proposer(Protocol):
-    """Writes the next candidate from a prompt.
+    """Writes the next candidates from a prompt.
 
-    `propose` returns one Proposal, or several when one request yields several answers (an LLM asked for
-    `samples` > 1); each is evaluated as its own candidate. Such a proposer says how many at most in an
-    attribute `answers_per_request` (absent means 1), so that the loop asks for no more than --max-evals has
-    room for; every answer that comes back is evaluated.
+    `propose` returns the proposals of one request: one, or several when one request yields several answers (an
+    LLM asked for `samples` > 1); each is evaluated as its own candidate. `answers_per_request` says how many at
+    most, so that the loop asks for no more than --max-evals has room for; every answer that comes back is
+    evaluated. `aclose` releases what the proposer holds (an SDK's connections) before the run's event loop ends.
 
     A minimal implementation that proposes the best shot unchanged:
 
         class Echo:
-            async def propose(self, context: PromptContext) -> Proposal:
-                return Proposal(source=context.shots[-1].source, proposer="echo")
+            answers_per_request = 1
+
+            async def propose(self, context: PromptContext) -> list[Proposal]:
+                return [Proposal(source=context.shots[-1].source, proposer="echo")]
+
+            async def aclose(self) -> None:
+                pass
     """
 
-    async def propose(self, context: PromptContext) -> Proposal | Sequence[Proposal]: ...
+    answers_per_request: int
+
+    async def propose(self, context: PromptContext) -> Sequence[Proposal]: ...
+
+    async def aclose(self) -> None: ...

@@ -107,18 +107,18 @@ class LLMProposer:
             prompt += "\n\n" + DIFF_INSTRUCTION.format(versioned=versioned, previous=previous)
         return context.chat_system, prompt
 
-    async def propose(self, context: PromptContext) -> Proposal | list[Proposal]:
-        """Asks one model (drawn with `context.seed`) for the next version and returns it as a candidate.
+    async def propose(self, context: PromptContext) -> list[Proposal]:
+        """Asks one model (drawn with `context.seed`) for the next version and returns its answer as a candidate.
 
-        A model configured with `samples` > 1 answers several times in one request: then a list of proposals
-        comes back, one per answer, sharing the request's tokens and cost.
+        A model configured with `samples` > 1 answers several times in one request: then one proposal comes back
+        per answer, sharing the request's tokens and cost.
         """
         client = self.mix.choose(random.Random(context.seed))
         try:
             system, prompt = self.messages(context)
             completion = await client.complete(prompt, system=system)
         except LLMResponseError as error:
-            return Proposal(source="", proposer="llm", error=f"unusable response: {error}")
+            return [Proposal(source="", proposer="llm", error=f"unusable response: {error}")]
         answers = [(completion.text, completion.truncated), *completion.alternatives]
         name = f"llm:{completion.model}"
         proposals = []
@@ -131,7 +131,7 @@ class LLMProposer:
                 proposals.append(Proposal(source="", proposer=name, tokens=tokens, cost_usd=cost_usd, error=str(error)))
                 continue
             proposals.append(Proposal(source=source, proposer=name, tokens=tokens, cost_usd=cost_usd))
-        return proposals[0] if len(proposals) == 1 else proposals
+        return proposals
 
     def candidate_source(self, answer: str, context: PromptContext, truncated: bool = False) -> str:
         """Returns candidate module source from an answer (see `engine.parsing`).

@@ -154,11 +154,16 @@ class MutationProposer:
         self._parsed: dict[tuple[str, str], _Parsed | str] = {}
         self._donor_facts: dict[int, FunctionFacts] = {}  # keyed by id() of a cached module
 
-    async def propose(self, context: PromptContext) -> Proposal:
+    answers_per_request = 1
+
+    async def propose(self, context: PromptContext) -> list[Proposal]:
         """Returns a mutant of one of `context.shots`, or a Proposal with `error` set when none could be made."""
         mutation = self.mutate(context)
         parent_ids = (mutation.parent_id,) if mutation.parent_id >= 0 else None
-        return Proposal(source=mutation.source, proposer=PROPOSER_NAME, error=mutation.error, parent_ids=parent_ids)
+        return [Proposal(source=mutation.source, proposer=PROPOSER_NAME, error=mutation.error, parent_ids=parent_ids)]
+
+    async def aclose(self) -> None:
+        """Nothing to release: the mutator holds no connection."""
 
     def mutate(self, context: PromptContext) -> Mutation:
         """Returns a mutant with its parent and the operators applied (synchronous; a proposal takes ~1 ms)."""

@@ -185,7 +185,7 @@ def test_llm_proposer_end_to_end(provider, server):
         finally:
             await proposer.aclose()
 
-    proposal = asyncio.run(go())
+    (proposal,) = asyncio.run(go())
     assert proposal.error == "" and proposal.proposer == "llm:m"
     # The seed with another bound, without the seed's docstring (copied, it no longer describes the program)
     # and without the seed's imports (unused, so not added).
@@ -210,7 +210,7 @@ def test_an_answer_that_only_copies_the_prompt_is_no_candidate(provider, server)
         finally:
             await proposer.aclose()
 
-    proposal = asyncio.run(go())
+    (proposal,) = asyncio.run(go())
     assert proposal.source == "" and "repeats a program of the prompt unchanged" in proposal.error
 
 
@@ -264,7 +264,7 @@ def test_chat_prompts_send_the_rules_as_system_text(provider, server):
         finally:
             await proposer.aclose()
 
-    proposal = asyncio.run(go())
+    (proposal,) = asyncio.run(go())
     assert proposal.source == "def agent(x):\n    return x + 1\n"
     [request] = server.requests
     assert request.system.startswith("You improve Python models") and request.system.endswith("Rules for `agent`: ...")

@@ -59,6 +59,9 @@ class Answers:
         taken, self.sources = self.sources[: self.answers_per_request], self.sources[self.answers_per_request:]
         return [Proposal(source=source, proposer="script") for source in taken]
 
+    async def aclose(self) -> None:
+        pass
+
 
 def run_loop(task_yaml: Path, db: Path, proposer: Answers, max_evals: int, max_in_flight: int):
     task = load_task(task_yaml)

@@ -120,7 +120,7 @@ def test_proposals_are_deterministic_given_the_seed() -> None:
 
 
 def test_propose_returns_a_proposal_from_the_mutator() -> None:
-    proposal = asyncio.run(MutationProposer().propose(context((SEED,), seed=1)))
+    (proposal,) = asyncio.run(MutationProposer().propose(context((SEED,), seed=1)))
     assert isinstance(proposal, Proposal)
     assert proposal.proposer == "mutator"
     assert proposal.error == ""
@@ -285,7 +285,7 @@ def test_crossover_copies_the_helper_function_a_borrowed_statement_calls() -> No
 
 
 def test_no_shots_is_an_error_proposal() -> None:
-    proposal = asyncio.run(MutationProposer().propose(context((), seed=0)))
+    (proposal,) = asyncio.run(MutationProposer().propose(context((), seed=0)))
     assert proposal.source == ""
     assert proposal.error == "no program to mutate: the prompt has no shots."
 

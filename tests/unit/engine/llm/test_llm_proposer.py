@@ -32,7 +32,8 @@ NEW_FUNCTION = """def agent_v1(params, state, choice, reward):
 
 def propose(answer, edit_format="rewrite", context=CONTEXT) -> tuple[Proposal, FakeLLM]:
     fake = FakeLLM([answer], model="fake-1", cost_usd_per_token=0.001)
-    return asyncio.run(LLMProposer(fake, edit_format=edit_format).propose(context)), fake
+    (proposal,) = asyncio.run(LLMProposer(fake, edit_format=edit_format).propose(context))
+    return proposal, fake
 
 
 def test_rewrite_answer_becomes_a_candidate_with_the_seed_imports():
@@ -93,7 +94,7 @@ def test_budget_exhaustion_propagates():
 def test_model_is_drawn_from_the_context_seed():
     a, b = FakeLLM(lambda p: NEW_FUNCTION, model="a"), FakeLLM(lambda p: NEW_FUNCTION, model="b")
     proposer = LLMProposer(ModelMix([a, b], [1.0, 1.0]))
-    first = [asyncio.run(proposer.propose(CONTEXT)).proposer for _ in range(3)]
+    first = [asyncio.run(proposer.propose(CONTEXT))[0].proposer for _ in range(3)]
     assert len(set(first)) == 1  # same seed, same model
     assert "edit_format='rewrite'" in repr(proposer)
 
@@ -103,10 +104,10 @@ def test_a_chat_prompt_sends_the_rules_as_system_text_and_a_completion_prompt_th
 
     chat = replace(CONTEXT, chat_system="Rules for `agent`: ...", chat_user="The program so far: ... Write `agent_v1`.")
     fake = FakeLLM([f"```python\n{NEW_FUNCTION}```"] * 2)
-    proposal = asyncio.run(LLMProposer(fake).propose(chat))
+    (proposal,) = asyncio.run(LLMProposer(fake).propose(chat))
     assert proposal.error == "" and "decay" in proposal.source
     assert (fake.systems[0], fake.prompts[0]) == ("Rules for `agent`: ...", "The program so far: ... Write `agent_v1`.")
-    proposal = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(chat))
+    (proposal,) = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(chat))
     assert (fake.systems[1], fake.prompts[1]) == ("", PROMPT)
     assert "decay" in proposal.source
 
@@ -114,7 +115,7 @@ def test_a_chat_prompt_sends_the_rules_as_system_text_and_a_completion_prompt_th
 def test_a_completion_model_continues_the_header_with_the_body():
     body = NEW_FUNCTION.split("\n", 1)[1]
     fake = FakeLLM([body])
-    proposal = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(CONTEXT))
+    (proposal,) = asyncio.run(LLMProposer(fake, prompt_style="completion").propose(CONTEXT))
     assert proposal.error == "" and '"decay": (0.0, 1.0)' in proposal.source
 
 
