@@ -597,17 +597,14 @@ def config_show(
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
-    """The base error classes of our packages: their messages are for people and print without a traceback.
+    """The root error classes whose messages are for people and print without a traceback: the engine's
+    `DiscoverError`, and the program database's and the sandbox's roots where those packages were imported (one
+    that was not imported raised nothing, and importing islands (SQLAlchemy) only to name its error would cost
+    every command a second)."""
+    from engine.errors import DiscoverError
 
-    Only the packages already imported are looked at: one that was not imported raised nothing, and importing
-    engine.fit (JAX) or islands (SQLAlchemy) only to name their errors would cost every command 1-2 s.
-    """
-    from engine.errors import ConfigError, EngineError
-    from engine.task.errors import TaskSpecError
-
-    known: list[type[BaseException]] = [ConfigError, EngineError, TaskSpecError]
-    for module, name in (("islands.errors", "IslandsError"), ("sandbox.errors", "SandboxError"),
-                         ("engine.llm.errors", "LLMError"), ("engine.fit.errors", "FitError")):
+    known: list[type[BaseException]] = [DiscoverError]
+    for module, name in (("islands.errors", "IslandsError"), ("sandbox.errors", "SandboxError")):
         error = getattr(sys.modules.get(module), name, None)
         if isinstance(error, type) and issubclass(error, BaseException):
             known.append(error)

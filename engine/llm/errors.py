@@ -12,8 +12,10 @@ on. A malformed body (not JSON) is retried like a 5xx.
 
 from __future__ import annotations
 
+from engine.errors import DiscoverError
 
-class LLMError(Exception):
+
+class LLMError(DiscoverError):
     """Base class of every error raised by `engine.llm`."""
 
 

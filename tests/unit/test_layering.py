@@ -80,3 +80,25 @@ def test_one_module_knows_how_a_candidate_declares_its_parameters():
                for node in ast.walk(ast.parse(path.read_text(), str(path)))
                if isinstance(node, ast.Constant) and node.value == "PARAMS"}
     assert spelled == {"islands/complexity.py"}, spelled
+
+
+def test_every_engine_error_has_one_root():
+    """Each exception class the engine defines derives from engine.errors.DiscoverError, which the command line
+    prints as a sentence; islands and sandbox, which cannot import the engine, have one root each."""
+    import importlib
+    import inspect
+
+    from engine.errors import DiscoverError
+
+    strays = []
+    for path in sorted((REPO / "engine").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        defined = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
+        if not any(name.endswith(("Error", "Exhausted")) for name in defined):
+            continue
+        module = importlib.import_module(".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"))
+        for name in defined:
+            value = getattr(module, name)
+            if inspect.isclass(value) and issubclass(value, BaseException) and not issubclass(value, DiscoverError):
+                strays.append(f"{path.relative_to(REPO)}:{name}")
+    assert strays == [], strays
