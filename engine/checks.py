@@ -8,7 +8,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from engine.evaluation import build_context, make_job
 from engine.seed_check import seed_drift, suggested_tolerance
@@ -44,6 +44,7 @@ def evaluate_sources(
     workers: int = 2,
     timeout_s: float | None = None,
     seed: int | None = None,
+    entry_options: Mapping[str, Any] | None = None,
 ) -> dict[str, RunResult]:
     """Evaluates named models through the sandbox; returns name -> result.
 
@@ -52,6 +53,8 @@ def evaluate_sources(
         heldout: the split scored: "selection" (what the search sees) or "test" (reports only).
         timeout_s: a wall-clock limit other than the task's `timeout_s` (e.g. for verification).
         seed: the seed passed to the scoring entry (its fitter's random starts); by default the run's seed.
+        entry_options: keyword arguments for the entries other than the task's score (e.g. {"posterior": True}
+            for its verify); the task's score gets its `score_options` instead.
     """
     from sandbox.runners import make_runner
 
@@ -66,7 +69,8 @@ def evaluate_sources(
     for entry in dict.fromkeys(models[name][1] or context.entry for name in names):
         entry_context = replace(context, entry=entry)
         if entry != context.entry:  # a baseline's own scorer or the task's verify: score_options are the score's
-            entry_context = replace(entry_context, payload={k: v for k, v in context.payload.items() if k not in options})
+            payload = {k: v for k, v in context.payload.items() if k not in options}
+            entry_context = replace(entry_context, payload={**payload, **(entry_options or {})})
         runner = make_runner(config, entry_context)
         try:
             waiting = {}

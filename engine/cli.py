@@ -444,14 +444,18 @@ def verify(
              "the search ranked the program on one fit.")] = 1,
     ablation: Annotated[bool, typer.Option(
         help="Knock out each parameter and refit the rest (one refit per parameter).")] = True,
+    posterior: Annotated[bool, typer.Option(
+        help="Also sample the parameters' posterior (NUTS, uniform prior on the bounds) where the task's verify "
+             "supports it, and show 90 % intervals.")] = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with statistics, ablation, recovery and plots."""
     from engine.ablation import ablation_lines
-    from engine.verify import (check_lines, comparison_lines, fit_spread, recovery_failures, recovery_summary,
-                               verify_program)
+    from engine.verify import (check_lines, comparison_lines, fit_spread, posterior_line, recovery_failures,
+                               recovery_summary, verify_program)
 
-    record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds, ablation=ablation)
+    record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds, ablation=ablation,
+                            posterior=posterior)
     if plots is not None:
         from engine.figures import draw_task_figure, to_png, validate_figure
 
@@ -490,6 +494,8 @@ def verify(
         print(line)
     if record.get("recovery"):
         print(recovery_summary(record))
+    if record.get("posterior"):
+        print(posterior_line(record))
     failures = recovery_failures(record)
     if failures:
         print(failures)

@@ -220,7 +220,7 @@ def _ablation_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
-    from engine.verify import check_lines, recovery_failures, recovery_summary
+    from engine.verify import check_lines, posterior_line, recovery_failures, recovery_summary
 
     parts = [
         f'<h2 id="program-{_text(program.id)}">Program {_text(program.id)}</h2>',
@@ -240,6 +240,8 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
         parts.append(_comparison_table(record) + _ablation_table(record))
         if record.get("recovery"):
             parts.append(f"<p>{html.escape(recovery_summary(record))}</p>")
+        if record.get("posterior"):
+            parts.append(f"<p>{html.escape(posterior_line(record))}</p>")
         failures = recovery_failures(record)
         if failures:
             parts.append(f"<p>{html.escape(failures)}</p>")

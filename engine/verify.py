@@ -26,8 +26,8 @@ from engine.errors import EngineError
 from engine.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines", "fit_spread", "recovery_failures", "recovery_figure",
-           "recovery_summary", "task_checks"]
+__all__ = ["verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines", "fit_spread",
+           "posterior_line", "recovery_failures", "recovery_figure", "recovery_summary", "task_checks"]
 
 RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
 
@@ -104,6 +104,30 @@ def recovery_summary(record: Mapping[str, Any]) -> str:
     values = ", ".join(f"{name}={_r_text(value)}" + (" (circular r)" if name in circular else "")
                        for name, value in recovery.items())
     return f"parameter recovery (Pearson r, generating vs refitted): {values}"
+
+
+def posterior_line(record: Mapping[str, Any]) -> str:
+    """Returns the posterior line that `discover verify` and the report show, or "" without posterior results.
+
+    For example "posterior (uniform prior on the bounds; median [5 %, 95 %]): alpha=0.31 [0.27, 0.36]; 600 draws,
+    r-hat at most 1.01, 0 divergences". An entry that is not three numbers (a tampered record) shows as n/a.
+    """
+    posterior = record.get("posterior") or {}
+    if not isinstance(posterior, Mapping) or not posterior:
+        return ""
+
+    def interval(q: Any) -> str:
+        if not (isinstance(q, (list, tuple)) and len(q) == 3 and all(isinstance(x, (int, float)) for x in q)):
+            return "n/a"
+        return f"{q[1]:.4g} [{q[0]:.4g}, {q[2]:.4g}]"
+
+    values = ", ".join(f"{name}={interval(q)}" for name, q in posterior.items())
+    diagnostics = record.get("posterior_diagnostics") or {}
+    count = lambda key: int(value) if isinstance(value := diagnostics.get(key), (int, float)) and math.isfinite(value) \
+        else "?"
+    tail = (f"; {count('draws')} draws, r-hat at most {_r_text(diagnostics.get('r_hat_max'))}, "
+            f"{count('divergences')} divergences" if isinstance(diagnostics, Mapping) and diagnostics else "")
+    return f"posterior (uniform prior on the bounds; median [5 %, 95 %]): {values}{tail}"
 
 
 def _r_text(value: Any) -> str:
@@ -200,7 +224,7 @@ def comparison_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2,
-                   fit_seeds: int = 1, ablation: bool = True) -> dict[str, Any]:
+                   fit_seeds: int = 1, ablation: bool = True, posterior: bool = False) -> dict[str, Any]:
     """Runs the checks for one program and stores them in the database; returns the stored record.
 
     Besides the test scores it compares the program with the seed and every baseline (paired differences over
@@ -212,6 +236,8 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
             The search ranked the program on one fit (the run's seed), and a fitter with random starts can give
             the same model quite different scores; with fit_seeds > 1 each test-score row also holds the scores of
             the other fits ("scores_by_fit_seed"), which `fit_spread` summarises. The first fit is the run's seed.
+        posterior: also ask the task's verify for posterior quantiles of the parameters (`posterior=True`, which
+            the task answers with `engine.fit.posterior_summary`); a task whose verify does not take it fails.
     """
     if fit_seeds < 1:
         raise EngineError(f"fit_seeds must be at least 1; got {fit_seeds}.")
@@ -245,7 +271,7 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         results.update(
             evaluate_sources(
                 prepared, {"verify": (program.source, verify_entry)}, heldout="test", workers=1,
-                timeout_s=task.file.limits.verify_timeout_s,
+                timeout_s=task.file.limits.verify_timeout_s, entry_options={"posterior": True} if posterior else None,
             )
         )
 
@@ -295,6 +321,8 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["recovery_pairs"] = dict(verify_result.details.get("recovery_pairs") or {})
         record["recovery_failed_sets"] = list(verify_result.details.get("recovery_failed_sets") or [])
         record["recovery_circular"] = list(verify_result.details.get("recovery_circular") or [])
+        record["posterior"] = dict(verify_result.details.get("posterior") or {})
+        record["posterior_diagnostics"] = dict(verify_result.details.get("posterior_diagnostics") or {})
         record["figures"] = list(verify_result.details.get("figures") or [])
         record["checks"] = task_checks(verify_result.details.get("checks"))
         figure = recovery_figure(record)

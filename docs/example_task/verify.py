@@ -3,12 +3,12 @@
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, parameter_recovery, refit_by_likelihood
+from engine.fit import ParamSpec, parameter_recovery, posterior_summary, refit_by_likelihood
 
 from .score import log_likelihood, score
 
 
-def verify(candidate, train, heldout, seed=0):
+def verify(candidate, train, heldout, seed=0, posterior=False):
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     fitted = [{name: result["fitted_params"][name] for name in spec.names}]  # one entry per group; here one group
@@ -36,4 +36,7 @@ def verify(candidate, train, heldout, seed=0):
              "role": "model"},
         ],
     }
-    return {"score": result["score"], **recovery.record(), "figures": [curve]}
+    returned = {"score": result["score"], **recovery.record(), "figures": [curve]}
+    if posterior:  # discover verify --posterior: NUTS on the training data, uniform prior on the bounds
+        returned.update(posterior_summary(lambda p, d: -log_likelihood(candidate, p, d), spec, train, seed=seed))
+    return returned

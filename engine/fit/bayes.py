@@ -28,7 +28,7 @@ from numpyro.infer.autoguide import AutoMultivariateNormal
 from engine.fit.errors import FitError
 from engine.fit.params import ParamSpec
 
-__all__ = ["BayesianFitResult", "fit_bayesian"]
+__all__ = ["BayesianFitResult", "fit_bayesian", "posterior_summary"]
 
 BAYESIAN_METHODS = ("nuts", "svi")
 
@@ -147,3 +147,30 @@ def _sample(model, spec, data, method, num_warmup, num_samples, num_chains, svi_
     z_draws = guide.sample_posterior(key_draw, svi_result.params, sample_shape=(num_samples,), data=data)["z"]
     diagnostics["final_elbo_loss"] = float(svi_result.losses[-1])
     return z_draws, diagnostics
+
+
+def posterior_summary(neg_log_likelihood: Callable[[dict[str, jax.Array], Any], jax.Array], spec: ParamSpec,
+                      data: Any, *, num_warmup: int = 300, num_samples: int = 300, num_chains: int = 2,
+                      seed: int = 0) -> dict[str, Any]:
+    """Returns a verify record's posterior entries: NUTS under a uniform prior on PARAMS' box, summarised.
+
+    `discover verify --posterior` asks a task's verify for them (`posterior=True`); a task with a likelihood
+    passes its training negative log-likelihood here and merges the result into what it returns.
+
+    Returns:
+        {"posterior": {name: [5 %, 50 %, 95 % quantile]}, "posterior_diagnostics": {"r_hat_max", "ess_min",
+        "divergences", "draws", "fit_s"}}; r_hat_max is NaN with one chain.
+    """
+    result = fit_bayesian(neg_log_likelihood, spec, data, method="nuts", num_warmup=num_warmup,
+                          num_samples=num_samples, num_chains=num_chains, seed=seed)
+    quantiles = {name: [float(q) for q in np.quantile(draws, (0.05, 0.5, 0.95))]
+                 for name, draws in result.samples.items()}
+    diagnostics = result.diagnostics
+    r_hats = [value for key, value in diagnostics.items() if key.startswith("r_hat_")]
+    return {"posterior": quantiles, "posterior_diagnostics": {
+        "r_hat_max": max(r_hats) if r_hats else float("nan"),
+        "ess_min": min(value for key, value in diagnostics.items() if key.startswith("ess_")),
+        "divergences": diagnostics.get("divergences", 0.0),
+        "draws": num_samples * num_chains,
+        "fit_s": result.timings["fit_s"],
+    }}

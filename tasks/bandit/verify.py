@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, parameter_recovery, posterior_predictive, refit_by_likelihood
+from engine.fit import ParamSpec, parameter_recovery, posterior_predictive, posterior_summary, refit_by_likelihood
 
 from .score import N_STATE, check_agent, score, session_log_likelihoods
 
@@ -113,8 +113,10 @@ def better_arm_curve(split: Split, environment: np.ndarray) -> tuple[list[float]
 
 
 def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
-           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300) -> dict[str, Any]:
-    """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures."""
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300,
+           posterior: bool = False) -> dict[str, Any]:
+    """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures;
+    with `posterior` (`discover verify --posterior`) also NUTS quantiles of the parameters on the training data."""
     agent = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_agent(agent, spec.names)
@@ -172,9 +174,13 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
             {"label": "fitted model (simulated)", "x": model_x, "y": model_y, "kind": "line", "role": "model"},
         ],
     }
-    return {
+    returned = {
         "score": scored["score"],
         "fitted_params": fitted,
         **recovery.record(),
         "figures": [stay_figure, curve_figure],
     }
+    if posterior:
+        train_data = {key: jnp.asarray(train[key]) for key in ("choices", "rewards", "mask")}
+        returned.update(posterior_summary(neg_log_likelihood, spec, train_data, seed=seed))
+    return returned

@@ -33,12 +33,16 @@ def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
     assert json.loads(run.stdout)["evaluations"] == 6
 
     # its verify.py (the one docs/tasks.md shows) uses only the engine's public recovery loop
-    verify = discover("verify", str(tmp_path / "run.db"), "1", "--no-ablation", "--json")
+    verify = discover("verify", str(tmp_path / "run.db"), "1", "--no-ablation", "--posterior", "--json")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     record = json.loads(verify.stdout)
     assert record["verify_outcome"] == "OK", record.get("verify_error")
     assert set(record["recovery"]) == {"bias", "slope"} and min(record["recovery"].values()) > 0.9, record["recovery"]
     assert [figure["title"] for figure in record["figures"]][0] == "Psychometric curve (held-out blocks)"
+    assert set(record["posterior"]) == {"bias", "slope"}  # --posterior: NUTS quantiles around the fit
+    for name, (low, median, high) in record["posterior"].items():
+        assert low < record["fitted_params"][name] < high, (name, record["posterior"][name])
+    assert record["posterior_diagnostics"]["divergences"] == 0
 
 
 def test_the_documented_sequential_task_checks(tmp_path: Path):

@@ -57,8 +57,12 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     splits = task.load_splits()
     verify = task.resolve_entry(task.file.verify, "verify").load()
     truth = candidate_from(TASK / "baselines/forgetting_perseveration.py")
-    result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4)
+    result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4, posterior=True)
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
+    # discover verify --posterior: NUTS quantiles bracket the maximum-likelihood fit, from chains that agree
+    for name, (low, median, high) in result["posterior"].items():
+        assert low < result["fitted_params"][name] < high and low < median < high, (name, result["posterior"][name])
+    assert result["posterior_diagnostics"]["r_hat_max"] < 1.05
     assert all(len(pairs) == 6 for pairs in result["recovery_pairs"].values())
     assert result["recovery_failed_sets"] == []
     # forgetting is the weakest identified parameter with 24 sessions; the others must be recovered well

@@ -4,7 +4,8 @@ a task's pass/fail checks."""
 import pytest
 
 from engine.figures import validate_figure
-from engine.verify import check_lines, fit_spread, recovery_failures, recovery_figure, recovery_summary, task_checks
+from engine.verify import (check_lines, fit_spread, posterior_line, recovery_failures, recovery_figure, recovery_summary,
+                           task_checks)
 
 
 def test_no_failed_sets_says_nothing():
@@ -103,3 +104,14 @@ def test_the_report_shows_the_spread_over_fits_next_to_the_run_seeds_score():
     assert "<th>mean ± s.d. over 3 fits</th>" in table
     assert "<td>program</td><td>discovered</td><td>-0.5200</td><td>-0.7900 ± 0.4004</td>" in table
     assert "<td>adex</td><td>ground_truth</td><td>-0.5500</td><td>-0.5250 ± 0.0354</td>" in table
+
+
+def test_the_posterior_line_gives_median_and_interval_and_survives_a_tampered_record():
+    record = {"posterior": {"alpha": [0.27, 0.31, 0.36], "beta": [7.76, 8.21, 8.64]},
+              "posterior_diagnostics": {"r_hat_max": 1.004, "divergences": 0.0, "draws": 600}}
+    assert posterior_line(record) == ("posterior (uniform prior on the bounds; median [5 %, 95 %]): "
+                                      "alpha=0.31 [0.27, 0.36], beta=8.21 [7.76, 8.64]; 600 draws, "
+                                      "r-hat at most 1.00, 0 divergences")
+    assert posterior_line({}) == ""
+    tampered = {"posterior": {"alpha": "<script>", "beta": [1, 2]}, "posterior_diagnostics": {"draws": "x"}}
+    assert "alpha=n/a, beta=n/a" in posterior_line(tampered) and "? draws" in posterior_line(tampered)
