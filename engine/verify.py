@@ -106,6 +106,19 @@ def recovery_summary(record: Mapping[str, Any]) -> str:
     return f"parameter recovery (Pearson r, generating vs refitted): {values}"
 
 
+def _check_posterior_support(task) -> None:
+    """Raises EngineError, before anything runs, when the task's verify cannot be asked for a posterior."""
+    import inspect
+
+    function = task.resolve_entry(task.file.verify, "verify").load() if task.file.verify else None
+    parameters = inspect.signature(function).parameters if function is not None else {}
+    if "posterior" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        raise EngineError(
+            f"task '{task.name}' has no verify that takes a `posterior` argument ({task.file.verify or 'no verify'}), "
+            "so --posterior cannot ask it for posterior intervals; docs/tasks.md shows how a verify supports it."
+        )
+
+
 def posterior_line(record: Mapping[str, Any]) -> str:
     """Returns the posterior line that `discover verify` and the report show, or "" without posterior results.
 
@@ -259,6 +272,8 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
             "Verify with the task as it was when the run was made."
         )
     task = prepared.task
+    if posterior:
+        _check_posterior_support(task)
     started = time.perf_counter()
     models = {name: (source, entry) for name, (_, source, entry) in reference_models(prepared).items()}
     models["program"] = (program.source, None)

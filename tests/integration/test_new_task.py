@@ -53,3 +53,17 @@ def test_the_documented_sequential_task_checks(tmp_path: Path):
     rows = {row["name"]: row for row in json.loads(check.stdout)["rows"]}
     assert rows["seed"]["outcome"] == "OK" and rows["choice_trace"]["outcome"] == "OK"
     assert rows["choice_trace"]["score"] > rows["seed"]["score"] + 0.02  # the choice trace is found in the data
+
+
+def test_posterior_is_refused_up_front_when_the_tasks_verify_cannot_give_it(tmp_path: Path):
+    folder = tmp_path / "psychometric"
+    shutil.copytree(REPO / "docs" / "example_task", folder)
+    verify_py = folder / "verify.py"
+    verify_py.write_text(verify_py.read_text().replace("seed=0, posterior=False):", "seed=0):"))
+    run = discover("run", str(folder / "task.yaml"), "--db", str(tmp_path / "run.db"), "--max-evals", "1",
+                   "--workers", "1", "--json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    verify = discover("verify", str(tmp_path / "run.db"), "1", "--posterior")
+    assert verify.returncode == 1
+    assert "has no verify that takes a `posterior` argument" in verify.stdout + verify.stderr
+    assert "Traceback" not in verify.stdout + verify.stderr
