@@ -5,29 +5,7 @@ Design: each sandbox owns one worker ("zygote", `sandbox/zygote.py`) started onc
 numpy/jax/optax for the bundled tasks) and the task's entry module, receives the task payload once, freezes its
 heap out of the garbage collector's reach (`gc.freeze`, so that a collection in a child does not copy every
 page), and then forks one child per candidate; the child applies the rlimits, drops to an unprivileged
-uid, runs the candidate and dies. The alternative, a fresh bwrap + Python + JAX process per candidate, pays the
-interpreter, the imports and the payload on every candidate. `bench/sandbox.py --quick` measured (bubblewrap, as
-root, a 2-core machine shared with other jobs at load average ~19, so wall times are ~5x the CPU times; the CPU
-seconds per candidate do not depend on that load):
-
-    workload  design  sandboxes  wall s/candidate  CPU s/candidate  candidates/s  start-up s  compile s  fit s
-    trivial   fresh           1             4.18             0.81           0.24        4.10          -      -
-    trivial   fresh           2             4.71             0.83           0.35        4.55          -      -
-    trivial   zygote          1             0.065            0.008         14.8         0.001         -      -
-    trivial   zygote          2             0.076            0.008         26.2         0.001         -      -
-    jax fit   fresh           1            22.0              3.98           0.05        5.11       11.3    2.8
-    jax fit   fresh           2            28.7              4.16           0.06        4.90       14.5    4.5
-    jax fit   zygote          1            15.1              3.27           0.07        0.001       9.6    2.9
-    jax fit   zygote          2            19.6              3.13           0.10        0.001      12.6    3.5
-
-("jax fit": Q-learning likelihood, 10 sessions x 200 trials, optax Adam, 16 restarts x 300 steps, jit-compiled.)
-The same benchmark on an idle machine, after the gc.freeze and statm changes: trivial candidates 0.008 s (fresh:
-0.51 s) per candidate, 127/s with one sandbox and 274/s with two; jax fit 2.0 s (fresh: 2.2 s). A worker that does
-not preload JAX (a task allowing only `math`) forks and reaps a child in ~0.4 ms of CPU instead of ~5 ms.
-The zygote removes the per-candidate start-up (0.8 CPU s: bwrap, Python, numpy/jax/optax, the entry, the
-payload), which is the whole cost of a cheap candidate (100x fewer CPU seconds) and ~20% of a JAX fit's. What
-remains for a JAX candidate is XLA compilation in the child, which no design can share safely: a persistent
-compilation cache written by one candidate would be executed by the next.
+uid, runs the candidate and dies. Why this design, with its measurements, and what GPU mode changes: `docs/design.md`.
 
 The worker is replaced (killed with its whole bwrap tree, started again on the next job) after a timeout, after
 the worker itself died, after a candidate left background processes behind, and after `max_jobs_per_worker` jobs.
@@ -35,31 +13,10 @@ The child gets a fresh copy-on-write address space, so a candidate that monkeypa
 nobody else; forking is safe because the worker checks it is single-threaded with no JAX backend initialised.
 `memory_mb` is what a candidate may allocate on top of that start (see `zygote.plan_limits`).
 
-GPU mode (`gpu=True`; by default on when the worker's JAX_PLATFORMS names cuda, which `pool.worker_env` sets
-for `num_gpus_per_worker > 0`) changes these things:
-- the NVIDIA device nodes that exist on the host (/dev/nvidia0..N, /dev/nvidiactl, /dev/nvidia-uvm,
-  /dev/nvidia-uvm-tools, /dev/nvidia-modeset, /dev/nvidia-caps) are bound into the sandbox, the driver's
-  library folders stay readable, LD_LIBRARY_PATH passes through and CUDA's JIT cache is off
-  (`isolation.gpu_device_nodes`, `isolation.gpu_library_dirs`, `isolation.sandbox_env`). When JAX is to use
-  CUDA, the sandbox refuses to start unless /dev/nvidiactl, /dev/nvidia-uvm and a /dev/nvidia<N> exist and the
-  candidates' uid can open them (`isolation.gpu_device_problem`);
-- host memory is bounded by RLIMIT_DATA instead of RLIMIT_AS. CUDA reserves address ranges far larger than any
-  memory limit, so under RLIMIT_AS it cannot start (memory_mb=4096) or dies with std::bad_alloc (65536).
-  RLIMIT_DATA counts private writable memory (malloc, numpy arrays, anonymous mmap) and not those reservations:
-  a candidate that allocates 50 GB still ends OUT_OF_MEMORY. The trade-off: RLIMIT_DATA does not count shared
-  mappings, which RLIMIT_AS did. Shared anonymous memory (mmap(-1, n, MAP_SHARED), System V shared memory) is
-  bounded only by the machine's memory and the wall-clock limit; the candidate's allow-list keeps `mmap` and
-  `os` out of honest candidates, but that is a static check, not an operating-system limit. Shared mappings
-  of files are bounded by the scratch tmpfs (scratch_mb) and max_file_mb. GPU_BACKEND_DATA_RESERVE_MB more is
-  allowed for starting CUDA;
-- GPU memory is bounded by XLA_PYTHON_CLIENT_MEM_FRACTION, which the pool sets from the worker's GPU share
-  (0.9 x num_gpus_per_worker of a device, for shares below one GPU; JAX's default of 75% for whole GPUs). A
-  candidate cannot exceed it through JAX, but the fraction is a setting of JAX's allocator, not an
-  operating-system limit;
-- RLIMIT_NPROC allows 4 x cores + 32 more threads, for XLA's GPU client and CUDA's own threads.
-The wall-clock kill and the CPU-time, file-size and core limits are the same as in CPU mode. Each
-candidate's child starts CUDA itself: the worker never does (it refuses to fork with a GPU device open),
-because a CUDA context does not survive a fork.
+GPU mode (`gpu=True`; by default on when the worker's JAX_PLATFORMS names cuda) binds the NVIDIA device nodes
+into the sandbox, bounds host memory by RLIMIT_DATA instead of RLIMIT_AS (CUDA reserves address ranges far larger
+than any limit) and GPU memory by XLA_PYTHON_CLIENT_MEM_FRACTION, and allows more threads; `docs/design.md`
+says what each of these does and does not bound.
 
 Where bubblewrap is missing (macOS, minimal containers), the worker is a plain subprocess with the same rlimits,
 the same clean environment and the same uid drop when run as root, but it sees the filesystem and the network;
