@@ -34,14 +34,14 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from engine.evaluation import build_context  # noqa: E402
-from engine.loop import Budget, SearchLoop  # noqa: E402
+from engine.search.evaluation import build_context  # noqa: E402
+from engine.search.loop import Budget, SearchLoop  # noqa: E402
 from engine.mutation.declarations import find_function, params_statement_index  # noqa: E402
 from engine.mutation.sites import FLOAT, analyse, expression_sites  # noqa: E402
 from engine.mutation.workspace import number_node  # noqa: E402
 from engine.proposers.base import PromptContext, Proposal, Shot  # noqa: E402
 from engine.proposers.mutator import MutationProposer  # noqa: E402
-from engine.session import build_runner, evaluate_file, prepare, run_with_signals  # noqa: E402
+from engine.search.session import build_runner, evaluate_file, prepare, run_with_signals  # noqa: E402
 from islands import ProgramDatabase  # noqa: E402
 
 CHECKPOINTS = (50, 100, 200, 500, 1000)

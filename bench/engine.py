@@ -160,9 +160,9 @@ class LLMServerProcess:
 def measure(stored: int, candidates: int, proposer_kind: str, runner_kind: str, workers: int,
             profile: Path | None = None, in_flight: int = 8) -> dict:
     """Runs the loop on the trivial task; `in_flight` candidates per worker (and per island) at once."""
-    from engine.evaluation import build_context
-    from engine.loop import Budget, SearchLoop
-    from engine.session import build_runner, prepare
+    from engine.search.evaluation import build_context
+    from engine.search.loop import Budget, SearchLoop
+    from engine.search.session import build_runner, prepare
     from islands import ProgramDatabase
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.evaluation import build_context, make_job  # noqa: E402
+from engine.search.evaluation import build_context, make_job  # noqa: E402
 from engine.fit import read_params  # noqa: E402
-from engine.session import prepare  # noqa: E402
+from engine.search.session import prepare  # noqa: E402
 from sandbox.exported import export_candidate, load_candidate  # noqa: E402
 from sandbox.pool import SandboxSpec  # noqa: E402
 from tests.tasks.candidates import module_from_source  # noqa: E402

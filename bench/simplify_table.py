@@ -17,11 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/engine.py would shadow the package
 
-from engine.ablation import ablate, ablation_lines
-from engine.comparison import paired_difference, unit_values
-from engine.refit import Refitter
-from engine.session import prepare
-from engine.verify import locate_task
+from engine.verification.ablation import ablate, ablation_lines
+from engine.verification.comparison import paired_difference, unit_values
+from engine.verification.refit import Refitter
+from engine.search.session import prepare
+from engine.verification.verify import locate_task
 from islands import ProgramDatabase, complexity
 
 

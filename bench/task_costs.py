@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def candidate_costs(task_yaml: Path, which: str, repeats: int) -> list[dict[str, float | str]]:
     """Returns one row per candidate of the task (seed, or seed and baselines when which == "all")."""
     from engine.fit import read_params
-    from engine.session import prepare
+    from engine.search.session import prepare
     from sandbox.exported import export_candidate, load_candidate
     from tests.tasks.candidates import module_from_source
 

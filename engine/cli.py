@@ -115,7 +115,7 @@ def run(
         help="At the end, simplify this many best programs (see discover simplify).")] = 0,
 ) -> None:
     """Run (or resume) a discovery on one task."""
-    from engine.session import run_discovery
+    from engine.search.session import run_discovery
 
     overrides = _overrides(
         max_evals=max_evals, max_hours=max_hours, max_cost_usd=max_cost_usd, target_score=target_score,
@@ -165,7 +165,7 @@ def run(
 
 def _simplify_best(db_path: Path, count: int, *, echo: bool) -> list[dict[str, Any]]:
     """Simplifies the `count` best programs of a finished run; returns their summaries."""
-    from engine.simplify import simplify_stored
+    from engine.verification.simplify import simplify_stored
 
     with _open_readonly(db_path) as database:
         best_ids = [program.id for program in database.best(count)]
@@ -208,7 +208,7 @@ def simplify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Find the smallest program that keeps the held-out evidence; store it as a child of the original."""
-    from engine.simplify import simplify_stored
+    from engine.verification.simplify import simplify_stored
 
     summary = simplify_stored(db, program_id, task_yaml=task, workers=workers, max_evaluations=max_evaluations,
                               progress=None if json_output else (lambda text: print(text, flush=True)))
@@ -245,7 +245,7 @@ def best(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List the best programs of a run."""
-    from engine.inspect_runs import printable
+    from engine.verification.inspect_runs import printable
 
     reader = _open_readonly(db)
     programs = reader.pareto_front() if pareto else reader.best(n)
@@ -274,7 +274,7 @@ def show(
 
     --json gives the text exactly.
     """
-    from engine.inspect_runs import printable
+    from engine.verification.inspect_runs import printable
 
     program = _open_readonly(db).get(program_id)
     value = {
@@ -313,7 +313,7 @@ def eval_command(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Evaluate one candidate file through the same sandbox and fitter as a run."""
-    from engine.session import evaluate_file
+    from engine.search.session import evaluate_file
 
     result, _ = evaluate_file(task_yaml, candidate_py)
     value = {
@@ -365,7 +365,7 @@ def diff(
     id2: Annotated[int, typer.Argument(help="The newer program.")],
 ) -> None:
     """Show the code diff between two programs and their score change."""
-    from engine.inspect_runs import printable, program_diff
+    from engine.verification.inspect_runs import printable, program_diff
 
     reader = _open_readonly(db)
     old, new = reader.get(id1), reader.get(id2)
@@ -385,7 +385,7 @@ def lineage(
     """Show a program's ancestry back to the seed, with scores."""
     from dataclasses import asdict
 
-    from engine.inspect_runs import lineage as trace, printable
+    from engine.verification.inspect_runs import lineage as trace, printable
 
     steps = trace(_open_readonly(db).get, program_id)
     if json_output:
@@ -415,14 +415,14 @@ def export(
 
     CR line ends become newlines, as Python reads them. Anywhere else, nothing is written and the error says where.
     """
-    from engine.inspect_runs import export_source
+    from engine.verification.inspect_runs import export_source
 
     reader = _open_readonly(db)
     meta = reader.meta
     program = reader.get(program_id)
     if program.score is None:
         raise typer.BadParameter(f"program {program_id} has no fitted parameters (outcome {program.outcome}).")
-    from engine.ablation import ablation_lines
+    from engine.verification.ablation import ablation_lines
     from islands import load_verifications
 
     record = load_verifications(db).get(program_id) or {}
@@ -450,14 +450,14 @@ def verify(
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Check one program on the test split against the baselines, with statistics, ablation, recovery and plots."""
-    from engine.ablation import ablation_lines
-    from engine.verify import (check_lines, comparison_lines, fit_spread, posterior_line, recovery_failures,
+    from engine.verification.ablation import ablation_lines
+    from engine.verification.verify import (check_lines, comparison_lines, fit_spread, posterior_line, recovery_failures,
                                recovery_summary, verify_program)
 
     record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds, ablation=ablation,
                             posterior=posterior)
     if plots is not None:
-        from engine.figures import draw_task_figure, to_png, validate_figure
+        from engine.verification.figures import draw_task_figure, to_png, validate_figure
 
         plots.mkdir(parents=True, exist_ok=True)
         for index, figure in enumerate(record.get("figures", [])):
@@ -516,7 +516,7 @@ def report(
     task: Annotated[Optional[Path], typer.Option("--task", help="The task.yaml, if it moved since the run.")] = None,
 ) -> None:
     """Write one self-contained HTML report of a run, with its plots embedded."""
-    from engine.report import write_report
+    from engine.verification.report import write_report
 
     write_report(db, output, top=top, verify_top=verify_top, task_yaml=task)
     print(f"wrote {output}")
@@ -538,7 +538,7 @@ def task_check(
     """
     from dataclasses import asdict
 
-    from engine.checks import check_task
+    from engine.verification.checks import check_task
 
     if split not in ("selection", "test"):
         raise typer.BadParameter(f"--split must be selection or test, found {split!r}.")

@@ -35,7 +35,7 @@ class PromptContext:
         shots: programs sorted by ascending score (best last); version i is `shots[i]`.
         text: the rendered prompt in versioned best-shot form, ending at the header of
             `{function_name}_v{next_version}`.
-        next_version: the version number the proposer must write; `engine.prompts` is the only
+        next_version: the version number the proposer must write; `engine.proposers.prompts` is the only
             place that chooses it, and the parser reads it from here.
         primitives: expressions the task allows as wrappers, e.g. ("jnp.exp", "jax.nn.sigmoid").
         seed: a seed for proposers that draw random numbers, so that runs are reproducible.

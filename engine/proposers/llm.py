@@ -9,7 +9,7 @@ from engine.llm.client import LLMClient
 from engine.llm.config import LLMConfig
 from engine.llm.errors import CompletionParseError, LLMResponseError
 from engine.llm.mix import ModelMix
-from engine.parsing import (
+from engine.proposers.parsing import (
     add_missing_definitions,
     apply_search_replace,
     extract_candidate,
@@ -134,7 +134,7 @@ class LLMProposer:
         return proposals
 
     def candidate_source(self, answer: str, context: PromptContext, truncated: bool = False) -> str:
-        """Returns candidate module source from an answer (see `engine.parsing`).
+        """Returns candidate module source from an answer (see `engine.proposers.parsing`).
 
         Raises:
             CompletionParseError: when the answer holds no usable code.

@@ -94,7 +94,7 @@ class TaskFile(BaseModel):
     seed_score_tolerance: float = Field(DEFAULT_SEED_SCORE_TOLERANCE, gt=0)
     # What each value of the score's `scores_per_test` is: a geometric-mean probability per trial, a
     # log-likelihood per trial, or another score. Model comparisons and ablations use it to report differences
-    # in held-out log-likelihood per trial (engine/comparison.py).
+    # in held-out log-likelihood per trial (engine/verification/comparison.py).
     per_test_units: Literal["likelihood_per_trial", "loglik_per_trial", "score"] = "score"
     limits: TaskLimits = Field(default_factory=TaskLimits)
     allowed_imports: tuple[str, ...] = ("math", "numpy", "jax", "optax")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluation import build_context, make_job
-from engine.session import prepare
+from engine.search.evaluation import build_context, make_job
+from engine.search.session import prepare
 from sandbox import Outcome
 from sandbox.isolation import CACHE_GID, find_bwrap
 from sandbox.pool import SandboxSpec

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.checks import evaluate_sources
-from engine.session import prepare
+from engine.verification.checks import evaluate_sources
+from engine.search.session import prepare
 from sandbox.results import Outcome
 
 pytestmark = pytest.mark.slow

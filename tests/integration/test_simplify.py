@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluation import to_candidate
-from engine.refit import Refitter
-from engine.session import prepare
-from engine.simplify import simplify_source, simplify_stored
+from engine.search.evaluation import to_candidate
+from engine.verification.refit import Refitter
+from engine.search.session import prepare
+from engine.verification.simplify import simplify_source, simplify_stored
 from islands import ProgramDatabase
 
 pytestmark = pytest.mark.slow

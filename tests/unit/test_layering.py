@@ -102,3 +102,12 @@ def test_every_engine_error_has_one_root():
             if inspect.isclass(value) and issubclass(value, BaseException) and not issubclass(value, DiscoverError):
                 strays.append(f"{path.relative_to(REPO)}:{name}")
     assert strays == [], strays
+
+
+def test_the_readmes_layout_names_every_folder_and_top_level_module_of_the_engine():
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("\n## ", readme.index("## Layout") + 3)]
+    names = [f"`{path.name}`" for path in (REPO / "engine").glob("*.py") if path.name != "__init__.py"]
+    names += [f"`{path.name}/`" for path in (REPO / "engine").iterdir() if (path / "__init__.py").is_file()]
+    missing = [name for name in sorted(names) if name not in layout]
+    assert missing == [], missing

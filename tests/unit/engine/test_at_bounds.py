@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluation import at_bounds
-from engine.prompts import diagnostics_text
+from engine.search.evaluation import at_bounds
+from engine.proposers.prompts import diagnostics_text
 from islands import Program
 
 REPO = Path(__file__).resolve().parents[3]
@@ -40,7 +40,7 @@ def test_pooled_and_grouped_names_are_found():
 
 @pytest.mark.slow
 def test_a_ddm_drift_fitted_to_its_bound_shows_up_in_the_prompt():
-    from engine.session import prepare
+    from engine.search.session import prepare
     from tests.tasks.candidates import MIRROR, candidate_from_source
 
     os.environ.setdefault("DISCOVER_DATA_MIRROR", str(MIRROR))

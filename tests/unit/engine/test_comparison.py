@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from engine.comparison import information_criteria, paired_difference, unit_values
+from engine.verification.comparison import information_criteria, paired_difference, unit_values
 
 
 def test_the_paired_bootstrap_interval_covers_the_true_difference_at_its_nominal_rate():

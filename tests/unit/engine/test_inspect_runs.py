@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import EngineError
-from engine.inspect_runs import export_source, printable
+from engine.verification.inspect_runs import export_source, printable
 from islands import Program
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluation import build_context
-from engine.loop import Budget, SearchLoop
-from engine.progress import ProgressDisplay
+from engine.search.evaluation import build_context
+from engine.search.loop import Budget, SearchLoop
+from engine.search.progress import ProgressDisplay
 from engine.proposers.base import PromptContext, Proposal
 from islands import IslandsConfig, ProgramDatabase, RunMeta
 from sandbox.config import SandboxConfig

@@ -2,7 +2,7 @@
 
 import pytest
 
-from engine.parsing import (
+from engine.proposers.parsing import (
     CompletionParseError,
     add_missing_definitions,
     apply_search_replace,

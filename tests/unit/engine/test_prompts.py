@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.prompts import render_prompt
+from engine.proposers.prompts import render_prompt
 from engine.proposers.base import Shot
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -62,7 +62,7 @@ def test_a_program_without_the_function_is_refused():
 
 
 def test_a_failure_is_summarised_by_the_candidates_line_and_the_exception():
-    from engine.loop import failure_summary
+    from engine.search.loop import failure_summary
 
     error = (
         "Traceback (most recent call last):\n"

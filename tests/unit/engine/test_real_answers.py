@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from engine.llm.errors import CompletionParseError
-from engine.parsing import extract_candidate, prompt_header
-from engine.prompts import PromptTask, render_prompt
+from engine.proposers.parsing import extract_candidate, prompt_header
+from engine.proposers.prompts import PromptTask, render_prompt
 from engine.proposers.base import Shot
 from engine.task.spec import load_task
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.rewrite import (collapse_parameter_expressions, declared_parameters, fix_parameter, neutral_value,
+from engine.verification.rewrite import (collapse_parameter_expressions, declared_parameters, fix_parameter, neutral_value,
                             replace_docstring, statement_deletions, term_deletions)
 
 TANGLED = '''

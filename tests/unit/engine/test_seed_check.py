@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from engine.seed_check import seed_drift, seed_failure_message
+from engine.search.seed_check import seed_drift, seed_failure_message
 from sandbox.results import Outcome, RunResult
 
 

@@ -1,9 +1,9 @@
-"""A gain fixed at 1 hands its range to the parameter its refit pushed to a bound (`engine/simplify.py`)."""
+"""A gain fixed at 1 hands its range to the parameter its refit pushed to a bound (`engine/verification/simplify.py`)."""
 
 from __future__ import annotations
 
-from engine.rewrite import declared_parameters
-from engine.simplify import _proposals, _range_moved
+from engine.verification.rewrite import declared_parameters
+from engine.verification.simplify import _proposals, _range_moved
 from sandbox.results import Outcome, RunResult
 
 # gain_2 and gain multiply the same response; fitted, their product exceeded gain's own bound in one neuron

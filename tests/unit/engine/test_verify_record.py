@@ -3,8 +3,8 @@ a task's pass/fail checks."""
 
 import pytest
 
-from engine.figures import validate_figure
-from engine.verify import (check_lines, fit_spread, posterior_line, recovery_failures, recovery_figure, recovery_summary,
+from engine.verification.figures import validate_figure
+from engine.verification.verify import (check_lines, fit_spread, posterior_line, recovery_failures, recovery_figure, recovery_summary,
                            task_checks)
 
 
@@ -72,7 +72,7 @@ def test_a_malformed_check_is_a_failed_check_never_a_pass():
 
 
 def test_the_report_lists_the_task_checks_under_a_heading_that_counts_failures():
-    from engine.report import _program_section
+    from engine.verification.report import _program_section
     from islands.program import Program
 
     program = Program(id=7, island_id=0, source="def f(x):\n    return x\n", parent_ids=(), outcome="OK", score=0.5,
@@ -94,7 +94,7 @@ def test_the_fit_spread_leaves_failed_fits_out_and_needs_two():
 
 
 def test_the_report_shows_the_spread_over_fits_next_to_the_run_seeds_score():
-    from engine.report import _test_table
+    from engine.verification.report import _test_table
 
     record = {"fit_seeds": [0, 1, 2], "test_scores": {
         "program": {"kind": "discovered", "outcome": "OK", "score": -0.52, "scores_by_fit_seed": [-0.52, -1.25, -0.60]},

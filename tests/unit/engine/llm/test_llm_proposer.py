@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.llm import FakeLLM, LLMBudgetExhausted, LLMResponseError, ModelMix
-from engine.parsing import rename_function
+from engine.proposers.parsing import rename_function
 from engine.proposers.base import PromptContext, Proposal, Shot
 from engine.proposers.llm import LLMProposer
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.ablation import ablate
-from engine.checks import evaluate_sources, reference_models
-from engine.comparison import difference_label, information_criteria, paired_difference, unit_values
-from engine.refit import Refitter
+from engine.verification.ablation import ablate
+from engine.verification.checks import evaluate_sources, reference_models
+from engine.verification.comparison import difference_label, information_criteria, paired_difference, unit_values
+from engine.verification.refit import Refitter
 from engine.errors import EngineError
-from engine.session import prepare, task_yaml_of
+from engine.search.session import prepare, task_yaml_of
 from sandbox.results import Outcome
 
 __all__ = ["verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines", "fit_spread",
@@ -241,8 +241,8 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
     """Runs the checks for one program and stores them in the database; returns the stored record.
 
     Besides the test scores it compares the program with the seed and every baseline (paired differences over
-    the held-out units with bootstrap intervals, AIC and BIC on the training split: `engine/comparison.py`)
-    and, with `ablation`, knocks out each parameter and refits the rest (`engine/ablation.py`).
+    the held-out units with bootstrap intervals, AIC and BIC on the training split: `engine/verification/comparison.py`)
+    and, with `ablation`, knocks out each parameter and refits the rest (`engine/verification/ablation.py`).
 
     Args:
         fit_seeds: how many times every model is fitted for its test score, with seeds run seed, run seed + 1, ...

@@ -1,7 +1,7 @@
 """`discover simplify DB ID`: the smallest program that keeps the evidence of a discovered one.
 
 A search rewards score, so its winners carry terms that cancel, parameters that enter only squared or as a
-product with another, and statements that do nothing. Simplification tries the rewrites of `engine/rewrite.py`
+product with another, and statements that do nothing. Simplification tries the rewrites of `engine/verification/rewrite.py`
 one at a time, greedily:
 
 1. collapse parameter-only sub-expressions (`beta * beta`, `a * b`) into one parameter (identifiability:
@@ -12,7 +12,7 @@ one at a time, greedily:
    once more with that bound times the gain's (the two were a product: the other takes over its range);
 3. delete statements, then single terms of sums.
 
-Every tried step is refitted through the sandbox like a search candidate (`engine/refit.py`), on the
+Every tried step is refitted through the sandbox like a search candidate (`engine/verification/refit.py`), on the
 search's held-out split ("selection"; the test split is left for `discover verify`). A step is kept when the
 paired bootstrap interval of the per-unit difference (step minus the original program, over sessions, subjects
 or neurons) reaches zero: its drop is within the noise of the held-out units. Each step is compared with the
@@ -30,11 +30,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from engine.comparison import PairedDifference, paired_difference, unit_values
+from engine.verification.comparison import PairedDifference, paired_difference, unit_values
 from engine.errors import EngineError
-from engine.evaluation import parameter_owner, to_candidate
-from engine.refit import Refitter
-from engine.rewrite import (Rewrite, collapse_parameter_expressions, declared_parameters, fix_parameter,
+from engine.search.evaluation import parameter_owner, to_candidate
+from engine.verification.refit import Refitter
+from engine.verification.rewrite import (Rewrite, collapse_parameter_expressions, declared_parameters, fix_parameter,
                             neutral_value, replace_docstring, statement_deletions, term_deletions, widen_bounds)
 from islands import Program, complexity
 from sandbox.results import Outcome, RunResult
@@ -255,8 +255,8 @@ def simplify_stored(db_path: Path, program_id: int, *, task_yaml: Path | None = 
 
 def _simplify_in(database: Any, db_path: Path, program_id: int, *, task_yaml: Path | None, workers: int,
                  max_evaluations: int, progress: Callable[[str], None] | None) -> dict[str, Any]:
-    from engine.verify import locate_task
-    from engine.session import prepare
+    from engine.verification.verify import locate_task
+    from engine.search.session import prepare
 
     meta, program = database.meta, database.get(program_id)
     if program.score is None:

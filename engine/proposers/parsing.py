@@ -438,7 +438,7 @@ def _droppable(statement: ast.stmt, module: _Module, function_name: str) -> bool
 
 # -- what the model copied from the prompt ----------------------------------------------------------------
 
-# A comment line the prompt puts above each program (see engine.prompts.diagnostics_text), possibly renamed.
+# A comment line the prompt puts above each program (see engine.proposers.prompts.diagnostics_text), possibly renamed.
 _SCORE_COMMENT = re.compile(r"^\s*#\s*(?:\w+_v\d+:\s*)?held-out score\b")
 _MARKER_DOCSTRING = re.compile(r"^Improved version of `?\w+_v\d+`?\.?$")
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from engine.evaluation import build_context, make_job
-from engine.seed_check import seed_drift, suggested_tolerance
-from engine.session import Prepared, prepare
+from engine.search.evaluation import build_context, make_job
+from engine.search.seed_check import seed_drift, suggested_tolerance
+from engine.search.session import Prepared, prepare
 from sandbox.results import Outcome, RunResult
 from engine.task.spec import TaskSpec
 

@@ -16,9 +16,9 @@ from typing import Any, Mapping
 
 from engine.config import ExperimentConfig, load_experiment_config
 from engine.errors import ConfigError, EngineError
-from engine.evaluation import build_context
-from engine.loop import Budget, RunSummary, SearchLoop, evaluate_once
-from engine.progress import ProgressDisplay
+from engine.search.evaluation import build_context
+from engine.search.loop import Budget, RunSummary, SearchLoop, evaluate_once
+from engine.search.progress import ProgressDisplay
 from engine.proposers.base import Proposer
 from islands import ProgramDatabase, RunMeta
 from sandbox.config import SandboxConfig

@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from engine.figures import draw_task_figure, png_data_uri, to_png, validate_figure
-from engine.inspect_runs import program_diff
+from engine.verification.figures import draw_task_figure, png_data_uri, to_png, validate_figure
+from engine.verification.inspect_runs import program_diff
 from islands import Program
 
 __all__ = ["build_report", "write_report"]
@@ -156,7 +156,7 @@ def _test_table(record: dict[str, Any]) -> str:
         score = item[1]["score"]
         return -score if score is not None else math.inf
 
-    from engine.verify import fit_spread
+    from engine.verification.verify import fit_spread
 
     fits = len(record.get("fit_seeds") or [])
 
@@ -220,7 +220,7 @@ def _ablation_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
-    from engine.verify import check_lines, posterior_line, recovery_failures, recovery_summary
+    from engine.verification.verify import check_lines, posterior_line, recovery_failures, recovery_summary
 
     parts = [
         f'<h2 id="program-{_text(program.id)}">Program {_text(program.id)}</h2>',
@@ -291,7 +291,7 @@ def build_report(
     by_id = {p.id: p for p in programs}
     verifications = load_verifications(db_path)
     if verify_top > 0:
-        from engine.verify import verify_program
+        from engine.verification.verify import verify_program
 
         for program in best[:verify_top]:
             if program.id not in verifications:

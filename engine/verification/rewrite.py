@@ -2,7 +2,7 @@
 
 Each rewrite works on the source's syntax tree and returns a new module source (or nothing, when it does not
 apply or would leave a program that cannot run). None of them runs the candidate: whether a step keeps the
-evidence is decided by refitting the rewritten program through the sandbox (`engine/simplify.py`).
+evidence is decided by refitting the rewritten program through the sandbox (`engine/verification/simplify.py`).
 
 - `fix_parameter`: a parameter becomes a number (its neutral value), and the terms it zeroes disappear. A
   parameter whose profile is flat (fixing it and refitting the rest costs nothing) is not identified: it

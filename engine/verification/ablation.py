@@ -1,7 +1,7 @@
 """Ablation: which parts of a program carry evidence. Each parameter is knocked out and the rest refitted.
 
 A parameter is knocked out by fixing it at its neutral value (0 when its bounds allow it, else the bound
-nearest 0: `engine/rewrite.py:neutral_value`), which switches off the term it scales; the other parameters are
+nearest 0: `engine/verification/rewrite.py:neutral_value`), which switches off the term it scales; the other parameters are
 refitted through the sandbox like any candidate. The change in held-out log-likelihood per trial (knocked out
 minus full, per session, subject or neuron) gets a paired bootstrap interval. A parameter whose interval
 reaches zero costs nothing when removed: there is no evidence for it in the held-out data.
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.comparison import paired_difference, unit_values
-from engine.refit import Refitter
-from engine.rewrite import declared_parameters, fix_parameter, neutral_value
+from engine.verification.comparison import paired_difference, unit_values
+from engine.verification.refit import Refitter
+from engine.verification.rewrite import declared_parameters, fix_parameter, neutral_value
 from sandbox.results import Outcome, RunResult
 
 __all__ = ["ablate", "ablation_lines"]

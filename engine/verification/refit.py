@@ -1,7 +1,7 @@
 """`Refitter`: refits many variants of one program through the sandbox, with one warm worker pool.
 
 Simplification and ablation refit a program again and again with one part changed. Each variant is evaluated
-exactly like a candidate of the search (`engine/evaluation.py`): its Python is traced in the sandbox, and the
+exactly like a candidate of the search (`engine/search/evaluation.py`): its Python is traced in the sandbox, and the
 trusted scoring stage fits the exported computation on `train` and scores the held-out split. Only the pool is
 kept open between calls, so workers do not pay their start (importing JAX, receiving the splits) per variant.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from engine.evaluation import build_context, make_job
-from engine.session import Prepared
+from engine.search.evaluation import build_context, make_job
+from engine.search.session import Prepared
 from sandbox.results import RunResult
 
 __all__ = ["Refitter"]

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from engine.evaluation import at_bounds, make_job, to_candidate
+from engine.search.evaluation import at_bounds, make_job, to_candidate
 from engine.llm.errors import LLMBudgetExhausted
 from engine.errors import SeedError
-from engine.prompts import PromptTask, diagnostics_text, render_prompt
-from engine.seed_check import seed_drift, seed_failure_message
+from engine.proposers.prompts import PromptTask, diagnostics_text, render_prompt
+from engine.search.seed_check import seed_drift, seed_failure_message
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
 from sandbox.pool import Runner
@@ -151,7 +151,7 @@ class SearchLoop:
         """Evaluates the seed, checks its score, and registers it on every island (a resumed run keeps its own).
 
         A fresh run compares the score with task.yaml's `seed_score`; a resumed run compares it with the seed's
-        score stored when the run began (see engine.seed_check). Either way a failed or drifted seed raises
+        score stored when the run began (see engine.search.seed_check). Either way a failed or drifted seed raises
         SeedError before anything is stored or searched.
 
         Args:

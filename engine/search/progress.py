@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from engine.loop import LoopEvent
+from engine.search.loop import LoopEvent
 
 __all__ = ["ProgressDisplay"]
 
