@@ -145,13 +145,11 @@ def fit_maximum_likelihood(
         optimizer: "adam", "adabelief" (first-order steps of size learning_rate; a restart whose loss or
             gradient turns non-finite is dropped), "lbfgs" (L-BFGS, memory 10, with a backtracking Armijo
             linesearch that evaluates each restart once per step; non-finite trial steps are shrunk, not dropped;
-            ignores learning_rate) or "lbfgs-zoom" (optax.lbfgs with its zoom linesearch, vmapped; on CPU
-            much slower, kept for comparison).
+            ignores learning_rate).
         learning_rate: step size of adam / adabelief.
         tol: a restart stops when |loss change| <= tol * max(|loss|, 1).
         seed: seeds the restart inits; the fit is deterministic given it.
-        loop: "host", "device" or "auto" (host on CPU, device on accelerators), see the module docstring;
-            "lbfgs-zoom" always runs on the device.
+        loop: "host", "device" or "auto" (host on CPU, device on accelerators), see the module docstring.
 
     Returns:
         the best finite restart.
@@ -331,8 +329,6 @@ def _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, *, 
                        "'device' (the whole fit in one compiled while loop) or 'auto'.")
     if loop == "auto":
         loop = "host" if jax.default_backend() == "cpu" else "device"
-    if optimizer == "lbfgs-zoom":
-        loop = "device"
     if neg_log_likelihood is None and log_likelihood_terms is None:
         raise FitError("neg_log_likelihood is None and no log_likelihood_terms were given; pass one of them.")
     data = jax.tree.map(jnp.asarray, data)

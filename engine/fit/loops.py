@@ -1,7 +1,7 @@
 """Optimizer loops over a (groups, restarts) batch, written as one `lax.while_loop` each.
 
 Every loop has one call site of the model's value-and-gradient inside its body, so XLA compiles the candidate's
-model once (for "lbfgs-zoom" optax's linesearch adds more). Each builder returns `loop(z0 (G, R, n), model)`.
+model once. Each builder returns `loop(z0 (G, R, n), model)`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from engine.fit.errors import FitError
 
 __all__ = ["OPTIMIZERS", "BatchedModel", "Outcome", "build_loop"]
 
-OPTIMIZERS = ("adam", "adabelief", "lbfgs", "lbfgs-zoom")
+OPTIMIZERS = ("adam", "adabelief", "lbfgs")
 
 ARMIJO_SLOPE = 1e-4  # sufficient decrease: f(z + t d) <= f(z) + ARMIJO_SLOPE * t * (g . d)
 MAX_BACKTRACKS = 30  # a restart that cannot decrease after this many step halvings has converged
@@ -87,8 +87,6 @@ def build_loop(optimizer: str, *, max_steps: int, learning_rate: float,
         return _first_order_loop(transform, max_steps, tol)
     if optimizer == "lbfgs":
         return _lbfgs_backtracking_loop(max_steps, tol)
-    if optimizer == "lbfgs-zoom":
-        return _lbfgs_zoom_loop(max_steps, tol)
     raise FitError(f"optimizer = {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}.")
 
 
@@ -247,57 +245,5 @@ def _lbfgs_backtracking_loop(max_steps, tol):
         steps, carry = jax.lax.while_loop(cond, body, (jnp.asarray(0), init))
         ok = carry["ok"] & jnp.isfinite(carry["loss"])
         return Outcome(carry["loss"], ok, carry["converged"], carry["z"], steps)
-
-    return loop
-
-
-def _lbfgs_zoom_loop(max_steps, tol):
-    """optax.lbfgs with its zoom linesearch, vmapped over restarts.
-
-    Under vmap, the linesearch's inner loop runs until the slowest restart finishes and its branches are all
-    evaluated, so this is usually slower than "lbfgs"; it is kept for comparison and for strict Wolfe steps.
-    """
-    transform = _standard_promotion(
-        optax.lbfgs(linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
-    )
-
-    def loop(z0, model):
-        batch = z0.shape[:2]
-        inf = jnp.full(batch, jnp.inf, z0.dtype)
-
-        def update_one(grad, state, z, loss, group_data):
-            updates, new_state = transform.update(
-                grad, state, z, value=loss, grad=grad, value_fn=lambda x: model.value(x, group_data)
-            )
-            return z + updates, new_state
-
-        init = dict(step=jnp.asarray(0), z=z0, opt_state=_batched(transform.init)(z0), previous=inf,
-                    active=jnp.ones(batch, bool), ok=jnp.ones(batch, bool), converged=jnp.zeros(batch, bool),
-                    loss=inf)
-
-        def cond(carry):
-            return (carry["step"] < max_steps) & carry["active"].any()
-
-        def body(carry):
-            loss, grad = model.evaluate(carry["z"])
-            z_next, opt_state = model.map(update_one)(grad, carry["opt_state"], carry["z"], loss)
-            active = carry["active"]
-            finite = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad), axis=-1)
-            keep = active & finite
-            small = _relative_change_small(loss, carry["previous"], tol)
-            return dict(
-                step=carry["step"] + 1,
-                z=_mask_tree(keep & ~small, z_next, carry["z"]),
-                opt_state=_mask_tree(keep, opt_state, carry["opt_state"]),
-                previous=jnp.where(keep, loss, carry["previous"]),
-                loss=jnp.where(keep, loss, carry["loss"]),
-                active=keep & ~small,
-                ok=carry["ok"] & (finite | ~active),
-                converged=carry["converged"] | (keep & small),
-            )
-
-        carry = jax.lax.while_loop(cond, body, init)
-        return Outcome(carry["loss"], carry["ok"] & jnp.isfinite(carry["loss"]), carry["converged"], carry["z"],
-                       carry["step"])
 
     return loop

@@ -81,7 +81,7 @@ def score(
             trials and their number (for AIC and BIC).
         scores_per_test: held-out normalized likelihood per session.
         fitted_params: parameter name -> fitted value; at_bounds: parameters that ended at a bound.
-        timings: seconds for "compile" and "fit" (from the fitter) and "score".
+        timings: seconds: "compile_s" and "fit_s" (from the fitter) and "score_s".
     """
     agent = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
@@ -100,7 +100,7 @@ def score(
     heldout_score = float(np.exp(per_session.sum() / trials_per_session.sum()))
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted agent gives a non-finite held-out likelihood.")
-    timings = {**result.timings, "score": time.perf_counter() - started}
+    timings = {**result.timings, "score_s": time.perf_counter() - started}
     return {
         "score": heldout_score,
         "train_score": float(np.exp(-result.neg_log_likelihood / n_scored_trials(train))),

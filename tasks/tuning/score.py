@@ -132,7 +132,7 @@ def _score(candidate: Callable, train: Split, heldout: Split, seed: int, noise: 
         "scores_per_test": {unit: float(ll / n) for unit, ll, n in zip(names, held_ll, held_trials)},
         "fitted_params": fitted,
         "at_bounds": at_bounds,
-        "timings": {**result.timings, "score": time.perf_counter() - started},
+        "timings": {**result.timings, "score_s": time.perf_counter() - started},
     }
 
 

@@ -47,3 +47,4 @@ def test_the_generating_model_beats_the_seed_on_held_out_sessions():
     seed = score(candidate_from(REPO / "tasks/bandit/seed.py"), splits["train"], splits["selection"])
     truth = score(candidate_from(REPO / "tasks/bandit/baselines/forgetting_perseveration.py"), splits["train"], splits["selection"])
     assert 0.5 < seed["score"] < truth["score"] < 1.0
+    assert set(seed["timings"]) >= {"compile_s", "fit_s", "score_s"}  # the keys every task's score uses

@@ -67,6 +67,7 @@ def test_ground_truth_beats_the_seed_and_its_parameters_are_recovered():
     seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], restarts=8)
     truth = score(candidate_from(TASK / "baselines/tuned_normalization.py"), splits["train"], splits["selection"], restarts=8)
     assert truth["score"] > seed["score"] + 0.5, (truth["score"], seed["score"])
+    assert set(seed["timings"]) >= {"compile_s", "fit_s", "score_s"}  # the keys every task's score uses
     for unit in TWO_UNITS:
         fitted = {name: truth["fitted_params"][f"{name}[{unit}]"] for name in GROUND_TRUTH[unit]}
         assert abs(fitted["pref_deg"] - GROUND_TRUTH[unit]["pref_deg"]) <= 5.0, (unit, fitted)
