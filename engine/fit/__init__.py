@@ -24,6 +24,7 @@ Verification:
     refit_by_likelihood      its refit by fit_per_group, for tasks with a likelihood
     posterior_predictive     replicate data sets at the fitted parameters, for predictive figures
     posterior_summary        NUTS quantiles of the parameters, for `discover verify --posterior`
+    combine_posteriors       per-group posterior entries merged into one record
     perturbed_parameters     a parameter set near a fit, to simulate parameter-recovery data from
     recovery_table           Pearson r of generating vs recovered values, per parameter (circular for angles)
     circular_correlation     the correlation recovery_table uses for an angle
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 # the fitters its task uses.
 _HOMES = {
     "SimulationFitResult": "abc", "fit_simulation_based": "abc",
-    "BayesianFitResult": "bayes", "fit_bayesian": "bayes", "posterior_summary": "bayes",
+    "BayesianFitResult": "bayes", "fit_bayesian": "bayes", "posterior_summary": "bayes", "combine_posteriors": "bayes",
     "wiener_log_density": "ddm", "wiener_upper_probability": "ddm",
     "FitError": "errors",
     "FitResult": "gradient", "GroupFitResult": "gradient", "NegLogLikelihood": "gradient",
@@ -66,7 +67,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
     from engine.fit.abc import SimulationFitResult, fit_simulation_based
-    from engine.fit.bayes import BayesianFitResult, fit_bayesian, posterior_summary
+    from engine.fit.bayes import BayesianFitResult, combine_posteriors, fit_bayesian, posterior_summary
     from engine.fit.ddm import wiener_log_density, wiener_upper_probability
     from engine.fit.errors import FitError
     from engine.fit.gradient import (FitResult, GroupFitResult, NegLogLikelihood, fit_maximum_likelihood,
@@ -102,6 +103,7 @@ __all__ = [
     "parameter_recovery",
     "posterior_predictive",
     "posterior_summary",
+    "combine_posteriors",
     "refit_by_likelihood",
     "failed_sets",
     "circular_correlation",

@@ -59,6 +59,27 @@ class SimulationFitResult:
         """Returns the weighted posterior mean of each parameter."""
         return {name: float(np.sum(self.weights * values)) for name, values in self.particles.items()}
 
+    def quantiles(self, levels=(0.05, 0.5, 0.95)) -> dict[str, list[float]]:
+        """Returns each parameter's weighted posterior quantiles at `levels` (the weighted empirical CDF, inverted)."""
+        result = {}
+        for name, values in self.particles.items():
+            order = np.argsort(values)
+            cumulative = np.cumsum(self.weights[order])
+            cumulative = cumulative / cumulative[-1]
+            result[name] = [float(values[order][min(np.searchsorted(cumulative, level), len(values) - 1)])
+                            for level in levels]
+        return result
+
+    def posterior_record(self) -> dict[str, Any]:
+        """Returns a verify record's posterior entries (as `posterior_summary` gives for NUTS): 5/50/95 %
+        quantiles, and as diagnostics the particle count, their effective number (1 / sum w^2) and the final
+        tolerance."""
+        return {"posterior": self.quantiles(), "posterior_diagnostics": {
+            "method": "smc-abc", "particles": int(self.weights.size),
+            "ess_min": float(1.0 / np.sum(self.weights**2)), "final_epsilon": float(self.epsilons[-1]),
+            "fit_s": float(self.timings.get("fit_s", 0.0)),
+        }}
+
     def sd(self) -> dict[str, float]:
         """Returns the weighted posterior standard deviation of each parameter."""
         means = self.mean()

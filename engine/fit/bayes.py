@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from numpyro.infer.autoguide import AutoMultivariateNormal
 from engine.fit.errors import FitError
 from engine.fit.params import ParamSpec
 
-__all__ = ["BayesianFitResult", "fit_bayesian", "posterior_summary"]
+__all__ = ["BayesianFitResult", "combine_posteriors", "fit_bayesian", "posterior_summary"]
 
 BAYESIAN_METHODS = ("nuts", "svi")
 
@@ -168,9 +168,37 @@ def posterior_summary(neg_log_likelihood: Callable[[dict[str, jax.Array], Any], 
     diagnostics = result.diagnostics
     r_hats = [value for key, value in diagnostics.items() if key.startswith("r_hat_")]
     return {"posterior": quantiles, "posterior_diagnostics": {
+        "method": "nuts",
         "r_hat_max": max(r_hats) if r_hats else float("nan"),
         "ess_min": min(value for key, value in diagnostics.items() if key.startswith("ess_")),
         "divergences": diagnostics.get("divergences", 0.0),
         "draws": num_samples * num_chains,
         "fit_s": result.timings["fit_s"],
     }}
+
+
+def combine_posteriors(by_group: Mapping[str, Mapping[str, Any]], name_of: Callable[[str, str], str]) -> dict[str, Any]:
+    """Merges per-group posterior entries (`posterior_summary`, `SimulationFitResult.posterior_record`) into one.
+
+    Args:
+        by_group: group label -> that group's {"posterior", "posterior_diagnostics"}.
+        name_of: (parameter name, group label) -> the name in the merged record, e.g. the task's fitted_params
+            naming (`lambda name, unit: f"{name}[{unit}]"`).
+
+    Returns:
+        the merged entries; the diagnostics are the worst over groups (largest r-hat, smallest ESS), summed for
+        divergences and seconds, and the first group's for the rest.
+    """
+    posterior, diagnostics = {}, {}
+    for group, entries in by_group.items():
+        posterior.update({name_of(name, group): q for name, q in entries["posterior"].items()})
+        for key, value in entries.get("posterior_diagnostics", {}).items():
+            if key not in diagnostics:
+                diagnostics[key] = value
+            elif key == "r_hat_max":
+                diagnostics[key] = max(diagnostics[key], value)
+            elif key == "ess_min":
+                diagnostics[key] = min(diagnostics[key], value)
+            elif key in ("divergences", "fit_s"):
+                diagnostics[key] = diagnostics[key] + value
+    return {"posterior": posterior, "posterior_diagnostics": diagnostics}

@@ -138,8 +138,14 @@ def posterior_line(record: Mapping[str, Any]) -> str:
     diagnostics = record.get("posterior_diagnostics") or {}
     count = lambda key: int(value) if isinstance(value := diagnostics.get(key), (int, float)) and math.isfinite(value) \
         else "?"
-    tail = (f"; {count('draws')} draws, r-hat at most {_r_text(diagnostics.get('r_hat_max'))}, "
-            f"{count('divergences')} divergences" if isinstance(diagnostics, Mapping) and diagnostics else "")
+    if not isinstance(diagnostics, Mapping) or not diagnostics:
+        tail = ""
+    elif diagnostics.get("method") == "smc-abc":
+        tail = (f"; SMC-ABC, {count('particles')} weighted particles (effective {count('ess_min')}, the fewest of "
+                "the groups)")
+    else:
+        tail = (f"; {count('draws')} draws, r-hat at most {_r_text(diagnostics.get('r_hat_max'))}, "
+                f"{count('divergences')} divergences")
     return f"posterior (uniform prior on the bounds; median [5 %, 95 %]): {values}{tail}"
 
 

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, fit_simulation_based, parameter_recovery
+from engine.fit import ParamSpec, combine_posteriors, fit_simulation_based, parameter_recovery
 
-from .score import (MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS, NUM_PARTICLES, QUANTILES,
-                    _design, _group, score, summary_statistics)
+from .score import (FIT_TRIALS_PER_COHERENCE, MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
+                    NUM_PARTICLES, QUANTILES, _design, _group, score, summary_statistics)
 
 RECOVERY_SETS = 3  # per monkey
 RECOVERY_SPREAD = 0.4
@@ -73,8 +73,10 @@ def _figures(simulate, fitted: list[dict[str, float]], heldout: Split, seed: int
     return figures
 
 
-def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
-    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> dict[str, Any]:
+    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures; with
+    `posterior` (`discover verify --posterior`) also each monkey's SMC-ABC posterior quantiles, fitted with the
+    score's design, settings and seed."""
     simulate = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
@@ -109,4 +111,18 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
     rows = [_group(train, g) for g in range(n_groups)]
     recovery = parameter_recovery(spec, fitted, rows, simulate_row, refit, n_sets=RECOVERY_SETS * n_groups,
                                   spread=RECOVERY_SPREAD, seed=seed)
-    return {"score": result["score"], **recovery.record(), "figures": _figures(simulate, fitted, heldout, seed)}
+    returned = {"score": result["score"], **recovery.record(), "figures": _figures(simulate, fitted, heldout, seed)}
+    if posterior:
+        score_coherence, score_index = _design(levels, FIT_TRIALS_PER_COHERENCE)
+
+        def simulate_like_score(params, key):
+            correct, rt_s = simulate(params, score_coherence, key)
+            return {"coherence_index": score_index, "correct": correct, "rt_s": rt_s,
+                    "mask": jnp.ones(score_coherence.shape, jnp.float32)}
+
+        by_monkey = {MONKEYS[g]: fit_simulation_based(
+            simulate_like_score, lambda d: summary_statistics(d, n_coherences), spec, _group(train, g),
+            num_particles=NUM_PARTICLES, max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
+            min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + g).posterior_record() for g in range(n_groups)}
+        returned.update(combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}"))
+    return returned

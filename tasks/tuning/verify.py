@@ -23,9 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, parameter_recovery, refit_by_likelihood
+from engine.fit import ParamSpec, combine_posteriors, parameter_recovery, posterior_summary, refit_by_likelihood
 
-from .score import MIN_RATE, check_tuning, score, trial_log_likelihoods
+from .score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
 
 Split = Mapping[str, np.ndarray]
 N_RECOVERY_SETS = 6
@@ -88,8 +88,10 @@ def condition_means(split: Split, rate: np.ndarray, neuron: int) -> tuple[list[f
 
 
 def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
-           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 200) -> dict[str, Any]:
-    """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures."""
+           n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 200,
+           posterior: bool = False) -> dict[str, Any]:
+    """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures; with
+    `posterior` (`discover verify --posterior`) also each neuron's NUTS posterior quantiles on its training trials."""
     tuning = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_tuning(tuning, spec.names, train)
@@ -152,9 +154,15 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
         "ylabel": "observed spike count",
         "series": scatter,
     })
-    return {
+    returned = {
         "score": scored["score"],
         "fitted_params": scored["fitted_params"],
         **recovery.record(),
         "figures": figures,
     }
+    if posterior:
+        by_unit = {unit: posterior_summary(neg_log_likelihood, spec,
+                                           {key: jnp.asarray(train[key][i]) for key in FIT_KEYS}, seed=seed)
+                   for i, unit in enumerate(units)}
+        returned.update(combine_posteriors(by_unit, lambda name, unit: f"{name}[{unit}]"))
+    return returned

@@ -127,3 +127,22 @@ def test_verify_figures_are_well_formed_plain_data():
             assert all(isinstance(v, float) for v in series["y"])
     model_p = figures[0]["series"][1]["y"]
     assert model_p[-1] > 0.95 and abs(model_p[0] - 0.5) < 0.05  # 2000 simulated trials per coherence
+
+
+@pytest.mark.slow
+def test_verify_runs_recovery_through_the_engine_and_gives_each_monkeys_abc_posterior(data_mirror, monkeypatch):
+    """The whole verify (its recovery refits each set by SMC-ABC), with --posterior's per-monkey quantiles."""
+    import tasks.ddm_sim.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "RECOVERY_SETS", 2)  # 4 refits instead of 6, to keep the test short
+    task = load_task(TASK / "synthetic.yaml")
+    splits = task.load_splits()
+    result = verify_module.verify(candidate_from(TASK / "seed.py", TASK / "synthetic.yaml"), splits["train"],
+                                  splits["selection"], seed=0, posterior=True)
+    assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
+    assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
+    assert set(result["posterior"]) == {f"{name}_{m}" for name in ("k", "bound", "nondecision_s") for m in "BN"}
+    for name, (low, median, high) in result["posterior"].items():
+        assert low <= median <= high, (name, result["posterior"][name])
+    assert result["posterior_diagnostics"]["method"] == "smc-abc"
+    assert 0.0 < result["posterior"]["nondecision_s_B"][1] < 1.0  # seconds, inside its bounds

@@ -93,8 +93,15 @@ def test_verify_returns_recovery_and_well_formed_figures():
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits(units=TWO_UNITS)
     verify = task.resolve_entry(task.file.verify, "verify").load()
-    result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4)
+    result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4,
+                    posterior=True)
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
+    # --posterior: each neuron's NUTS quantiles, named like its fitted parameters, bracket the fit
+    assert set(result["posterior"]) == set(result["fitted_params"])
+    for name, (low, median, high) in result["posterior"].items():
+        assert low <= median <= high
+    brackets = [low < result["fitted_params"][name] < high for name, (low, _, high) in result["posterior"].items()]
+    assert sum(brackets) >= len(brackets) - 1, result["posterior"]  # a circular pref_deg may sit on the wrap
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert result["recovery"]["gain"] > 0.8
     assert result["recovery_circular"] == ["pref_deg"]  # a direction: judged on the circle

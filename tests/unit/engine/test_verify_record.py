@@ -115,3 +115,10 @@ def test_the_posterior_line_gives_median_and_interval_and_survives_a_tampered_re
     assert posterior_line({}) == ""
     tampered = {"posterior": {"alpha": "<script>", "beta": [1, 2]}, "posterior_diagnostics": {"draws": "x"}}
     assert "alpha=n/a, beta=n/a" in posterior_line(tampered) and "? draws" in posterior_line(tampered)
+
+
+def test_the_posterior_line_of_smc_abc_names_its_particles():
+    record = {"posterior": {"k_B": [9.0, 11.0, 13.5]},
+              "posterior_diagnostics": {"method": "smc-abc", "particles": 500, "ess_min": 231.7}}
+    assert posterior_line(record).endswith("k_B=11 [9, 13.5]; SMC-ABC, 500 weighted particles (effective 231, the "
+                                           "fewest of the groups)")

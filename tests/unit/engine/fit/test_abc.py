@@ -36,6 +36,13 @@ def test_recovers_the_closed_form_posterior_of_a_gaussian_mean():
     # posterior-predictive mean of 20 draws lies about sqrt(2 / 20) away from the observed mean; in units of
     # the prior-predictive sd of the summary (about 10 / sqrt(12) = 2.9) that is about 0.11
     assert 0.02 < result.posterior_predictive_distance < 0.3
+    # --posterior's entries: weighted quantiles of the closed-form N(mean, 0.224), 5 % and 95 % at -/+ 1.645 sd
+    record = result.posterior_record()
+    low, median, high = record["posterior"]["mu"]
+    assert median == pytest.approx(posterior_mean, abs=0.06)
+    assert low == pytest.approx(posterior_mean - 1.645 * posterior_sd, abs=0.12)
+    assert high == pytest.approx(posterior_mean + 1.645 * posterior_sd, abs=0.12)
+    assert record["posterior_diagnostics"]["method"] == "smc-abc" and record["posterior_diagnostics"]["particles"] == 1000
 
 
 def test_a_model_far_from_the_held_out_data_gets_a_larger_distance():
