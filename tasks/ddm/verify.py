@@ -15,13 +15,14 @@ from typing import Any, Callable, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from engine.fit import ParamSpec, parameter_recovery, refit_by_likelihood
+from engine.fit import ParamSpec, combine_posteriors, parameter_recovery, posterior_summary, refit_by_likelihood
 
 from .score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
 
 RECOVERY_SETS = 4  # per monkey
 RECOVERY_SPREAD = 0.4
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
+POSTERIOR_WARMUP = POSTERIOR_DRAWS = 300  # NUTS steps per chain (2 chains), per monkey
 Split = Mapping[str, np.ndarray]
 
 
@@ -91,8 +92,10 @@ def _figures(decision, fitted: list[dict[str, float]], heldout: Split) -> list[d
     return figures
 
 
-def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
-    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures."""
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> dict[str, Any]:
+    """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures; with
+    `posterior` (`discover verify --posterior`) also each monkey's NUTS posterior quantiles on its training trials
+    (about 2 minutes per monkey on 2 cores with the full data)."""
     decision = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
@@ -108,4 +111,10 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
         spec, fitted, rows, lambda params, row, rng: sample_trials(decision, params, row, rng),
         refit_by_likelihood(neg_log_likelihood, spec, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed),
         n_sets=RECOVERY_SETS * n_groups, spread=RECOVERY_SPREAD, seed=seed)
-    return {"score": result["score"], **recovery.record(), "figures": _figures(decision, fitted, heldout)}
+    returned = {"score": result["score"], **recovery.record(), "figures": _figures(decision, fitted, heldout)}
+    if posterior:
+        by_monkey = {MONKEYS[g]: posterior_summary(neg_log_likelihood, spec, {k: jnp.asarray(v) for k, v in rows[g].items()},
+                                                   num_warmup=POSTERIOR_WARMUP, num_samples=POSTERIOR_DRAWS, seed=seed)
+                     for g in range(n_groups)}
+        returned.update(combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}"))
+    return returned

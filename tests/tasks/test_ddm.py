@@ -112,14 +112,21 @@ def test_synthetic_ground_truth_beats_the_seed_and_is_recovered():
 
 
 @pytest.mark.slow
-def test_verify_returns_recovery_and_well_formed_figures():
+def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
+    import tasks.ddm.verify as verify_module
+
+    monkeypatch.setattr(verify_module, "POSTERIOR_WARMUP", 40)  # a short chain: this checks the path, not the sampler
+    monkeypatch.setattr(verify_module, "POSTERIOR_DRAWS", 40)
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits(subset=300, block_trials=20)
-    from tasks.ddm.verify import verify as run_verify
-
-    result = run_verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
+    run_verify = verify_module.verify
+    result = run_verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0, posterior=True)
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
+    # --posterior: each monkey's NUTS quantiles, named like the fitted parameters
+    assert set(result["posterior"]) == {f"{name}_{m}" for name in ("k", "bound", "nondecision_s") for m in "BN"}
+    assert all(low < median < high for low, median, high in result["posterior"].values())
+    assert result["posterior_diagnostics"]["draws"] == 80
     assert all(len(pairs) == 8 for pairs in result["recovery_pairs"].values())
     assert len(result["figures"]) == 4
     for figure in result["figures"]:
