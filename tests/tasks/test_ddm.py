@@ -11,7 +11,7 @@ import pytest
 
 from tasks.ddm.first_passage import first_passage_densities, navarro_fuss_density
 from engine.task.spec import load_task
-from tests.tasks.candidates import candidate_from, module_from, module_from_source
+from tests.tasks.candidates import candidate_from, module_from_source
 
 REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks/ddm"
