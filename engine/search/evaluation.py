@@ -22,6 +22,7 @@ SPLIT_FOR_SEARCH = "selection"
 def build_context(task: TaskSpec, splits: Mapping[str, Any], *, heldout: str = SPLIT_FOR_SEARCH, seed: int = 0) -> TaskContext:
     """Returns the sandbox context that fits on `train` and scores on the `heldout` split.
 
+    The task's score is called as score(candidate, train, heldout, seed, **score_options) (task.yaml).
     The search uses heldout="selection"; only `discover verify` and reports use "test". The other splits are
     never sent to a worker. The splits go only to the trusted scoring stage; the candidate's Python runs in a
     tracing stage that gets the task's `inputs` (shapes and dtypes) and no data (`sandbox/staged.py`).
