@@ -1,10 +1,11 @@
 """`discover verify DB ID`: the checks that let a scientist trust one discovered program.
 
 For a stored program it (1) scores it on the test split, which the search never saw, next to the seed, the
-task's baselines and its ceiling, all fitted the same way; (2) runs the task's `verify` entry in the sandbox
-(parameter recovery: simulate from parameter sets around the fitted ones, refit, correlate; posterior
-predictive figures); (3) reports complexity (free parameters, AST size). The results are stored in the run's
-database, so reports show them without recomputing.
+task's baselines and its ceiling, all fitted the same way; (2) runs the task's `verify` entry in the trusted
+scoring worker, on the program's exported computation (parameter recovery: simulate from parameter sets around the
+fitted ones, refit, correlate; posterior predictive figures; with --posterior, posterior quantiles); (3) reports
+complexity (free parameters, AST size). The results are stored in the run's database, so reports show them
+without recomputing.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Verification of a fitted bandit agent: parameter recovery and posterior predictive checks.
 
-`verify(candidate, train, heldout, seed)` runs in the sandbox (the candidate is untrusted code) and returns plain data:
+`verify(candidate, train, heldout, seed)` runs in the trusted scoring worker (`candidate` is the exported
+computation, not the candidate's Python) and returns plain data:
 
 - score: the held-out normalized likelihood, exactly as `score.py:score` computes it;
 - recovery: K parameter sets are drawn around the fitted ones (Gaussian steps of sd RECOVERY_SD in the fitter's

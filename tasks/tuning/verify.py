@@ -1,6 +1,7 @@
 """Verification of a fitted tuning model: parameter recovery and tuning curves with data.
 
-`verify(candidate, train, heldout, seed)` runs in the sandbox (the candidate is untrusted code) and returns plain data:
+`verify(candidate, train, heldout, seed)` runs in the trusted scoring worker (`candidate` is the exported
+computation, not the candidate's Python) and returns plain data:
 
 - score: the held-out log-likelihood per trial, exactly as `score.py:score` computes it (Poisson counts);
 - recovery: K parameter sets are drawn around the fitted ones (set k perturbs neuron k mod n_neurons, Gaussian
