@@ -207,7 +207,16 @@ class Worker:
         sys.stdout.flush()
         sys.stderr.flush()
         forked = time.perf_counter()
-        pid = os.fork()
+        # The host's death (SIGTERM, `_die_with_host`) must not be handled between the fork and `child_pid`: the
+        # handler would then not know the child, which would go on, make its job folder after the scratch folder
+        # was removed, and leave it behind. A SIGTERM that arrives meanwhile waits until child_pid is set.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            pid = os.fork()
+            if pid != 0:
+                self.child_pid = pid
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # in the child too: it starts with none pending
         if pid == 0:  # the child: never returns
             child_pid = os.getpid()
             try:
@@ -222,7 +231,6 @@ class Worker:
                                                      traceback.format_exception(error)))}).encode())
             finally:
                 os._exit(70)
-        self.child_pid = pid
         os.close(result_w)
         os.close(output_w)
         result, output, output_bytes, status, usage = collect(pid, result_r, output_r,
