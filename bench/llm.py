@@ -181,12 +181,15 @@ def summarize(db: Path, checkpoints: list[int]) -> dict:
     for row in answers:
         outcomes[row[2]] = outcomes.get(row[2], 0) + 1
     propose_s = [json.loads(row[4]).get("propose", 0.0) for row in answers]
+    repaired = [row for row in answers if " repaired: " in row[6]]  # see engine.proposers.repair
     return {
         "seed_score": seed[3],
         "answers": len(answers) + len(duplicates),
         "evaluated": sum(count for outcome, count in outcomes.items() if outcome != "NO_CODE"),
         "outcomes": outcomes,
         "duplicates": len(duplicates),
+        "repaired": len(repaired),
+        "repaired_ok": sum(row[2] == "OK" for row in repaired),
         "tokens": sum(row[5] for row in answers) + sum(tokens for _, tokens in duplicates),
         "propose_s_median": sorted(propose_s)[len(propose_s) // 2] if propose_s else None,
         "best_score": max((row[3] for row in answers if row[3] is not None), default=None),
@@ -273,6 +276,7 @@ def print_table(db: Path, model: str, max_evals: int, elapsed_s: float | None, s
         ("OK / evaluated", f"{outcomes.get('OK', 0)} ({outcomes.get('OK', 0) / evaluated:.0%})"),
         ("crashed, timed out or out of memory / evaluated", f"{crashed} ({crashed / evaluated:.0%})"),
         ("invalid, forbidden or syntax error / evaluated", f"{invalid} ({invalid / evaluated:.0%})"),
+        ("repaired before evaluation (of them OK)", f"{summary['repaired']} ({summary['repaired_ok']})"),
         ("no usable code / answers", f"{outcomes.get('NO_CODE', 0)} ({outcomes.get('NO_CODE', 0) / answers:.0%})"),
         ("duplicates / answers", f"{summary['duplicates']} ({summary['duplicates'] / answers:.0%})"),
         ("s per proposal (median, queue included)", f"{summary['propose_s_median']:.1f}"

@@ -17,6 +17,7 @@ from engine.proposers.parsing import (
     rename_function,
 )
 from engine.proposers.base import PromptContext, Proposal
+from engine.proposers.repair import repair_jax
 
 PARAMS_CONVENTION = (
     "Keep the convention of the versions above: the function's first statement (after its docstring) is a literal "
@@ -130,7 +131,9 @@ class LLMProposer:
             except CompletionParseError as error:
                 proposals.append(Proposal(source="", proposer=name, tokens=tokens, cost_usd=cost_usd, error=str(error)))
                 continue
-            proposals.append(Proposal(source=source, proposer=name, tokens=tokens, cost_usd=cost_usd))
+            source, repairs = repair_jax(source, context.function_name, [shot.source for shot in context.shots])
+            label = f"{name} repaired: {', '.join(repairs)}" if repairs else name
+            proposals.append(Proposal(source=source, proposer=label, tokens=tokens, cost_usd=cost_usd))
         return proposals
 
     def candidate_source(self, answer: str, context: PromptContext, truncated: bool = False) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.llm.errors import CompletionParseError
-from engine.proposers.parsing import extract_candidate, prompt_header
+from engine.proposers.parsing import add_missing_definitions, extract_candidate, prompt_header
 from engine.proposers.prompts import PromptTask, render_prompt
 from engine.proposers.base import Shot
 from engine.task.spec import load_task
@@ -205,3 +205,50 @@ def test_a_params_dict_written_above_the_function_is_moved_into_it():
                        for node in ast.parse(source).body)
         moved += 1
     assert moved == 2
+
+
+def traces(source: str) -> str:
+    """"" when the candidate's `agent` traces with the bandit task's shapes, else the exception's type."""
+    import jax
+    import jax.numpy as jnp
+
+    from engine.fit.params import read_params
+
+    namespace: dict = {}
+    try:
+        exec(compile(source, "<answer>", "exec"), namespace)
+        params = {name: jnp.float32(0.5) for name in read_params(source, "agent").names}
+        jax.eval_shape(namespace["agent"], params, jnp.zeros(8), jnp.int32(0), jnp.float32(1.0))
+    except Exception as error:  # noqa: BLE001 - the answer's own failure is what is counted
+        return type(error).__name__
+    return ""
+
+
+def test_the_repairs_make_real_answers_trace_that_failed_on_jax_rules():
+    """The 1.5B model's answers, read as candidates: 20 of 36 fail to trace. The repairs rewrite the Python `if`s
+    on traced values, the in-place updates, numpy on traced values, jnp.clip's old keywords and the jax.ops
+    updates, and copy a missing PARAMS from the prompt; then 11 fail: `jnp.random` and other randomness the task
+    does not allow, names used where Python would not have bound them (left as written), misused jax calls."""
+    from engine.proposers.repair import repair_jax
+
+    failed_before, failed_after = {}, {}
+    for name, index, exchange in REAL:
+        if not name.endswith("1.5b-instruct"):
+            continue
+        version = asked_version(exchange)
+        prompt = exchange["messages"][-1]["content"]
+        shown = shown_programs(prompt, version)
+        try:
+            source = extract_candidate(exchange["answer"], "agent", version, prompt_header(prompt, "agent", version),
+                                       exchange["finish_reason"] == "length", shown=shown)
+        except CompletionParseError:
+            continue
+        source = add_missing_definitions(source, shown[-1], "agent")
+        before = traces(source)
+        after = traces(repair_jax(source, "agent", shown)[0])
+        if before:
+            failed_before[index] = before
+        if after:
+            failed_after[index] = after
+    assert (len(failed_before), len(failed_after)) == (20, 11), (failed_before, failed_after)
+    assert set(failed_after) <= set(failed_before)
