@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from engine.fit.errors import FitError
     from engine.fit.gradient import (FitResult, GroupFitResult, NegLogLikelihood, fit_maximum_likelihood,
                                      fit_per_group, pad_to)
-    from engine.fit.loops import OPTIMIZERS
+    from engine.fit.optimizers import OPTIMIZERS
     from engine.fit.params import ParamSpec, read_params
     from engine.fit.recovery import (Recovery, circular_correlation, failed_sets, parameter_recovery,
                                      perturbed_parameters, posterior_predictive, recovery_table, refit_by_likelihood)

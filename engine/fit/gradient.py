@@ -4,11 +4,10 @@ All restarts (and, for `fit_per_group`, all groups) are evaluated together by on
 candidate's likelihood and its gradient, vmapped over a (groups, restarts) batch. Two loops drive it:
 
 - loop="host" (the default on CPU): the optimizer's arithmetic runs in numpy around the compiled evaluation
-  (`engine.fit.host_loops`). Only the candidate is compiled, which on CPU cuts the compile time that
-  dominates a candidate's fit (bandit benchmark, L-BFGS: 0.8-1.1 s against 1.8-2.5 s).
+  (`engine.fit.optimizers.run_host_loop`). Only the candidate is compiled, which on CPU cuts the compile time
+  that dominates a candidate's fit.
 - loop="device" (the default on accelerators): the whole fit is one compiled `lax.while_loop`
-  (`engine.fit.loops`, optax optimizers), with no host round trip per step (H200, 4096 restarts: L-BFGS
-  814 restart-fits/s against 188 with the host loop).
+  (`engine.fit.optimizers.build_loop`, the same optimizer steps in jax.numpy), with no host round trip per step.
 
 Both stop a restart when its relative loss change falls below `tol` and end when every restart has stopped
 or after `max_steps`. A restart whose loss or gradient becomes NaN/inf is dropped (for L-BFGS: when its
@@ -31,8 +30,7 @@ import numpy as np
 
 from engine.fit.errors import FitError
 from sandbox import exported
-from engine.fit.host_loops import run_host_loop
-from engine.fit.loops import OPTIMIZERS, BatchedModel, build_loop
+from engine.fit.optimizers import OPTIMIZERS, BatchedModel, build_loop, run_host_loop
 from engine.fit.params import ParamSpec
 
 __all__ = [

@@ -17,7 +17,7 @@ two stages and keeps, per group, whatever scores best by the task's own (exact, 
    the restarts taking the spike terms' weights from a ladder in turn (a model that cannot match both voltage and
    spike times is fitted several ways, and the score chooses), all groups and restarts batched in one compiled
    program (the model's value and forward-mode gradient; the optimizer's arithmetic runs on the host,
-   `engine.fit.host_loops`).
+   `engine.fit.optimizers`).
 2. **Local search of the score.** Spike times over seconds of simulation are more sensitive to the parameters
    than the stage-1 loss resolves, and a model that cannot match both voltage and spikes should trade one for the
    other as the score does; short cross-entropy searches of the task's score around each group's best
@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit.errors import FitError
-from engine.fit.host_loops import run_host_loop
+from engine.fit.optimizers import run_host_loop
 from engine.fit.params import ParamSpec
 
 __all__ = ["SpikingFitResult", "fit_spiking", "forced_loss", "simulate_spiking", "spike_time_errors", "window_sum"]
