@@ -92,6 +92,25 @@ class Runner(Protocol):
         """Stops the workers; jobs still in flight are abandoned."""
 
 
+def evaluate_many(runner: Runner, jobs: Sequence[Job], poll_s: float = 1.0) -> list[RunResult]:
+    """Submits the jobs (distinct job ids) and waits for all of them; returns one result per job, in their order.
+
+    Results of other jobs the runner returns meanwhile are dropped: use it on a runner nothing else submits to.
+    """
+    waiting: dict[int, int] = {}
+    for position, job in enumerate(jobs):
+        if job.job_id in waiting:
+            raise ValueError(f"job id {job.job_id} is given twice; each job needs its own id.")
+        runner.submit(job)
+        waiting[job.job_id] = position
+    results: list[RunResult | None] = [None] * len(jobs)
+    while waiting:
+        for result in runner.results(poll_s):
+            if result.job_id in waiting:
+                results[waiting.pop(result.job_id)] = result
+    return results  # type: ignore[return-value]
+
+
 def worker_env(num_gpus: float, gpu_ids: list[str] | None = None) -> dict[str, str]:
     """Returns the environment variables that pin a worker's JAX to its CPU or GPU share.
 

@@ -12,6 +12,7 @@ random restarts (and groups, and chains, and simulations) so that each candidate
 Inner loops:
     fit_maximum_likelihood   pooled maximum likelihood; adam, adabelief, lbfgs (default adam), random restarts
     fit_per_group            the same, one parameter set per group (e.g. subject), all groups in one program
+                             (both are `fit(..., grouped=...)`, whose result has a group axis)
     fit_bayesian             posterior samples (numpyro NUTS or SVI) and the held-out log pointwise predictive density
     fit_simulation_based     SMC-ABC on summary statistics for simulators without a tractable likelihood
     fit_spiking              threshold-and-reset simulators (spiking neurons): L-BFGS through the spike-forced
@@ -42,9 +43,9 @@ _HOMES = {
     "BayesianFitResult": "bayes", "fit_bayesian": "bayes", "posterior_summary": "bayes", "combine_posteriors": "bayes",
     "wiener_log_density": "ddm", "wiener_upper_probability": "ddm",
     "FitError": "errors",
-    "FitResult": "gradient", "GroupFitResult": "gradient", "NegLogLikelihood": "gradient",
+    "FitResult": "gradient", "GroupFitResult": "gradient", "NegLogLikelihood": "gradient", "fit": "gradient",
     "fit_maximum_likelihood": "gradient", "fit_per_group": "gradient", "pad_to": "gradient",
-    "OPTIMIZERS": "loops",
+    "OPTIMIZERS": "optimizers",
     "ParamSpec": "params", "read_params": "params",
     "circular_correlation": "recovery", "failed_sets": "recovery", "perturbed_parameters": "recovery",
     "recovery_table": "recovery", "Recovery": "recovery", "parameter_recovery": "recovery",
@@ -70,7 +71,7 @@ if TYPE_CHECKING:  # for type checkers and editors: the same names, imported eag
     from engine.fit.bayes import BayesianFitResult, combine_posteriors, fit_bayesian, posterior_summary
     from engine.fit.ddm import wiener_log_density, wiener_upper_probability
     from engine.fit.errors import FitError
-    from engine.fit.gradient import (FitResult, GroupFitResult, NegLogLikelihood, fit_maximum_likelihood,
+    from engine.fit.gradient import (FitResult, GroupFitResult, NegLogLikelihood, fit, fit_maximum_likelihood,
                                      fit_per_group, pad_to)
     from engine.fit.optimizers import OPTIMIZERS
     from engine.fit.params import ParamSpec, read_params
@@ -88,6 +89,7 @@ __all__ = [
     "ParamSpec",
     "SimulationFitResult",
     "SpikingFitResult",
+    "fit",
     "fit_bayesian",
     "fit_maximum_likelihood",
     "fit_per_group",

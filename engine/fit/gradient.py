@@ -38,6 +38,7 @@ __all__ = [
     "GroupFitResult",
     "NegLogLikelihood",
     "OPTIMIZERS",
+    "fit",
     "fit_maximum_likelihood",
     "fit_per_group",
     "pad_to",
@@ -109,9 +110,93 @@ class GroupFitResult:
     held_out_neg_log_likelihood: np.ndarray | None = None
     held_out_terms: np.ndarray | None = None
 
+    def group(self, index: int) -> FitResult:
+        """One group's fit, as a pooled fit's result."""
+        return FitResult(
+            params={name: float(values[index]) for name, values in self.params.items()},
+            neg_log_likelihood=float(self.neg_log_likelihood[index]),
+            restarts_ok=int(self.restarts_ok[index]),
+            steps=self.steps,
+            converged=bool(self.converged[index]),
+            at_bounds=self.at_bounds[index],
+            timings=self.timings,
+            held_out_neg_log_likelihood=(None if self.held_out_neg_log_likelihood is None
+                                         else float(self.held_out_neg_log_likelihood[index])),
+            held_out_terms=None if self.held_out_terms is None else self.held_out_terms[index],
+        )
+
+
+def fit(
+    neg_log_likelihood: NegLogLikelihood | None,
+    spec: ParamSpec,
+    data: Any,
+    *,
+    grouped: bool,
+    held_out: Any = None,
+    log_likelihood_terms: LogLikelihoodTerms | None = None,
+    restarts: int = 16,
+    max_steps: int = 300,
+    optimizer: str = "adam",
+    learning_rate: float = 0.05,
+    tol: float = 1e-6,
+    seed: int = 0,
+    loop: str = "auto",
+    allow_failed_groups: bool = False,
+) -> GroupFitResult:
+    """The one maximum-likelihood fit: each group its own parameters (`grouped`), or one group pooling all data.
+
+    `fit_maximum_likelihood` (pooled, with its one group as a `FitResult`) and `fit_per_group` call this; see them
+    for the arguments. With `grouped`, every leaf of `data` (and `held_out`) starts with the group axis.
+    """
+    if grouped:
+        n_groups = _leading_size(data, "data")
+        if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
+            raise FitError(f"held_out has {_leading_size(held_out, 'held_out')} groups but data has {n_groups}.")
+    else:
+        n_groups = 1
+    z0 = _initial_points(spec, n_groups, restarts, seed)
+    outcome, steps, timings = _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0,
+                                   grouped=grouped, optimizer=optimizer, max_steps=max_steps,
+                                   learning_rate=learning_rate, tol=tol, loop=loop)
+    loss, ok, converged, z, held, terms = outcome  # each with a leading group axis (one group when pooled)
+    failed = np.flatnonzero(~ok.any(axis=1))
+    if failed.size and not grouped:
+        raise FitError(
+            f"all {restarts} restarts gave a non-finite likelihood; check the model for log(0), division by "
+            "zero or overflow at some parameter values."
+        )
+    if failed.size and not allow_failed_groups:
+        raise FitError(
+            f"all {restarts} restarts gave a non-finite likelihood for group(s) {failed.tolist()[:10]}; "
+            "check the model for log(0), division by zero or overflow."
+        )
+    best = np.argmin(np.where(ok, loss, np.inf), axis=1)
+    rows = np.arange(n_groups)
+    constrained = spec.constrain(jnp.asarray(z[rows, best]))
+    params = {name: np.array(value, dtype=float) for name, value in constrained.items()}
+    neg_log_likelihood_best = loss[rows, best].astype(float)
+    held_best = None if held_out is None else np.asarray(held, dtype=float)
+    for value in params.values():
+        value[failed] = np.nan
+    neg_log_likelihood_best[failed] = np.inf
+    if held_best is not None:
+        held_best[failed] = np.inf
+    return GroupFitResult(
+        params=params,
+        neg_log_likelihood=neg_log_likelihood_best,
+        restarts_ok=ok.sum(axis=1),
+        steps=steps,
+        converged=converged[rows, best] & ok.any(axis=1),
+        at_bounds=tuple(() if g in failed else spec.at_bounds({n: params[n][g] for n in spec.names})
+                        for g in range(n_groups)),
+        timings=timings,
+        held_out_neg_log_likelihood=held_best,
+        held_out_terms=terms,
+    )
+
 
 def fit_maximum_likelihood(
-    neg_log_likelihood: NegLogLikelihood,
+    neg_log_likelihood: NegLogLikelihood | None,
     spec: ParamSpec,
     data: Any,
     *,
@@ -155,33 +240,14 @@ def fit_maximum_likelihood(
     Raises:
         FitError (a ValueError) when every restart gives a non-finite likelihood or the arguments are invalid.
     """
-    z0 = _initial_points(spec, 1, restarts, seed)
-    outcome, steps, timings = _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, grouped=False,
-                                   optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
-                                   loop=loop)
-    loss, ok, converged, z, held, terms = (None if x is None else x[0] for x in outcome)
-    if not ok.any():
-        raise FitError(
-            f"all {restarts} restarts gave a non-finite likelihood; check the model for log(0), division by "
-            "zero or overflow at some parameter values."
-        )
-    best = int(np.argmin(np.where(ok, loss, np.inf)))
-    params = {name: float(value) for name, value in spec.constrain(jnp.asarray(z[best])).items()}
-    return FitResult(
-        params=params,
-        neg_log_likelihood=float(loss[best]),
-        restarts_ok=int(ok.sum()),
-        steps=steps,
-        converged=bool(converged[best]),
-        at_bounds=spec.at_bounds(params),
-        timings=timings,
-        held_out_neg_log_likelihood=None if held_out is None else float(held),
-        held_out_terms=terms,
-    )
+    result = fit(neg_log_likelihood, spec, data, grouped=False, held_out=held_out,
+                 log_likelihood_terms=log_likelihood_terms, restarts=restarts, max_steps=max_steps,
+                 optimizer=optimizer, learning_rate=learning_rate, tol=tol, seed=seed, loop=loop)
+    return result.group(0)
 
 
 def fit_per_group(
-    neg_log_likelihood: NegLogLikelihood,
+    neg_log_likelihood: NegLogLikelihood | None,
     spec: ParamSpec,
     data: Any,
     *,
@@ -216,43 +282,9 @@ def fit_per_group(
         FitError when the leaves disagree on n_groups, or (unless allow_failed_groups) some group has no finite
         restart.
     """
-    n_groups = _leading_size(data, "data")
-    if held_out is not None and _leading_size(held_out, "held_out") != n_groups:
-        raise FitError(f"held_out has {_leading_size(held_out, 'held_out')} groups but data has {n_groups}.")
-    z0 = _initial_points(spec, n_groups, restarts, seed)
-    outcome, steps, timings = _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, grouped=True,
-                                   optimizer=optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol,
-                                   loop=loop)
-    loss, ok, converged, z, held, terms = outcome
-    failed = np.flatnonzero(~ok.any(axis=1))
-    if failed.size and not allow_failed_groups:
-        raise FitError(
-            f"all {restarts} restarts gave a non-finite likelihood for group(s) {failed.tolist()[:10]}; "
-            "check the model for log(0), division by zero or overflow."
-        )
-    best = np.argmin(np.where(ok, loss, np.inf), axis=1)
-    rows = np.arange(n_groups)
-    constrained = spec.constrain(jnp.asarray(z[rows, best]))
-    params = {name: np.array(value, dtype=float) for name, value in constrained.items()}
-    neg_log_likelihood_best = loss[rows, best].astype(float)
-    held_best = None if held_out is None else held.astype(float)
-    for value in params.values():
-        value[failed] = np.nan
-    neg_log_likelihood_best[failed] = np.inf
-    if held_best is not None:
-        held_best[failed] = np.inf
-    return GroupFitResult(
-        params=params,
-        neg_log_likelihood=neg_log_likelihood_best,
-        restarts_ok=ok.sum(axis=1),
-        steps=steps,
-        converged=converged[rows, best] & ok.any(axis=1),
-        at_bounds=tuple(() if g in failed else spec.at_bounds({n: params[n][g] for n in spec.names})
-                        for g in range(n_groups)),
-        timings=timings,
-        held_out_neg_log_likelihood=held_best,
-        held_out_terms=terms,
-    )
+    return fit(neg_log_likelihood, spec, data, grouped=True, held_out=held_out,
+               log_likelihood_terms=log_likelihood_terms, restarts=restarts, max_steps=max_steps, optimizer=optimizer,
+               learning_rate=learning_rate, tol=tol, seed=seed, loop=loop, allow_failed_groups=allow_failed_groups)
 
 
 def pad_to(tree: Any, like: Any) -> Any:

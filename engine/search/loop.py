@@ -23,7 +23,7 @@ from engine.proposers.prompts import PromptTask, diagnostics_text, render_prompt
 from engine.search.seed_check import seed_drift, seed_failure_message
 from engine.proposers.base import PromptContext, Proposal, Proposer, Shot
 from islands import Candidate, Program, ProgramDatabase, canonical_hash
-from sandbox.pool import Runner
+from sandbox.pool import Runner, evaluate_many
 from sandbox.results import RunResult
 from engine.task.spec import TaskSpec
 
@@ -101,11 +101,8 @@ class _Pending:
 
 def evaluate_once(runner: Runner, source: str, function_name: str, job_id: int = 0, poll_s: float = 0.5) -> RunResult:
     """Runs one candidate through the pool and waits for its result."""
-    runner.submit(make_job(job_id, source, function_name))
-    while True:
-        for result in runner.results(poll_s):
-            if result.job_id == job_id:
-                return result
+    (result,) = evaluate_many(runner, [make_job(job_id, source, function_name)], poll_s)
+    return result
 
 
 class SearchLoop:

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from engine.search.evaluation import build_context, make_job
 from engine.search.seed_check import seed_drift, suggested_tolerance
 from engine.search.session import Prepared, prepare
+from sandbox.pool import evaluate_many
 from sandbox.results import Outcome, RunResult
 from engine.task.spec import TaskSpec
 
@@ -73,16 +74,9 @@ def evaluate_sources(
             entry_context = replace(entry_context, payload={**payload, **(entry_options or {})})
         runner = make_runner(config, entry_context)
         try:
-            waiting = {}
-            for job_id, name in enumerate(names):
-                source, model_entry = models[name]
-                if (model_entry or context.entry) == entry:
-                    runner.submit(make_job(job_id, source, prepared.task.function_name))
-                    waiting[job_id] = name
-            while waiting:
-                for result in runner.results(1.0):
-                    if result.job_id in waiting:
-                        results[waiting.pop(result.job_id)] = result
+            mine = [(job_id, name) for job_id, name in enumerate(names) if (models[name][1] or context.entry) == entry]
+            jobs = [make_job(job_id, models[name][0], prepared.task.function_name) for job_id, name in mine]
+            results.update(zip([name for _, name in mine], evaluate_many(runner, jobs)))
         finally:
             runner.close()
     return results

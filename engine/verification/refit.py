@@ -13,6 +13,7 @@ from typing import Sequence
 
 from engine.search.evaluation import build_context, make_job
 from engine.search.session import Prepared
+from sandbox.pool import evaluate_many
 from sandbox.results import RunResult
 
 __all__ = ["Refitter"]
@@ -47,19 +48,12 @@ class Refitter:
 
     def evaluate(self, sources: Sequence[str]) -> list[RunResult]:
         """Returns one result per source, in order; failed variants come back with their outcome, never raise."""
-        waiting: dict[int, int] = {}
-        for position, source in enumerate(sources):
-            job_id = self._next_job_id
-            self._next_job_id += 1
-            self._runner.submit(make_job(job_id, source, self._function_name))
-            waiting[job_id] = position
-        results: list[RunResult | None] = [None] * len(sources)
-        while waiting:
-            for result in self._runner.results(1.0):
-                if result.job_id in waiting:
-                    results[waiting.pop(result.job_id)] = result
+        first = self._next_job_id
+        self._next_job_id += len(sources)
+        jobs = [make_job(first + position, source, self._function_name) for position, source in enumerate(sources)]
+        results = evaluate_many(self._runner, jobs)
         self.evaluations += len(sources)
-        return results  # type: ignore[return-value]
+        return results
 
     def close(self) -> None:
         self._runner.close()

@@ -157,3 +157,34 @@ def test_make_runner_builds_a_local_runner() -> None:
         assert isinstance(runner, LocalRunner) and runner.num_workers == 2
     finally:
         runner.close()
+
+
+def test_evaluate_many_returns_results_in_job_order_and_refuses_a_repeated_id():
+    from sandbox.pool import evaluate_many
+    from sandbox.results import Job, Outcome, RunResult
+
+    class Reversed:  # the Runner protocol's smallest form, finishing jobs in reverse order, one per poll
+        num_workers = 1
+
+        def __init__(self) -> None:
+            self.waiting: list[Job] = []
+
+        def submit(self, job: Job) -> None:
+            self.waiting.append(job)
+
+        def results(self, timeout_s: float) -> list[RunResult]:
+            if not self.waiting:
+                return []
+            job = self.waiting.pop()
+            return [RunResult(job.job_id + 100, Outcome.OK), RunResult(job.job_id, Outcome.OK, {"score": len(job.source)})]
+
+        def in_flight(self) -> int:
+            return len(self.waiting)
+
+        def close(self) -> None:
+            pass
+
+    jobs = [Job(7, "a"), Job(3, "bbb"), Job(5, "cc")]
+    assert [r.scores["score"] for r in evaluate_many(Reversed(), jobs)] == [1, 3, 2]
+    with pytest.raises(ValueError, match="job id 7 is given twice"):
+        evaluate_many(Reversed(), [Job(7, "a"), Job(7, "b")])

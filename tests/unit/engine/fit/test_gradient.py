@@ -193,3 +193,17 @@ def test_pad_to_leaves_larger_or_differently_shaped_trees_alone():
 def test_neither_a_likelihood_nor_terms_is_an_error(sample):
     with pytest.raises(FitError, match="log_likelihood_terms"):
         fit_maximum_likelihood(None, SPEC, sample)
+
+
+def test_the_pooled_fit_is_the_one_fit_with_a_single_group(sample):
+    """fit_maximum_likelihood and fit_per_group are one `fit`: a pooled fit equals a grouped fit of one group."""
+    from engine.fit import fit
+
+    pooled = fit_maximum_likelihood(gaussian_nll, SPEC, sample, optimizer="lbfgs", restarts=4, seed=3)
+    as_groups = fit(gaussian_nll, SPEC, sample, grouped=False, optimizer="lbfgs", restarts=4, seed=3)
+    assert isinstance(as_groups, GroupFitResult) and as_groups.params["mu"].shape == (1,)
+    from dataclasses import replace
+
+    assert replace(as_groups.group(0), timings={}) == replace(pooled, timings={})  # the second reused the program
+    one_group = fit_per_group(gaussian_nll, SPEC, {"x": sample["x"][None]}, optimizer="lbfgs", restarts=4, seed=3)
+    assert one_group.group(0).params == pytest.approx(pooled.params, abs=1e-5)
