@@ -16,7 +16,11 @@ Python would have computed for concrete values:
 - `min(a, b)` and `max(a, b)` on traced values become `jnp.minimum` and `jnp.maximum`;
 - the removed keywords `a_min` and `a_max` of `jnp.clip` become `min` and `max`;
 - a function that reads `params["name"]` but declares nothing gets the declaration of the programs it was
-  shown, when every name it reads is declared there with bounds.
+  shown, when every name it reads is declared there with bounds;
+- `typing` imports that only annotations use are dropped with the annotations (typing is not an allowed import).
+
+A traced `if` may also assign items of a dict under literal keys (`params["beta"] = ...`); each becomes a
+`jnp.where` of the item.
 
 A value is traced when it is computed from the function's arguments; shapes, `len()` and loop counters over
 plain ranges are not. What cannot be repaired this way (a `return` or a loop inside a traced `if`, `while` on a
@@ -62,6 +66,8 @@ def repair_jax(source: str, function_name: str, shown: Sequence[str] = ()) -> tu
     except SyntaxError:
         return source, ()
     repairs: dict[str, None] = {}
+    if _drop_typing(tree):
+        repairs["typing annotations dropped"] = None
     modules = _module_aliases(tree)
     for function in [node for node in tree.body if isinstance(node, ast.FunctionDef)]:
         _Repairer(function, repairs, modules).run()
@@ -73,6 +79,38 @@ def repair_jax(source: str, function_name: str, shown: Sequence[str] = ()) -> tu
     if "import jax.numpy as jnp" not in source and not _binds_jnp(tree):
         tree.body.insert(0, ast.Import(names=[ast.alias("jax.numpy", "jnp")]))
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n", tuple(repairs)
+
+
+def _drop_typing(tree: ast.Module) -> bool:
+    """Removes `typing` imports that only annotations use, with every annotation (they change nothing a traced
+    function computes, and the task's imports do not include typing). Returns whether it did."""
+    imports = [node for node in tree.body if (isinstance(node, ast.ImportFrom) and node.module == "typing")
+               or (isinstance(node, ast.Import) and any(alias.name == "typing" for alias in node.names))]
+    if not imports or any(isinstance(node, ast.Import) and len(node.names) > 1 for node in imports):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            for argument in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
+                             *filter(None, [node.args.vararg, node.args.kwarg])]:
+                argument.annotation = None
+    _Unannotate().visit(tree)
+    bound = {alias.asname or alias.name for node in imports for alias in node.names}
+    if "*" in bound:
+        bound = set()
+    if any(isinstance(node, ast.Name) and node.id in bound for node in ast.walk(tree)) or any(
+            isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "typing"
+            for node in ast.walk(tree)):
+        return False  # typing is used by the code itself: the import stays (and the static check refuses it)
+    tree.body = [node for node in tree.body if node not in imports]
+    return True
+
+
+class _Unannotate(ast.NodeTransformer):
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.stmt | None:
+        if node.value is None:
+            return None
+        return ast.Assign([node.target], node.value, lineno=node.lineno)
 
 
 def _binds_jnp(tree: ast.Module) -> bool:
@@ -314,15 +352,16 @@ class _Repairer:
         assigned = [name for name in dict.fromkeys([*finals[0], *finals[1]]) if name not in self.generated]
         later_used = _names_loaded_after(self.function, statement)
         for name in assigned:
-            in_true, in_false = finals[0].get(name, name), finals[1].get(name, name)
-            if (name not in finals[0] or name not in finals[1]) and name not in self.bound:
-                if name in later_used:
+            in_true, in_false = (ast.Name(final[name], ast.Load()) if name in final else _variable(name, ast.Load())
+                                 for final in finals)
+            owner = name.split("[", 1)[0]
+            if (name not in finals[0] or name not in finals[1]) and owner not in self.bound:
+                if owner in later_used:
                     return None  # Python would raise NameError on one path: leave it as written
                 continue
-            value = _jnp("where", ast.Name(condition, ast.Load()), ast.Name(in_true, ast.Load()),
-                         ast.Name(in_false, ast.Load()))
-            out.append(ast.Assign([ast.Name(name, ast.Store())], value))
-            self.traced.add(name)
+            value = _jnp("where", ast.Name(condition, ast.Load()), in_true, in_false)
+            out.append(ast.Assign([_variable(name, ast.Store())], value))
+            self.traced.add(owner)
         return out
 
 
@@ -389,9 +428,11 @@ def _traced_test(test: ast.expr, owner: _Repairer) -> ast.expr:
 
 
 def _rename_branch(statements: list[ast.stmt], suffix: str) -> tuple[list[ast.stmt], dict[str, str]] | None:
-    """The branch with every assigned name renamed (name -> name + suffix + step), and each name's final alias.
+    """The branch with every assigned variable renamed, and each variable's final alias.
 
-    Returns None when the branch does something other than assign names (a return, a loop, a call statement).
+    A variable is a name (`q` -> `q_t0_0`) or an item of a dict under a literal key (`params["beta"]`, kept as the
+    key text `params['beta']`, -> `params_beta_t0_1`). Returns None when the branch does something other than
+    assign them (a return, a loop, a call statement) or assigns both a dict and its items.
     """
     current: dict[str, str] = {}
     out: list[ast.stmt] = []
@@ -400,12 +441,23 @@ def _rename_branch(statements: list[ast.stmt], suffix: str) -> tuple[list[ast.st
         if isinstance(statement, ast.Pass) or (isinstance(statement, ast.Expr)
                                                and isinstance(statement.value, ast.Constant)):
             continue
-        if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
-            statement = ast.Assign([ast.Name(statement.target.id, ast.Store())],
-                                   ast.BinOp(ast.Name(statement.target.id, ast.Load()), statement.op, statement.value))
+        if isinstance(statement, ast.AugAssign) and (isinstance(statement.target, ast.Name)
+                                                     or _item_key(statement.target)):
+            load = ast.Name(statement.target.id, ast.Load()) if isinstance(statement.target, ast.Name) else \
+                ast.Subscript(statement.target.value, statement.target.slice, ast.Load())
+            statement = ast.Assign([statement.target], ast.BinOp(load, statement.op, statement.value))
         if not isinstance(statement, ast.Assign):
             return None
         targets = statement.targets
+        if len(targets) == 1 and _item_key(targets[0]):
+            key = _item_key(targets[0])
+            value = _LoadRenamer(current).visit(statement.value)
+            alias = f"{targets[0].value.id}_{targets[0].slice.value}{suffix}_{next(steps)}"
+            if not alias.isidentifier():
+                return None
+            current[key] = alias
+            out.append(ast.Assign([ast.Name(alias, ast.Store())], value))
+            continue
         names = [node for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)]
         if not all(isinstance(target, (ast.Name, ast.Tuple)) for target in targets) or any(
                 isinstance(node, ast.Starred) for target in targets for node in ast.walk(target)):
@@ -416,7 +468,26 @@ def _rename_branch(statements: list[ast.stmt], suffix: str) -> tuple[list[ast.st
             current[name.id] = alias
             name.id = alias
         out.append(ast.Assign(targets, value))
+    dicts = {key.split("[", 1)[0] for key in current if "[" in key}
+    if dicts & set(current):
+        return None
     return out, current
+
+
+def _item_key(node: ast.AST) -> str:
+    """"d['key']" for a subscript `d["key"]` of a name by a literal string, else ""."""
+    if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)):
+        return f"{node.value.id}[{node.slice.value!r}]"
+    return ""
+
+
+def _variable(key: str, ctx: ast.expr_context) -> ast.expr:
+    """The expression of a variable key: a name, or a dict item "d['key']"."""
+    if "[" not in key:
+        return ast.Name(key, ctx)
+    name, item = key.split("[", 1)
+    return ast.Subscript(ast.Name(name, ast.Load()), ast.Constant(ast.literal_eval(item[:-1])), ctx)
 
 
 class _LoadRenamer(ast.NodeTransformer):
@@ -427,6 +498,12 @@ class _LoadRenamer(ast.NodeTransformer):
         if isinstance(node.ctx, ast.Load) and node.id in self.aliases:
             return ast.Name(self.aliases[node.id], ast.Load())
         return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
+        key = _item_key(node)
+        if key and isinstance(node.ctx, ast.Load) and key in self.aliases:
+            return ast.Name(self.aliases[key], ast.Load())
+        return self.generic_visit(node)
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.Lambda:
         return node  # its arguments shadow; the rare lambda inside a branch keeps its names

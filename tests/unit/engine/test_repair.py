@@ -186,3 +186,30 @@ def test_numpy_math_and_missing_jax_functions_become_jnp_and_old_index_updates_a
     assert "params[name] = jnp.clip(" in repaired
     logits, _ = jax.jit(functions(repaired)["agent"])(dict(PARAMS), jnp.zeros(8), 0, 1.0)
     np.testing.assert_allclose(logits, [0.3, 2.0 + np.log(2.0) + 1.0], rtol=1e-6)
+
+
+def test_a_traced_if_that_adjusts_a_parameter_and_typing_annotations():
+    source = textwrap.dedent('''
+        from typing import Dict, Tuple
+        import jax.numpy as jnp
+
+
+        def agent(params: Dict[str, float], state, choice: int, reward: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
+            q: jnp.ndarray = state[:2]
+            if reward == 1:
+                params["beta"] = params["beta"] * 1.1
+                params["beta"] += 1.0
+            else:
+                q = q * 0.5
+            return params["beta"] * q, state
+    ''')
+    repaired, repairs = repair_jax(source, "agent")
+    assert set(repairs) == {"typing annotations dropped", "if on a traced value"}
+    assert "typing" not in repaired and "Dict" not in repaired
+    fixed = jax.jit(functions(repaired)["agent"])
+    for reward in (0.0, 1.0):
+        logits, _ = fixed(dict(PARAMS), jnp.array([0.2, 0.4, 0, 0, 0, 0, 0, 0]), 0, reward)
+        beta, scale = (2.0 * 1.1 + 1.0, 1.0) if reward == 1 else (2.0, 0.5)
+        np.testing.assert_allclose(logits, [beta * 0.2 * scale, beta * 0.4 * scale], rtol=1e-6)
+    used = "from typing import cast\n\n\ndef agent(params, state, choice, reward):\n    return cast(int, state), state\n"
+    assert repair_jax(used, "agent") == (used, ())  # typing used by the code: left to the static check
