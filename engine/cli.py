@@ -274,6 +274,7 @@ def show(
 
     --json gives the text exactly.
     """
+    from engine.task.results import fitted_groups
     from engine.verification.inspect_runs import printable
 
     program = _open_readonly(db).get(program_id)
@@ -282,7 +283,7 @@ def show(
         "code": program.source,
         "scores_per_test": dict(program.scores_per_test),
         "extra_scores": dict(program.extra_scores),
-        "fitted_params": dict(program.fitted_params),
+        "fitted_params": fitted_groups(program.fitted_params),
         "error": program.error,
         "timings": dict(program.timings),
         "tokens": program.tokens,
@@ -296,14 +297,26 @@ def show(
     lines = [f"program {program.id}  island {program.island_id}  outcome {program.outcome}  score {score}",
              f"parents {list(program.parent_ids)}  proposer {program.proposer}  "
              f"params {program.num_params}  ast size {program.ast_size}"]
-    if program.fitted_params:
-        lines.append("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in program.fitted_params.items()))
+    lines += _fitted_lines(program.fitted_params)
     if program.extra_scores:
         lines.append("scores: " + ", ".join(f"{k}={v:.4f}" for k, v in program.extra_scores.items()))
     if program.error:
         lines.append("error:\n" + program.error)
     lines.append(program.source)
     print(printable("\n".join(lines)))
+
+
+def _fitted_lines(stored) -> list[str]:
+    """"fitted: alpha=0.3265, ..." for a pooled fit; one "fitted (group): ..." line per group otherwise."""
+    from engine.task.results import POOLED, fitted_groups
+
+    def values_text(values) -> str:
+        return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+    groups = fitted_groups(stored)
+    if list(groups) == [POOLED]:
+        return ["fitted: " + values_text(groups[POOLED])]
+    return [f"fitted ({group}): " + values_text(values) for group, values in groups.items()]
 
 
 @app.command("eval")
@@ -314,6 +327,7 @@ def eval_command(
 ) -> None:
     """Evaluate one candidate file through the same sandbox and fitter as a run."""
     from engine.search.session import evaluate_file
+    from engine.task.results import fitted_groups
 
     result, _ = evaluate_file(task_yaml, candidate_py)
     value = {
@@ -321,7 +335,7 @@ def eval_command(
         "score": result.scores.get("score"),
         "scores": dict(result.scores),
         "error": result.error,
-        "fitted_params": dict(result.details.get("fitted_params") or {}),
+        "fitted_params": fitted_groups(result.details.get("fitted_params")),
         "timings": {**dict(result.timings), "wall": result.wall_time_s},
         # What the sandbox saw besides the outcome, e.g. processes the candidate left running ("" when nothing).
         "sandbox_anomaly": str(result.details.get("sandbox_anomaly") or ""),
@@ -335,8 +349,8 @@ def eval_command(
     for key, number in value["scores"].items():
         if key != "score":
             print(f"{key}: {number:.4f}")
-    if value["fitted_params"]:
-        print("fitted: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value["fitted_params"].items()))
+    for line in _fitted_lines(value["fitted_params"]):
+        print(line)
     print("timings (s): " + ", ".join(f"{k}={v:.3f}" for k, v in value["timings"].items()))
     if value["sandbox_anomaly"]:
         print(f"sandbox: {value['sandbox_anomaly']}")
@@ -423,9 +437,8 @@ def export(
     if program.score is None:
         raise typer.BadParameter(f"program {program_id} has no fitted parameters (outcome {program.outcome}).")
     from engine.verification.ablation import ablation_lines
-    from islands import load_verifications
 
-    record = load_verifications(db).get(program_id) or {}
+    record = reader.verifications().get(program_id) or {}
     text = export_source(program, function_name=meta.function_name or "agent", task_name=meta.task_name, db_path=db,
                          notes=ablation_lines(record.get("ablation") or []))
     output.write_text(text)

@@ -27,7 +27,6 @@ from islands.program import Candidate, Program
 from islands.records import SEED_ISLAND_ID
 from islands.sqlite_store import SqliteStore
 from islands.store import MemoryStore, ProgramStore
-from islands.verifications import load_verifications, save_verification
 
 __all__ = [
     "Candidate",
@@ -44,7 +43,5 @@ __all__ = [
     "SEED_ISLAND_ID",
     "SqliteStore",
     "canonical_hash",
-    "load_verifications",
-    "save_verification",
     "complexity",
 ]

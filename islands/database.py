@@ -9,6 +9,8 @@ rebuilds the islands exactly from the stored rows and island events.
 from __future__ import annotations
 
 import heapq
+import json
+import math
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, replace
@@ -132,6 +134,24 @@ class ProgramDatabase:
             store.close()
             raise
         return database
+
+    @classmethod
+    def open_to_annotate(cls, path: Path) -> ProgramDatabase:
+        """Opens a run's database file to store what was learned about its programs after the run (verifications).
+
+        It takes the writer's lock, so that only one process writes the file: while a run writes to it, this
+        raises IslandsError saying so. Nothing is recorded about the opening itself.
+        """
+        store = SqliteStore(Path(path))
+        try:
+            stored = store.read_meta()
+            if "task_name" not in stored:
+                raise IslandsError(f"{path} holds no run yet (no task metadata)")
+            meta, config = meta_from_strings(stored)
+            return cls(store, config, meta, int(stored.get("seed", "0")), where=str(path))
+        except BaseException:
+            store.close()
+            raise
 
     @classmethod
     def open_readonly(cls, path: Path) -> ProgramDatabase:
@@ -303,6 +323,17 @@ class ProgramDatabase:
         """Yields every stored program (the seed and failed ones included) in id order."""
         self._check_open()
         return self._store.programs()
+
+    def save_verification(self, program_id: int, record: dict[str, Any]) -> None:
+        """Stores a verification of a stored program (`discover verify`); non-finite numbers are stored as null."""
+        self._check_writable()
+        self.get(program_id)
+        self._store.add_verification(program_id, json.dumps(_plain(record)))
+
+    def verifications(self) -> dict[int, dict[str, Any]]:
+        """Returns program id -> its latest verification record."""
+        self._check_open()
+        return {program_id: json.loads(record) for program_id, record in self._store.verifications().items()}
 
     def island_events(self) -> list[IslandEvent]:
         """Returns the resets and migrations so far, oldest first (time, evaluation count, islands, moves)."""
@@ -498,3 +529,14 @@ class ProgramDatabase:
         self._program_cache[program.id] = program
         if len(self._program_cache) > _PROGRAM_CACHE_SIZE:
             self._program_cache.popitem(last=False)
+
+
+def _plain(value: Any) -> Any:
+    """JSON cannot hold NaN/inf; they become None so readers never see invalid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

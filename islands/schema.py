@@ -7,7 +7,7 @@ from typing import Any, Callable
 from sqlalchemy import JSON, Connection, Float, Integer, String, Text, inspect, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "MetaRow", "ProgramRow", "EventRow", "SCHEMA_VERSION", "MIGRATIONS", "upgrade"]
+__all__ = ["Base", "MetaRow", "ProgramRow", "EventRow", "VerificationRow", "SCHEMA_VERSION", "MIGRATIONS", "upgrade"]
 
 SCHEMA_VERSION = 2
 
@@ -63,6 +63,18 @@ class EventRow(Base):
     moves: Mapped[list[list[int]]] = mapped_column(JSON)  # [[program_id, island_id], ...]
     tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # a duplicate's LLM tokens
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # and their price
+
+
+class VerificationRow(Base):
+    """One verification of one program (`discover verify`); `record` is the JSON the engine produced. The latest
+    row of a program is its current verification. Files written before this table existed get it when they are
+    next opened for writing; readers of such a file see no verifications."""
+
+    __tablename__ = "verifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    program_id: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[float] = mapped_column(Float)  # unix time, s
+    record: Mapped[str] = mapped_column(Text)
 
 
 def _upgrade_0_to_1(connection: Connection) -> None:

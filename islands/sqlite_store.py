@@ -11,6 +11,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence
@@ -23,7 +24,7 @@ from sqlalchemy.pool import StaticPool
 from islands.errors import IslandsError
 from islands.events import IslandEvent
 from islands.program import Program
-from islands.schema import MIGRATIONS, SCHEMA_VERSION, Base, EventRow, MetaRow, ProgramRow, upgrade
+from islands.schema import MIGRATIONS, SCHEMA_VERSION, Base, EventRow, MetaRow, ProgramRow, VerificationRow, upgrade
 from islands.store import ProgramSummary
 
 __all__ = ["SqliteStore"]
@@ -31,6 +32,7 @@ __all__ = ["SqliteStore"]
 _PROGRAMS = ProgramRow.__table__
 _EVENTS = EventRow.__table__
 _META = MetaRow.__table__
+_VERIFICATIONS = VerificationRow.__table__
 _PROGRAM_SQL = (
     "SELECT id, island_id, source, parent_ids, outcome, score, scores_per_test, error, fitted_params, timings, "
     "extra_scores, behaviour, proposer, tokens, cost_usd, canonical_hash, num_params, ast_size, created_at "
@@ -141,6 +143,7 @@ class SqliteStore:
                 connection.execute(delete(_META).where(_META.c.key == "schema_version"))
                 connection.execute(insert(_META).values(key="schema_version", value=str(SCHEMA_VERSION)))
             if not self.readonly:
+                _VERIFICATIONS.create(connection, checkfirst=True)  # a file from before the table existed
                 # A write that changes nothing: a file this process cannot write fails here, when the store
                 # opens, rather than at the first program a run stores after evaluating it.
                 connection.exec_driver_sql("DELETE FROM meta WHERE 0")
@@ -212,6 +215,19 @@ class SqliteStore:
             if len(rows) < batch:
                 return
             last_id = rows[-1].id
+
+    def add_verification(self, program_id: int, record: str) -> None:
+        with self._transaction() as connection:
+            connection.execute(insert(_VERIFICATIONS).values(program_id=program_id, created_at=time.time(),
+                                                             record=record))
+
+    def verifications(self) -> dict[int, str]:
+        with self._transaction() as connection:
+            if not inspect(connection).has_table(_VERIFICATIONS.name):
+                return {}
+            rows = connection.execute(select(_VERIFICATIONS.c.program_id, _VERIFICATIONS.c.record)
+                                      .order_by(_VERIFICATIONS.c.id))
+            return {program_id: record for program_id, record in rows}  # the latest row of each program
 
     def close(self) -> None:
         with self._lock:

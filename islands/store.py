@@ -69,6 +69,10 @@ class ProgramStore(Protocol):
 
     def programs(self) -> Iterator[Program]: ...
 
+    def add_verification(self, program_id: int, record: str) -> None: ...
+
+    def verifications(self) -> dict[int, str]: ...
+
     def close(self) -> None: ...
 
 
@@ -79,6 +83,7 @@ class MemoryStore:
         self._meta: dict[str, str] = {}
         self._programs: dict[int, Program] = {}
         self._events: list[IslandEvent] = []
+        self._verifications: dict[int, str] = {}
 
     def read_meta(self) -> dict[str, str]:
         return dict(self._meta)
@@ -103,6 +108,12 @@ class MemoryStore:
     def programs(self) -> Iterator[Program]:
         for program_id in sorted(self._programs):
             yield self._programs[program_id]
+
+    def add_verification(self, program_id: int, record: str) -> None:
+        self._verifications[program_id] = record
+
+    def verifications(self) -> dict[int, str]:
+        return dict(self._verifications)
 
     def close(self) -> None:
         pass

@@ -39,8 +39,9 @@ class TaskContext:
         entry: "path/to/score.py:function" (a file path, relative to `root` or absolute).
             It is called as `function(candidate, **payload)` where `candidate` is the candidate's
             module (a `types.ModuleType` made from its source), and returns a mapping with at least
-            a finite float "score" (higher is better). Other top-level floats are extra scores;
-            other values (dicts, lists) are details such as "fitted_params".
+            a finite float "score" (higher is better), or an object whose `record()` gives one (the engine's
+            typed `TaskResult`). Other top-level floats are extra scores; other values (dicts, lists) are
+            details such as "fitted_params".
         payload: keyword arguments for the entry: plain data (numpy arrays, numbers, dicts).
         function_name: the evolved function the candidate must define, e.g. "agent".
         allowed_imports: top-level module names the candidate may import; ("*",) allows all.

@@ -691,6 +691,8 @@ def validate(returned, timings: dict) -> dict:
     """Splits the entry's mapping into finite float scores, details and timings; rejects a bad "score"."""
     from collections.abc import Mapping
 
+    if not isinstance(returned, Mapping) and callable(getattr(returned, "record", None)):
+        returned = returned.record()  # a typed result (engine.task.results.TaskResult) as plain data
     if not isinstance(returned, Mapping):
         return {"outcome": "INVALID_OUTPUT", "timings": timings,
                 "error": f"the entry returned {type(returned).__name__}; expected a mapping with a float 'score'"}

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, fit_maximum_likelihood, pad_to
+from engine.task.results import TaskResult, pooled_params
 
 N_STATE = 4
 
@@ -45,11 +46,10 @@ def score(candidate, train, heldout, seed=0):
         restarts=8, max_steps=100, seed=seed)
     per_session = np.asarray(result.held_out_terms, dtype=float)[:len(heldout["choice"])]
     trials = np.asarray(heldout["mask"]).sum(axis=1)
-    return {
-        "score": float(per_session.sum() / trials.sum()),
-        "train_score": -result.neg_log_likelihood / float(np.asarray(train["mask"]).sum()),
-        "scores_per_test": {f"session_{i}": float(ll / n) for i, (ll, n) in enumerate(zip(per_session, trials))},
-        "fitted_params": dict(result.params),
-        "at_bounds": list(result.at_bounds),
-        "timings": dict(result.timings),
-    }
+    return TaskResult(
+        score=float(per_session.sum() / trials.sum()),
+        train_score=-result.neg_log_likelihood / float(np.asarray(train["mask"]).sum()),
+        scores_per_test={f"session_{i}": float(ll / n) for i, (ll, n) in enumerate(zip(per_session, trials))},
+        fitted_params=pooled_params(result.params),
+        timings=dict(result.timings),
+    )

@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 
 from engine.fit import ParamSpec, fit_maximum_likelihood
+from engine.task.results import TaskResult, pooled_params
 
 
 def log_likelihood(candidate, params, data):
@@ -19,9 +20,9 @@ def score(candidate, train, heldout, seed=0, restarts=8, max_steps=200):
     result = fit_maximum_likelihood(lambda p, d: -log_likelihood(candidate, p, d), spec, train, restarts=restarts,
                                     max_steps=max_steps, seed=seed)
     fitted = {name: jnp.float32(value) for name, value in result.params.items()}
-    return {
-        "score": float(log_likelihood(candidate, fitted, heldout)) / len(heldout["choice"]),
-        "train_score": -result.neg_log_likelihood / len(train["choice"]),
-        "fitted_params": dict(result.params),
-        "timings": dict(result.timings),
-    }
+    return TaskResult(
+        score=float(log_likelihood(candidate, fitted, heldout)) / len(heldout["choice"]),
+        train_score=-result.neg_log_likelihood / len(train["choice"]),
+        fitted_params=pooled_params(result.params),  # {group: {name: value}}; one group for a pooled fit
+        timings=dict(result.timings),
+    )

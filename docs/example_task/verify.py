@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, parameter_recovery, posterior_summary, refit_by_likelihood
+from engine.task.results import TaskVerification
 
 from .score import log_likelihood, score
 
@@ -11,7 +12,7 @@ from .score import log_likelihood, score
 def verify(candidate, train, heldout, seed=0, posterior=False):
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
-    fitted = [{name: result["fitted_params"][name] for name in spec.names}]  # one entry per group; here one group
+    fitted = list(result.fitted_params.values())  # one entry per group; here one group
 
     def p_right(params, strength):
         return np.asarray(candidate({k: jnp.float32(v) for k, v in params.items()}, jnp.asarray(strength, jnp.float32)))
@@ -36,7 +37,8 @@ def verify(candidate, train, heldout, seed=0, posterior=False):
              "role": "model"},
         ],
     }
-    returned = {"score": result["score"], **recovery.record(), "figures": [curve]}
+    posterior_record = {}
     if posterior:  # discover verify --posterior: NUTS on the training data, uniform prior on the bounds
-        returned.update(posterior_summary(lambda p, d: -log_likelihood(candidate, p, d), spec, train, seed=seed))
-    return returned
+        posterior_record = posterior_summary(lambda p, d: -log_likelihood(candidate, p, d), spec, train, seed=seed)
+    return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
+                            figures=[curve], posterior=posterior_record)

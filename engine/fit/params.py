@@ -100,9 +100,12 @@ class ParamSpec:
         return z
 
     def at_bounds(self, values: Mapping[str, float], relative_tolerance: float = 1e-3) -> tuple[str, ...]:
-        """Returns the names whose value lies within `relative_tolerance * (high - low)` of a bound."""
+        """Returns the names whose value lies within `relative_tolerance * (high - low)` of a bound (names missing
+        from `values` are skipped)."""
         near = []
         for name, low, high in zip(self.names, self.lows, self.highs):
+            if name not in values:
+                continue
             margin = relative_tolerance * (high - low)
             if values[name] - low <= margin or high - values[name] <= margin:
                 near.append(name)

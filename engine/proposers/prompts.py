@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from engine.proposers.base import PromptContext, Shot
+from engine.task.results import describe_fitted
 
 __all__ = ["PromptTask", "render_prompt", "versioned_name", "diagnostics_text", "task_ideas"]
 
@@ -221,7 +222,7 @@ def _versioned_function(function: ast.FunctionDef, function_name: str, version: 
 
 def diagnostics_text(
     score: float,
-    fitted_params: Mapping[str, object],
+    fitted_params: Mapping[str, object],  # {group: {name: value}} (engine.task.results)
     at_bounds: Sequence[str] = (),
     extra_scores: Mapping[str, float] | None = None,
 ) -> str:
@@ -229,10 +230,8 @@ def diagnostics_text(
     parts = [f"held-out score {score:.4f}"]
     if extra_scores and "train_score" in extra_scores:
         parts.append(f"train score {extra_scores['train_score']:.4f}")
-    if fitted_params:
-        shown = ", ".join(
-            f"{name}={value:.3g}" if isinstance(value, (int, float)) else f"{name}=..." for name, value in fitted_params.items()
-        )
+    shown = describe_fitted(fitted_params)
+    if shown:
         parts.append(f"fitted {shown}")
     if at_bounds:
         parts.append(f"at a bound: {', '.join(at_bounds)}")

@@ -7,14 +7,15 @@ import math
 from typing import Any, Mapping
 
 from engine.constants import CONSTANT_PREFIX, lift_constants
-from engine.fit import read_params
+from engine.fit import ParamSpec, read_params
 from islands import Candidate, Program
 from sandbox.exported import parse_input
 from sandbox.results import Job, Limits, Outcome, RunResult, TaskContext
 from engine.task.errors import TaskSpecError
+from engine.task.results import fitted_groups
 from engine.task.spec import TaskSpec
 
-__all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "parameter_owner", "SPLIT_FOR_SEARCH"]
+__all__ = ["build_context", "make_job", "to_candidate", "at_bounds", "SPLIT_FOR_SEARCH"]
 
 SPLIT_FOR_SEARCH = "selection"
 
@@ -96,7 +97,7 @@ def to_candidate(
         score=float(result.scores["score"]) if ok else None,
         scores_per_test={k: float(v) for k, v in per_test.items() if _finite(v)} if ok else {},
         error=result.error,
-        fitted_params=dict(details.get("fitted_params") or {}),
+        fitted_params=fitted_groups(details.get("fitted_params")),
         timings={**{k: float(v) for k, v in result.timings.items()}, "wall": result.wall_time_s, "propose": propose_s},
         extra_scores={k: float(v) for k, v in result.scores.items() if k != "score" and _finite(v)},
         behaviour=tuple(float(x) for x in behaviour) if ok and behaviour is not None else None,
@@ -107,46 +108,38 @@ def to_candidate(
 
 
 @functools.lru_cache(maxsize=4096)
-def _declared_bounds(source: str, function_name: str) -> tuple[tuple[str, float, float], ...]:
-    """Returns (name, low, high) per declared parameter; () when the source declares none it can read.
+def _declared(source: str, function_name: str) -> ParamSpec | None:
+    """The declared parameters, or None when the source declares none it can read.
 
     Cached: the loop describes the same sampled programs in prompt after prompt.
     """
     try:
-        spec = read_params(source, function_name)
+        return read_params(source, function_name)
     except ValueError:
-        return ()
-    return tuple(zip(spec.names, spec.lows, spec.highs))
+        return None
 
 
 def at_bounds(program: Program, function_name: str, relative: float = 1e-3) -> list[str]:
-    """Returns the fitted parameters of a program that ended within `relative` of a declared bound.
+    """Returns the declared parameters whose fitted value ended within `relative` of a bound.
 
-    Tasks that fit each group (subject, neuron, cell) on its own store one value per group, named
-    "<name>_<group>" or "<name>[<group>]"; such a parameter is listed as "name (k of n groups)" when k of its n
-    groups ended at a bound.
+    A parameter fitted per group (subject, neuron, cell) is listed as "name (k of n groups)" when k of the n groups
+    that have it ended at a bound.
     """
-    declared = _declared_bounds(program.source, function_name)
-    owners: dict[str, list[float]] = {name: [] for name, _, _ in declared}
-    for key, value in program.fitted_params.items():
-        owner = parameter_owner(key, owners)
-        if owner is not None and isinstance(value, (int, float)) and math.isfinite(value):
-            owners[owner].append(float(value))
+    spec = _declared(program.source, function_name)
+    if spec is None:
+        return []
+    counts = {name: [0, 0] for name in spec.names}
+    for values in fitted_groups(program.fitted_params).values():
+        usable = {name: float(value) for name, value in values.items()
+                  if name in counts and isinstance(value, (int, float)) and math.isfinite(value)}
+        for name in usable:
+            counts[name][1] += 1
+        for name in spec.at_bounds(usable, relative):
+            counts[name][0] += 1
     names = []
-    for name, low, high in declared:
-        values = owners[name]
-        hits = sum(min(value - low, high - value) <= relative * (high - low) for value in values)
-        if hits and len(values) == 1:
+    for name, (hits, groups) in counts.items():
+        if hits and groups == 1:
             names.append(name)
         elif hits:
-            names.append(f"{name} ({hits} of {len(values)} groups)")
+            names.append(f"{name} ({hits} of {groups} groups)")
     return names
-
-
-def parameter_owner(key: str, declared: Mapping[str, object]) -> str | None:
-    """Returns the declared parameter a stored value belongs to: the name itself, or the longest declared name
-    that `key` extends with "_<group>" or "[<group>]"."""
-    if key in declared:
-        return key
-    matches = [name for name in declared if key.startswith(name + "_") or key.startswith(name + "[")]
-    return max(matches, key=len) if matches else None

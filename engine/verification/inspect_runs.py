@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from engine.errors import EngineError
+from engine.task.results import fitted_groups
 from islands import Program
 
 __all__ = ["program_diff", "lineage", "export_source", "printable", "LineageStep"]
@@ -181,18 +182,32 @@ def export_source(program: Program, *, function_name: str, task_name: str, db_pa
         raise EngineError(f"{function_name} takes no `params` argument; nothing to bind the fitted parameters to.")
     rest = [a for a in args if a != "params"]
     call = ", ".join("FITTED_PARAMS" if a == "params" else a for a in args)
-    fitted: dict[str, Any] = {k: v for k, v in program.fitted_params.items()}
+    groups = fitted_groups(program.fitted_params)
+    grouped = len(groups) > 1
+    fitted: dict[str, Any] = groups if grouped else next(iter(groups.values()), {})
+    first = next(iter(groups), "")
+    how, bound = (", group=...", "FITTED_PARAMS_BY_GROUP[group]") if grouped else ("", "FITTED_PARAMS")
     score = f"{program.score:.6f}" if program.score is not None else "none"
     header = (
         f'"""Program {program.id} of a discover run on task \'{_docstring_text(task_name)}\' '
         f'({_docstring_text(str(db_path))}), exported '
         f'{time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.\n\n'
         f"Held-out selection score: {score}. Parameters below were fitted by the engine on the training split.\n"
-        f"Call `{function_name}_fitted({', '.join(rest)})`, or `{function_name}(FITTED_PARAMS, ...)`.\n"
+        f"Call `{function_name}_fitted({', '.join(rest)}{how})`, or `{function_name}({bound}, ...)`.\n"
         + "".join(f"{_docstring_text(line)}\n" for line in (["", *notes] if notes else []))
         + '"""\n\n'
     )
     body = source.rstrip() + "\n\n"
+    if grouped:  # one parameter set per group (subject, monkey, neuron, cell)
+        body += "FITTED_PARAMS_BY_GROUP = " + json.dumps(fitted, indent=4) + "\n\n\n"
+        body += f"def {function_name}_fitted({', '.join([*rest, f'group={first!r}'])}):\n"
+        body += f'    """{function_name} with the parameters fitted to `group` bound."""\n'
+        body += "    FITTED_PARAMS = FITTED_PARAMS_BY_GROUP[group]\n"
+        body += f"    return {function_name}({call})\n\n\n"
+        body += 'if __name__ == "__main__":\n'
+        body += ('    for group, values in FITTED_PARAMS_BY_GROUP.items():\n'
+                 '        print(group + ": " + ", ".join(f"{name} = {value}" for name, value in values.items()))\n')
+        return header + body
     body += "FITTED_PARAMS = " + json.dumps(fitted, indent=4) + "\n\n\n"
     body += f"def {function_name}_fitted({', '.join(rest)}):\n"
     body += f'    """{function_name} with the fitted parameters bound."""\n'

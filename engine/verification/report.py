@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engine.verification.figures import draw_task_figure, png_data_uri, to_png, validate_figure
+from engine.task.results import fitted_groups
 from engine.verification.inspect_runs import program_diff
 from islands import Program
 
@@ -139,16 +140,20 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
 
 
-def _params_table(fitted: dict[str, Any]) -> str:
-    if not fitted:
+def _params_table(stored: Any) -> str:
+    """One row per parameter, one column per group (a pooled fit has one)."""
+    groups = fitted_groups(stored)
+    if not groups:
         return "<p>(no fitted parameters)</p>"
-    rows = "".join(
-        f"<tr><td>{_text(k)}</td><td>{v:.4g}</td></tr>"
-        if _is_number(v)
-        else f"<tr><td>{_text(k)}</td><td>{_text(v)}</td></tr>"
-        for k, v in fitted.items()
-    )
-    return f"<table><tr><th>parameter</th><th>fitted value</th></tr>{rows}</table>"
+    names = list(dict.fromkeys(name for values in groups.values() for name in values))
+
+    def cell(value: Any) -> str:
+        return f"<td>{value:.4g}</td>" if _is_number(value) else f"<td>{_text(value)}</td>"
+
+    header = "".join(f"<th>{_text(group)}</th>" for group in groups) if len(groups) > 1 else "<th>fitted value</th>"
+    rows = "".join(f"<tr><td>{_text(name)}</td>" + "".join(cell(values.get(name, "")) for values in groups.values())
+                   + "</tr>" for name in names)
+    return f"<table><tr><th>parameter</th>{header}</tr>{rows}</table>"
 
 
 def _test_table(record: dict[str, Any]) -> str:
@@ -234,7 +239,7 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
         parent = max(scored_parents, key=lambda p: p.score)
         diff = _text(program_diff(parent, program))
         parts.append(f"<h3>Diff to parent {_text(parent.id)}</h3><pre>{diff}</pre>")
-    parts.append("<h3>Fitted parameters</h3>" + _params_table(dict(program.fitted_params)))
+    parts.append("<h3>Fitted parameters</h3>" + _params_table(program.fitted_params))
     if record:
         parts.append("<h3>Test split, next to the baselines</h3>" + _test_table(record))
         parts.append(_comparison_table(record) + _ablation_table(record))
@@ -277,7 +282,7 @@ def build_report(
     db_path: Path, *, top: int = 5, verify_top: int = 3, task_yaml: Path | None = None, workers: int = 2
 ) -> str:
     """Returns the report's HTML. Verifies (and stores) the `verify_top` best programs not verified yet."""
-    from islands import ProgramDatabase, load_verifications
+    from islands import ProgramDatabase
 
     reader = ProgramDatabase.open_readonly(db_path)
     try:
@@ -286,16 +291,23 @@ def build_report(
         best = reader.best(top)
         front = reader.pareto_front()
         stats = reader.stats()
+        verifications = reader.verifications()
     finally:
         reader.close()
     by_id = {p.id: p for p in programs}
-    verifications = load_verifications(db_path)
+    not_verified = ""
     if verify_top > 0:
         from engine.verification.verify import verify_program
+        from islands import IslandsError
 
         for program in best[:verify_top]:
             if program.id not in verifications:
-                verifications[program.id] = verify_program(db_path, program.id, task_yaml=task_yaml, workers=workers)
+                try:
+                    verifications[program.id] = verify_program(db_path, program.id, task_yaml=task_yaml,
+                                                               workers=workers)
+                except IslandsError as error:  # a run still writes the file: report what is stored
+                    not_verified = f"Programs not verified yet were not verified now: {error}"
+                    break
 
     counts = collections.Counter(p.outcome for p in programs if p.proposer != "seed")
     sections = [
@@ -307,6 +319,8 @@ def build_report(
            f"duplicates), ${stats.get('cost_usd', 0.0):.4f}" if stats.get("tokens") else "") + "</p>",
         "<h2>Pareto front</h2>" + _img(plot_pareto(programs, front), "Pareto front"),
     ]
+    if not_verified:
+        sections.append(f"<p>{_text(not_verified)}</p>")
     final_rows = "".join(
         f"<tr><td><a href='#program-{_text(p.id)}'>{_text(p.id)}</a></td><td>{_number(p.score)}</td>"
         f"<td>{_number((verifications.get(p.id) or {}).get('test_score')) if p.id in verifications else 'not verified'}</td>"

@@ -32,7 +32,8 @@ from typing import Any, Callable
 
 from engine.verification.comparison import PairedDifference, paired_difference, unit_values
 from engine.errors import EngineError
-from engine.search.evaluation import parameter_owner, to_candidate
+from engine.search.evaluation import to_candidate
+from engine.task.results import fitted_groups
 from engine.verification.refit import Refitter
 from engine.verification.rewrite import (Rewrite, collapse_parameter_expressions, declared_parameters, fix_parameter,
                             neutral_value, replace_docstring, statement_deletions, term_deletions, widen_bounds)
@@ -104,13 +105,13 @@ def _at_upper_bound(source: str, result: RunResult, function_name: str) -> set[s
     """The declared parameters with non-negative bounds whose fitted value, in some group, reached the upper bound."""
     declared = declared_parameters(source, function_name)
     hits = set()
-    for key, value in (result.details.get("fitted_params") or {}).items():
-        owner = parameter_owner(key, declared)
-        if owner is None or not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        low, high = declared[owner]
-        if low >= 0.0 and high > 0.0 and high - value <= 1e-3 * (high - low):
-            hits.add(owner)
+    for values in fitted_groups(result.details.get("fitted_params")).values():
+        for name, value in values.items():
+            if name not in declared or not isinstance(value, (int, float)) or not math.isfinite(value):
+                continue
+            low, high = declared[name]
+            if low >= 0.0 and high > 0.0 and high - value <= 1e-3 * (high - low):
+                hits.add(name)
     return hits
 
 
@@ -296,4 +297,4 @@ def _simplify_in(database: Any, db_path: Path, program_id: int, *, task_yaml: Pa
 def _numbers(source: str, result: RunResult, function_name: str) -> dict[str, Any]:
     size = complexity(source, function_name)
     return {"score": result.scores.get("score"), "num_params": size.num_params, "ast_size": size.ast_size,
-            "fitted_params": dict(result.details.get("fitted_params") or {})}
+            "fitted_params": fitted_groups(result.details.get("fitted_params"))}

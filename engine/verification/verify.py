@@ -15,7 +15,7 @@ import math
 import time
 from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -25,10 +25,42 @@ from engine.verification.comparison import difference_label, information_criteri
 from engine.verification.refit import Refitter
 from engine.errors import EngineError
 from engine.search.session import prepare, task_yaml_of
+from engine.task.results import fitted_groups
 from sandbox.results import Outcome
 
-__all__ = ["verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines", "fit_spread",
-           "posterior_line", "recovery_failures", "recovery_figure", "recovery_summary", "task_checks"]
+__all__ = ["VerificationRecord", "verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines",
+           "fit_spread", "posterior_line", "recovery_failures", "recovery_figure", "recovery_summary", "task_checks"]
+
+
+class VerificationRecord(TypedDict, total=False):
+    """What `discover verify` stores for a program (`ProgramDatabase.save_verification`, as JSON: a non-finite
+    number is stored as null) and what the report, `export` and the command line read back. Records stored by
+    earlier versions may lack keys, so readers use `.get`.
+    """
+
+    program_id: int
+    created_at: float  # unix time, s
+    selection_score: float | None  # the program's score in the search (selection split)
+    test_score: float | None  # its score on the test split, which the search never saw
+    test_scores: dict[str, dict[str, Any]]  # model name ("program", "seed", baselines) -> score, train_score,
+    #                                         error, per_test, information_criteria, scores_by_fit_seed
+    complexity: dict[str, int]  # num_params, ast_size
+    fitted_params: dict[str, dict[str, float]]  # {group: {name: value}} as the search fitted them
+    fit_seeds: list[int]
+    comparisons: dict[str, dict[str, Any]]  # model name -> paired difference over the per-test units (interval)
+    comparison_units: str
+    ablation: list[dict[str, Any]]  # one row per parameter: fixed value, test score change with its interval
+    verify_outcome: str  # the task's verify: OK, an outcome name, or NOT_DEFINED
+    verify_error: str
+    recovery: dict[str, float]  # parameter -> correlation of generating and recovered values
+    recovery_pairs: dict[str, list[list[float]]]
+    recovery_failed_sets: list[int]
+    recovery_circular: list[str]
+    posterior: dict[str, list[float]]  # parameter -> (5 %, median, 95 %)
+    posterior_diagnostics: dict[str, float]
+    figures: list[dict[str, Any]]
+    checks: list[dict[str, Any]]
+    wall_s: float
 
 RECOVERY_CLIP_SD = 2.0  # the recovery figure's y range, as a multiple of the largest standardized generating value
 
@@ -244,7 +276,7 @@ def comparison_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = None, workers: int = 2,
-                   fit_seeds: int = 1, ablation: bool = True, posterior: bool = False) -> dict[str, Any]:
+                   fit_seeds: int = 1, ablation: bool = True, posterior: bool = False) -> VerificationRecord:
     """Runs the checks for one program and stores them in the database; returns the stored record.
 
     Besides the test scores it compares the program with the seed and every baseline (paired differences over
@@ -261,8 +293,9 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
     """
     if fit_seeds < 1:
         raise EngineError(f"fit_seeds must be at least 1; got {fit_seeds}.")
-    from islands import ProgramDatabase, save_verification
+    from islands import ProgramDatabase
 
+    ProgramDatabase.open_to_annotate(db_path).close()  # the record is stored at the end: fail now if a run writes
     reader = ProgramDatabase.open_readonly(db_path)
     try:
         meta = reader.meta
@@ -311,7 +344,8 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
             "error": result.error[-500:],
             "per_test": dict(result.details.get("scores_per_test") or {}) if ok else {},
             "information_criteria": information_criteria(
-                result.scores.get("train_log_likelihood"), len(result.details.get("fitted_params") or {}),
+                result.scores.get("train_log_likelihood"),
+                sum(len(values) for values in fitted_groups(result.details.get("fitted_params")).values()),
                 result.scores.get("n_train_observations")) if ok else None,
         }
         if refits:
@@ -319,14 +353,14 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
                 one.scores.get("score") if one.outcome is Outcome.OK else None
                 for one in [result] + [refit[name] for refit in refits]
             ]
-    record: dict[str, Any] = {
+    record: VerificationRecord = {
         "program_id": program_id,
         "created_at": time.time(),
         "selection_score": program.score,
         "test_score": test_scores["program"]["score"],
         "test_scores": test_scores,
         "complexity": {"num_params": program.num_params, "ast_size": program.ast_size},
-        "fitted_params": dict(program.fitted_params),
+        "fitted_params": fitted_groups(program.fitted_params),
         "fit_seeds": [run_seed + k for k in range(fit_seeds)],
     }
     record["comparisons"] = comparisons(test_scores, task.file.per_test_units)
@@ -355,5 +389,6 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["figures"] = []
         record["checks"] = []
     record["wall_s"] = time.perf_counter() - started
-    save_verification(db_path, program_id, record)
+    with ProgramDatabase.open_to_annotate(db_path) as database:  # the one writer of the file, while it writes
+        database.save_verification(program_id, record)
     return record

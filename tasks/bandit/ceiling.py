@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from engine.task.results import TaskResult
+
 Split = Mapping[str, np.ndarray]
 VALIDATION_FRACTION = 0.2
 LEARNING_RATE = 0.01
@@ -60,7 +62,7 @@ def gru_network() -> types.ModuleType:
     return module
 
 
-def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> TaskResult:
     """Trains the GRU of baselines/gru.py on `train` and scores `heldout` (`candidate` is not used).
 
     Returns:
@@ -118,15 +120,13 @@ def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> d
     if not np.isfinite(heldout_score):
         raise ValueError("the trained GRU gives a non-finite held-out likelihood.")
     train_ll = float(-loss(best_weights, fit_split))
-    return {
-        "score": heldout_score,
-        "train_score": float(np.exp(train_ll / fit_trials)),
-        "scores_per_test": {
-            f"session_{i}": float(np.exp(ll / max(n, 1.0))) for i, (ll, n) in enumerate(zip(per_session, trials_per_session))
-        },
-        "fitted_params": {},
-        "at_bounds": [],
-        "n_weights": float(sum(np.size(leaf) for leaf in jax.tree.leaves(best_weights))),
-        "best_step": float(best_step),
-        "timings": {"fit_s": fit_s, "score": time.perf_counter() - started},
-    }
+    return TaskResult(
+        score=heldout_score,
+        train_score=float(np.exp(train_ll / fit_trials)),
+        scores_per_test={f"session_{i}": float(np.exp(ll / max(n, 1.0)))
+                         for i, (ll, n) in enumerate(zip(per_session, trials_per_session))},
+        fitted_params={},  # the network's weights are not parameters of a model a scientist reads
+        extra_scores={"n_weights": float(sum(np.size(leaf) for leaf in jax.tree.leaves(best_weights))),
+                      "best_step": float(best_step)},
+        timings={"fit_s": fit_s, "score_s": time.perf_counter() - started},
+    )

@@ -7,13 +7,14 @@ score = exp(mean log-probability of each held-out choice): the geometric mean pe
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, fit_maximum_likelihood, pad_to
+from engine.task.results import TaskResult, pooled_params
 
 N_STATE = 8
 Split = Mapping[str, np.ndarray]
@@ -71,16 +72,16 @@ def score(
     restarts: int = 16,
     max_steps: int = 100,
     optimizer: str = "lbfgs",
-) -> dict[str, Any]:
+) -> TaskResult:
     """Fits the candidate's PARAMS on `train` by maximum likelihood and scores it on `heldout`.
 
     Returns:
         score: held-out normalized likelihood (geometric mean choice probability per trial).
         train_score: the same on the training sessions.
-        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the scored training
-            trials and their number (for AIC and BIC).
+        extra_scores: train_log_likelihood and n_train_observations, the fitted log-likelihood (nats) of the
+            scored training trials and their number (for AIC and BIC).
         scores_per_test: held-out normalized likelihood per session.
-        fitted_params: parameter name -> fitted value; at_bounds: parameters that ended at a bound.
+        fitted_params: one pooled group, parameter name -> fitted value.
         timings: seconds: "compile_s" and "fit_s" (from the fitter) and "score_s".
     """
     agent = candidate
@@ -101,15 +102,13 @@ def score(
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted agent gives a non-finite held-out likelihood.")
     timings = {**result.timings, "score_s": time.perf_counter() - started}
-    return {
-        "score": heldout_score,
-        "train_score": float(np.exp(-result.neg_log_likelihood / n_scored_trials(train))),
-        "train_log_likelihood": float(-result.neg_log_likelihood),
-        "n_train_observations": n_scored_trials(train),
-        "scores_per_test": {
-            f"session_{i}": float(np.exp(ll / max(n, 1.0))) for i, (ll, n) in enumerate(zip(per_session, trials_per_session))
-        },
-        "fitted_params": dict(result.params),
-        "at_bounds": list(result.at_bounds),
-        "timings": timings,
-    }
+    return TaskResult(
+        score=heldout_score,
+        train_score=float(np.exp(-result.neg_log_likelihood / n_scored_trials(train))),
+        extra_scores={"train_log_likelihood": float(-result.neg_log_likelihood),
+                      "n_train_observations": n_scored_trials(train)},
+        scores_per_test={f"session_{i}": float(np.exp(ll / max(n, 1.0)))
+                         for i, (ll, n) in enumerate(zip(per_session, trials_per_session))},
+        fitted_params=pooled_params(result.params),
+        timings=timings,
+    )

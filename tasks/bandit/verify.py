@@ -21,13 +21,14 @@ the drifting probabilities; for the human data (fixed 0.8/0.2, 0.7/0.3, 0.6/0.4 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, parameter_recovery, posterior_predictive, posterior_summary, refit_by_likelihood
+from engine.task.results import POOLED, TaskVerification
 
 from .score import N_STATE, check_agent, score, session_log_likelihoods
 
@@ -115,14 +116,14 @@ def better_arm_curve(split: Split, environment: np.ndarray) -> tuple[list[float]
 
 def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
            n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 300,
-           posterior: bool = False) -> dict[str, Any]:
+           posterior: bool = False) -> TaskVerification:
     """Scores the candidate, checks parameter recovery around its fit, and returns posterior predictive figures;
     with `posterior` (`discover verify --posterior`) also NUTS quantiles of the parameters on the training data."""
     agent = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     check_agent(agent, spec.names)
     scored = score(candidate, train, heldout, seed=seed)
-    fitted = scored["fitted_params"]
+    fitted = scored.fitted_params[POOLED]
     run = jax.jit(lambda params, environment, mask, key: simulate(agent, params, environment, mask, key))
 
     def simulate_split(params, split, rng):
@@ -175,13 +176,9 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
             {"label": "fitted model (simulated)", "x": model_x, "y": model_y, "kind": "line", "role": "model"},
         ],
     }
-    returned = {
-        "score": scored["score"],
-        "fitted_params": fitted,
-        **recovery.record(),
-        "figures": [stay_figure, curve_figure],
-    }
+    posterior_record = {}
     if posterior:
         train_data = {key: jnp.asarray(train[key]) for key in ("choices", "rewards", "mask")}
-        returned.update(posterior_summary(neg_log_likelihood, spec, train_data, seed=seed))
-    return returned
+        posterior_record = posterior_summary(neg_log_likelihood, spec, train_data, seed=seed)
+    return TaskVerification(score=scored.score, fitted_params=scored.fitted_params, recovery=recovery,
+                            figures=[stay_figure, curve_figure], posterior=posterior_record)

@@ -14,13 +14,14 @@ Higher is better. Each monkey gets its own parameters (fit_per_group).
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, fit_per_group, pad_to
+from engine.task.results import TaskResult, grouped_params
 
 from .first_passage import first_passage_densities
 
@@ -82,17 +83,17 @@ def score(
     seed: int = 0,
     restarts: int = 4,
     max_steps: int = 40,
-) -> dict[str, Any]:
+) -> TaskResult:
     """Fits the candidate's PARAMS to each monkey's training trials and scores held-out trials.
 
     Returns:
         score: held-out log-likelihood per trial (nats; RT density per s), pooled over monkeys.
         train_score: the same on the training trials.
-        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the training trials
-            and their number (for AIC and BIC).
-        loglik_per_trial_<monkey>: held-out log-likelihood per trial of each monkey (extra scores).
+        extra_scores: train_log_likelihood and n_train_observations, the fitted log-likelihood (nats) of the
+            training trials and their number (for AIC and BIC); loglik_per_trial_<monkey>, the held-out
+            log-likelihood per trial of each monkey.
         scores_per_test: held-out log-likelihood per trial of each monkey and coherence, "B_coh0.128".
-        fitted_params: "<name>_<monkey>" -> fitted value; at_bounds: the same names for parameters at a bound.
+        fitted_params: one group per monkey, parameter name -> fitted value.
         timings: "compile_s", "fit_s" (from the fitter) and "score_s".
     """
     decision = candidate
@@ -122,15 +123,12 @@ def score(
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted decision process gives a non-finite held-out likelihood.")
     n_train = float(np.asarray(train["mask"]).sum())
-    return {
-        "score": float(heldout_score),
-        "train_score": float(-result.neg_log_likelihood.sum() / n_train),
-        "train_log_likelihood": float(-result.neg_log_likelihood.sum()),
-        "n_train_observations": n_train,
-        **{f"loglik_per_trial_{monkey}": value for monkey, value in per_monkey.items()},
-        "scores_per_test": per_test,
-        "fitted_params": {f"{name}_{monkey}": float(result.params[name][g])
-                          for g, monkey in enumerate(groups) for name in spec.names},
-        "at_bounds": [f"{name}_{groups[g]}" for g, names in enumerate(result.at_bounds) for name in names],
-        "timings": {**result.timings, "score_s": time.perf_counter() - started},
-    }
+    return TaskResult(
+        score=float(heldout_score),
+        train_score=float(-result.neg_log_likelihood.sum() / n_train),
+        extra_scores={"train_log_likelihood": float(-result.neg_log_likelihood.sum()), "n_train_observations": n_train,
+                      **{f"loglik_per_trial_{monkey}": value for monkey, value in per_monkey.items()}},
+        scores_per_test=per_test,
+        fitted_params=grouped_params(result.params, groups),
+        timings={**result.timings, "score_s": time.perf_counter() - started},
+    )

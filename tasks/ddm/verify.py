@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, combine_posteriors, parameter_recovery, posterior_summary, refit_by_likelihood
+from engine.task.results import TaskVerification
 
 from .score import DT_S, MONKEYS, TIME_S, model_densities, score, trial_log_likelihoods
 
@@ -92,7 +93,7 @@ def _figures(decision, fitted: list[dict[str, float]], heldout: Split) -> list[d
     return figures
 
 
-def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> TaskVerification:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures; with
     `posterior` (`discover verify --posterior`) also each monkey's NUTS posterior quantiles on its training trials
     (about 2 minutes per monkey on 2 cores with the full data)."""
@@ -100,7 +101,7 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_groups = np.asarray(train["mask"]).shape[0]
-    fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]
+    fitted = [dict(result.fitted_params[MONKEYS[g]]) for g in range(n_groups)]
 
     rows = [{key: value[g] for key, value in train.items()} for g in range(n_groups)]
 
@@ -111,10 +112,11 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
         spec, fitted, rows, lambda params, row, rng: sample_trials(decision, params, row, rng),
         refit_by_likelihood(neg_log_likelihood, spec, restarts=4, max_steps=40, optimizer="lbfgs", seed=seed),
         n_sets=RECOVERY_SETS * n_groups, spread=RECOVERY_SPREAD, seed=seed)
-    returned = {"score": result["score"], **recovery.record(), "figures": _figures(decision, fitted, heldout)}
+    posterior_record = {}
     if posterior:
         by_monkey = {MONKEYS[g]: posterior_summary(neg_log_likelihood, spec, {k: jnp.asarray(v) for k, v in rows[g].items()},
                                                    num_warmup=POSTERIOR_WARMUP, num_samples=POSTERIOR_DRAWS, seed=seed)
                      for g in range(n_groups)}
-        returned.update(combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}"))
-    return returned
+        posterior_record = combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}")
+    return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
+                            figures=_figures(decision, fitted, heldout), posterior=posterior_record)

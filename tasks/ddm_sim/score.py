@@ -22,13 +22,14 @@ monkeys. Higher is better. The ceiling is minus the entropy of the held-out cate
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, fit_simulation_based
+from engine.task.results import TaskResult
 
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9)
 FIT_TRIALS_PER_COHERENCE = 40
@@ -138,18 +139,18 @@ def score(
     num_particles: int = NUM_PARTICLES,
     max_generations: int = MAX_GENERATIONS,
     max_simulations: int = MAX_SIMULATIONS,
-) -> dict[str, Any]:
+) -> TaskResult:
     """Fits the candidate simulator to each monkey's training trials by SMC-ABC and scores held-out trials.
 
     Returns:
         score: mean held-out log predictive probability per trial of its (choice, RT-bin) category, nats,
             pooled over monkeys (see the module docstring). Higher is better.
         train_score: the same on the training trials.
-        logprob_per_trial_<monkey>: the held-out score of each monkey (extra scores).
+        extra_scores: logprob_per_trial_<monkey>, the held-out score of each monkey, and
         abc_distance_<monkey>: SMC-ABC's posterior-predictive summary distance to the held-out summaries, in
             units of that candidate's own prior-predictive sd (diagnostic only: not comparable across candidates).
         scores_per_test: held-out score of each monkey and coherence, "B_coh0.128".
-        fitted_params: "<name>_<monkey>" -> weighted posterior mean; at_bounds: those within 2 % of a bound.
+        fitted_params: one group per monkey, parameter name -> weighted posterior mean.
         timings: "compile_s", "fit_s" (SMC-ABC, both monkeys) and "score_s".
     """
     simulate = candidate
@@ -170,7 +171,7 @@ def score(
     n_groups = int(np.asarray(train["mask"]).shape[0])
     groups = MONKEYS[:n_groups]
     timings = {"compile_s": 0.0, "fit_s": 0.0, "score_s": 0.0}
-    results, fitted, at_bounds, extra = [], {}, [], {}
+    results, fitted, extra = [], {}, {}
     for g, monkey in enumerate(groups):
         result = fit_simulation_based(
             simulate_data, summary, spec, _group(train, g), held_out=_group(heldout, g),
@@ -180,11 +181,7 @@ def score(
         timings["compile_s"] += result.timings["compile_s"]
         timings["fit_s"] += result.timings["fit_s"]
         extra[f"abc_distance_{monkey}"] = result.posterior_predictive_distance
-        for name, low, high in zip(spec.names, spec.lows, spec.highs):
-            value = result.mean()[name]
-            fitted[f"{name}_{monkey}"] = value
-            if min(value - low, high - value) < 0.02 * (high - low):
-                at_bounds.append(f"{name}_{monkey}")
+        fitted[monkey] = {name: float(result.mean()[name]) for name in spec.names}
 
     started = time.perf_counter()
     per_test: dict[str, float] = {}
@@ -218,12 +215,11 @@ def score(
     heldout_score = totals["heldout"][0] / max(totals["heldout"][1], 1)
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted simulator gives a non-finite held-out score.")
-    return {
-        "score": float(heldout_score),
-        "train_score": float(totals["train"][0] / max(totals["train"][1], 1)),
-        **extra,
-        "scores_per_test": per_test,
-        "fitted_params": fitted,
-        "at_bounds": at_bounds,
-        "timings": timings,
-    }
+    return TaskResult(
+        score=float(heldout_score),
+        train_score=float(totals["train"][0] / max(totals["train"][1], 1)),
+        extra_scores=extra,
+        scores_per_test=per_test,
+        fitted_params=fitted,
+        timings=timings,
+    )

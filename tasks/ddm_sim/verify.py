@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, combine_posteriors, fit_simulation_based, parameter_recovery
+from engine.task.results import TaskVerification
 
 from .score import (FIT_TRIALS_PER_COHERENCE, MAX_GENERATIONS, MAX_SIMULATIONS, MIN_ACCEPTANCE_RATE, MONKEYS,
                     NUM_PARTICLES, QUANTILES, _design, _group, score, summary_statistics)
@@ -73,7 +74,7 @@ def _figures(simulate, fitted: list[dict[str, float]], heldout: Split, seed: int
     return figures
 
 
-def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, posterior: bool = False) -> TaskVerification:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, and figures; with
     `posterior` (`discover verify --posterior`) also each monkey's SMC-ABC posterior quantiles, fitted with the
     score's design, settings and seed."""
@@ -81,7 +82,7 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_groups = int(np.asarray(train["mask"]).shape[0])
-    fitted = [{name: result["fitted_params"][f"{name}_{MONKEYS[g]}"] for name in spec.names} for g in range(n_groups)]
+    fitted = [dict(result.fitted_params[MONKEYS[g]]) for g in range(n_groups)]
     levels = np.asarray(train["coherences"][0], np.float64)
     n_coherences = levels.shape[0]
     fit_coherence, fit_index = _design(levels, 40)
@@ -111,7 +112,7 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
     rows = [_group(train, g) for g in range(n_groups)]
     recovery = parameter_recovery(spec, fitted, rows, simulate_row, refit, n_sets=RECOVERY_SETS * n_groups,
                                   spread=RECOVERY_SPREAD, seed=seed)
-    returned = {"score": result["score"], **recovery.record(), "figures": _figures(simulate, fitted, heldout, seed)}
+    posterior_record = {}
     if posterior:
         score_coherence, score_index = _design(levels, FIT_TRIALS_PER_COHERENCE)
 
@@ -124,5 +125,6 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
             simulate_like_score, lambda d: summary_statistics(d, n_coherences), spec, _group(train, g),
             num_particles=NUM_PARTICLES, max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
             min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + g).posterior_record() for g in range(n_groups)}
-        returned.update(combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}"))
-    return returned
+        posterior_record = combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}")
+    return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
+                            figures=_figures(simulate, fitted, heldout, seed), posterior=posterior_record)

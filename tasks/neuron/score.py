@@ -28,13 +28,14 @@ the training score around the best restarts; beside it, a cross-entropy search o
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, SpikingFitResult, fit_spiking, simulate_spiking, window_sum
+from engine.task.results import TaskResult, grouped_params
 
 from .fit_cross_entropy import fit_cross_entropy
 
@@ -188,17 +189,17 @@ def score(
     restarts: int = 16,
     max_steps: int = 150,
     generations: int = CROSS_ENTROPY_GENERATIONS,
-) -> dict[str, Any]:
+) -> TaskResult:
     """Fits the candidate's PARAMS per cell on the training sweeps and scores the held-out sweeps.
 
     Returns:
         score: mean over held-out sweeps of gamma - spike_count_error - subthreshold_rmse_mV / 10.
         train_score: the same on the training sweeps.
-        gamma, spike_count_error, subthreshold_rmse_mV: the three parts, averaged over held-out sweeps (extra
-            scores).
+        extra_scores: gamma, spike_count_error, subthreshold_rmse_mV: the three parts, averaged over held-out
+            sweeps.
         scores_per_test: "<cell>_<step pA>pA" -> that held-out sweep's score.
-        fitted_params: "<name>_<cell>" -> value; at_bounds: the same names for parameters at a bound.
-        fit_stages: "<cell>" -> the fit that won it ("forced", "local" or "cross_entropy").
+        fitted_params: one group per cell, parameter name -> value.
+        details: fit_stages, "<cell>" -> the fit that won it ("forced", "local" or "cross_entropy").
         timings: "compile_s", "fit_s", "score_s".
     """
     membrane = candidate
@@ -227,17 +228,14 @@ def score(
     heldout_score = float(np.mean([combined(*parts) for parts in zip(gammas, rmses, count_errors)]))
     if not np.isfinite(heldout_score):
         raise ValueError("the fitted membrane model gives a non-finite held-out score.")
-    return {
-        "score": heldout_score,
-        "train_score": float(np.mean(train_scores)),
-        "gamma": gamma_mean,
-        "spike_count_error": float(np.mean(count_errors)),
-        "subthreshold_rmse_mV": rmse_mean,
-        "scores_per_test": per_test,
-        "fitted_params": {f"{name}_{CELLS[c]}": float(result.params[name][c])
-                          for c in range(n_cells) for name in spec.names},
-        "at_bounds": [f"{name}_{CELLS[c]}" for c, names in enumerate(result.at_bounds) for name in names],
-        "fit_stages": {CELLS[c]: stage for c, stage in enumerate(result.stage)},
-        "timings": {"compile_s": result.timings["compile_s"], "fit_s": result.timings["fit_s"],
-                    "score_s": time.perf_counter() - started},
-    }
+    return TaskResult(
+        score=heldout_score,
+        train_score=float(np.mean(train_scores)),
+        extra_scores={"gamma": gamma_mean, "spike_count_error": float(np.mean(count_errors)),
+                      "subthreshold_rmse_mV": rmse_mean},
+        scores_per_test=per_test,
+        fitted_params=grouped_params(result.params, CELLS[:n_cells]),
+        timings={"compile_s": result.timings["compile_s"], "fit_s": result.timings["fit_s"],
+                 "score_s": time.perf_counter() - started},
+        details={"fit_stages": {CELLS[c]: stage for c, stage in enumerate(result.stage)}},
+    )

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, parameter_recovery
+from engine.task.results import TaskVerification
 
 from .score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WINDOW_START_MS, fit_cells, score,
                     simulate)
@@ -149,13 +150,13 @@ def _figures_and_checks(membrane, fitted, train: Split, heldout: Split) -> tuple
     return figures, checks
 
 
-def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> dict[str, Any]:
+def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> TaskVerification:
     """Returns the held-out score, parameter recovery {name: pearson r} with its pairs, figures and f-I checks."""
     membrane = candidate
     spec = ParamSpec.from_bounds(candidate.PARAMS)
     result = score(candidate, train, heldout, seed=seed)
     n_cells = np.asarray(train["voltage_mV"]).shape[0]
-    fitted = [{name: result["fitted_params"][f"{name}_{CELLS[c]}"] for name in spec.names} for c in range(n_cells)]
+    fitted = [dict(result.fitted_params[CELLS[c]]) for c in range(n_cells)]
 
     def simulate_cell(params, cell, rng):
         """Training-like sweeps of one cell: the model's voltage plus NOISE_MV white noise, and its spikes."""
@@ -171,4 +172,5 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0) -> 
     recovery = parameter_recovery(spec, fitted, cells, simulate_cell, refit, n_sets=RECOVERY_SETS * n_cells,
                                   spread=RECOVERY_SPREAD, seed=seed)
     figures, checks = _figures_and_checks(membrane, fitted, train, heldout)
-    return {"score": result["score"], **recovery.record(), "figures": figures, "checks": checks}
+    return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
+                            figures=figures, checks=checks)

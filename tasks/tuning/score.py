@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ import numpy as np
 from jax.scipy.special import gammaln
 
 from engine.fit import ParamSpec, fit_per_group, pad_to
+from engine.task.results import TaskResult, grouped_params
 
 Split = Mapping[str, np.ndarray]
 FIT_KEYS = ("direction_deg", "contrast", "spike_count", "mask")
@@ -109,7 +110,7 @@ def constant_rate_log_likelihood(train: Split, heldout: Split) -> np.ndarray:
 
 
 def _score(candidate: Callable, train: Split, heldout: Split, seed: int, noise: str,
-           restarts: int, max_steps: int) -> dict[str, Any]:
+           restarts: int, max_steps: int) -> TaskResult:
     result, spec = fit_neurons(candidate, train, heldout, noise=noise, seed=seed, restarts=restarts,
                                max_steps=max_steps)
     started = time.perf_counter()
@@ -121,39 +122,38 @@ def _score(candidate: Callable, train: Split, heldout: Split, seed: int, noise: 
     held_spikes = float(np.sum(heldout["spike_count"] * heldout["mask"]))
     null_ll = constant_rate_log_likelihood(train, heldout)
     names = [str(name) for name in np.asarray(train["unit_names"])]
-    fitted = {f"{param}[{unit}]": float(result.params[param][i]) for param in spec.names for i, unit in enumerate(names)}
-    at_bounds = [f"{param}[{names[i]}]" for i, params in enumerate(result.at_bounds) for param in params]
-    return {
-        "score": float(held_ll.sum() / held_trials.sum()),
-        "train_score": float(-np.sum(result.neg_log_likelihood) / train_trials.sum()),
-        "train_log_likelihood": float(-np.sum(result.neg_log_likelihood)),
-        "n_train_observations": float(train_trials.sum()),
-        "bits_per_spike": float((held_ll.sum() - null_ll.sum()) / (max(held_spikes, 1.0) * math.log(2.0))),
-        "scores_per_test": {unit: float(ll / n) for unit, ll, n in zip(names, held_ll, held_trials)},
-        "fitted_params": fitted,
-        "at_bounds": at_bounds,
-        "timings": {**result.timings, "score_s": time.perf_counter() - started},
-    }
+    return TaskResult(
+        score=float(held_ll.sum() / held_trials.sum()),
+        train_score=float(-np.sum(result.neg_log_likelihood) / train_trials.sum()),
+        extra_scores={
+            "train_log_likelihood": float(-np.sum(result.neg_log_likelihood)),
+            "n_train_observations": float(train_trials.sum()),
+            "bits_per_spike": float((held_ll.sum() - null_ll.sum()) / (max(held_spikes, 1.0) * math.log(2.0))),
+        },
+        scores_per_test={unit: float(ll / n) for unit, ll, n in zip(names, held_ll, held_trials)},
+        fitted_params=grouped_params(result.params, names),
+        timings={**result.timings, "score_s": time.perf_counter() - started},
+    )
 
 
 def score(candidate: Callable, train: Split, heldout: Split, seed: int = 0, restarts: int = 16,
-          max_steps: int = 200) -> dict[str, Any]:
+          max_steps: int = 200) -> TaskResult:
     """Fits the candidate's PARAMS per neuron on `train` (Poisson counts) and scores `heldout`.
 
     Returns:
         score: held-out log-likelihood per trial (nats), pooled over neurons; higher is better.
         train_score: the same on the training trials.
-        train_log_likelihood, n_train_observations: the fitted log-likelihood (nats) of the training trials
-            and their number (for AIC and BIC).
-        bits_per_spike: held-out information gain over a constant rate per neuron, bits per spike.
+        extra_scores: train_log_likelihood and n_train_observations, the fitted log-likelihood (nats) of the
+            training trials and their number (for AIC and BIC); bits_per_spike, the held-out information gain
+            over a constant rate per neuron, bits per spike.
         scores_per_test: unit id -> held-out log-likelihood per trial of that neuron.
-        fitted_params: "name[unit]" -> fitted value; at_bounds: those that ended at a bound.
-        timings: seconds for "compile_s" and "fit_s" (from the fitter) and "score".
+        fitted_params: one group per unit id, parameter name -> fitted value.
+        timings: seconds for "compile_s" and "fit_s" (from the fitter) and "score_s".
     """
     return _score(candidate, train, heldout, seed, "poisson", restarts, max_steps)
 
 
 def score_negative_binomial(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
-                            restarts: int = 16, max_steps: int = 200) -> dict[str, Any]:
+                            restarts: int = 16, max_steps: int = 200) -> TaskResult:
     """As `score`, with negative binomial counts whose per-neuron shape (noise_log_shape) the engine fits."""
     return _score(candidate, train, heldout, seed, "negative_binomial", restarts, max_steps)

@@ -18,13 +18,14 @@ computation, not the candidate's Python) and returns plain data:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from engine.fit import ParamSpec, combine_posteriors, parameter_recovery, posterior_summary, refit_by_likelihood
+from engine.task.results import TaskVerification
 
 from .score import FIT_KEYS, MIN_RATE, check_tuning, score, trial_log_likelihoods
 
@@ -47,8 +48,9 @@ def angle_periods(spec) -> dict[str, float]:
     }
 
 
-def _per_neuron_params(fitted: Mapping[str, float], names: tuple[str, ...], units: list[str]) -> dict[str, np.ndarray]:
-    return {name: np.array([fitted[f"{name}[{unit}]"] for unit in units]) for name in names}
+def _per_neuron_params(fitted: Mapping[str, Mapping[str, float]], names: tuple[str, ...],
+                       units: list[str]) -> dict[str, np.ndarray]:
+    return {name: np.array([fitted[unit][name] for unit in units]) for name in names}
 
 
 def _rates(tuning, params: Mapping[str, np.ndarray], direction: np.ndarray, contrast: np.ndarray) -> np.ndarray:
@@ -90,7 +92,7 @@ def condition_means(split: Split, rate: np.ndarray, neuron: int) -> tuple[list[f
 
 def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
            n_sets: int = N_RECOVERY_SETS, restarts: int = 4, max_steps: int = 200,
-           posterior: bool = False) -> dict[str, Any]:
+           posterior: bool = False) -> TaskVerification:
     """Scores the candidate, checks parameter recovery around its per-neuron fits, and returns figures; with
     `posterior` (`discover verify --posterior`) also each neuron's NUTS posterior quantiles on its training trials."""
     tuning = candidate
@@ -98,7 +100,7 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
     check_tuning(tuning, spec.names, train)
     scored = score(candidate, train, heldout, seed=seed)
     units = [str(unit) for unit in np.asarray(train["unit_names"])]
-    fitted = _per_neuron_params(scored["fitted_params"], spec.names, units)
+    fitted = _per_neuron_params(scored.fitted_params, spec.names, units)
 
     # parameter recovery: set k perturbs neuron k mod n_neurons and is simulated at that neuron's training stimuli
     rows = [{key: np.asarray(train[key][i]) for key in ("direction_deg", "contrast", "mask")} for i in range(len(units))]
@@ -155,15 +157,11 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
         "ylabel": "observed spike count",
         "series": scatter,
     })
-    returned = {
-        "score": scored["score"],
-        "fitted_params": scored["fitted_params"],
-        **recovery.record(),
-        "figures": figures,
-    }
+    posterior_record = {}
     if posterior:
         by_unit = {unit: posterior_summary(neg_log_likelihood, spec,
                                            {key: jnp.asarray(train[key][i]) for key in FIT_KEYS}, seed=seed)
                    for i, unit in enumerate(units)}
-        returned.update(combine_posteriors(by_unit, lambda name, unit: f"{name}[{unit}]"))
-    return returned
+        posterior_record = combine_posteriors(by_unit, lambda name, unit: f"{name}[{unit}]")
+    return TaskVerification(score=scored.score, fitted_params=scored.fitted_params, recovery=recovery,
+                            figures=figures, posterior=posterior_record)

@@ -67,7 +67,7 @@ def test_run_then_best_show_stats_eval(small_bandit_run, tmp_path: Path):
     evaluated = json.loads(discover("eval", str(small_bandit_task), str(seed_file), "--json").stdout)
     assert evaluated["outcome"] == "OK" and evaluated["error"] == ""
     assert evaluated["score"] == pytest.approx(summary["seed_score"], abs=1e-4)
-    assert set(evaluated["fitted_params"]) == {"alpha", "beta"}
+    assert evaluated["fitted_params"].keys() == {"all"} and set(evaluated["fitted_params"]["all"]) == {"alpha", "beta"}
     assert {"compile_s", "fit_s", "wall"} <= set(evaluated["timings"])
 
     # The same database refuses another task, with a message saying what differs.

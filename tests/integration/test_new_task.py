@@ -41,7 +41,7 @@ def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
     assert [figure["title"] for figure in record["figures"]][0] == "Psychometric curve (held-out blocks)"
     assert set(record["posterior"]) == {"bias", "slope"}  # --posterior: NUTS quantiles around the fit
     for name, (low, median, high) in record["posterior"].items():
-        assert low < record["fitted_params"][name] < high, (name, record["posterior"][name])
+        assert low < record["fitted_params"]["all"][name] < high, (name, record["posterior"][name])
     assert record["posterior_diagnostics"]["divergences"] == 0
 
 

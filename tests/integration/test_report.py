@@ -75,7 +75,7 @@ def test_report_renders_with_every_plot_and_no_console_errors(small_bandit_run, 
     assert against_seed["low"] <= against_seed["mean"] <= against_seed["high"] and against_seed["n"] >= 2
     criteria = stored["test_scores"]["program"]["information_criteria"]
     assert criteria["num_fitted"] == stored["complexity"]["num_params"] and criteria["aic"] < criteria["bic"]
-    assert [row["parameter"] for row in stored["ablation"]] == list(stored["fitted_params"])
+    assert [row["parameter"] for row in stored["ablation"]] == list(stored["fitted_params"]["all"])
     # A knocked-out program can fail (a parameter that divides, fixed at 0) or predict some sessions with
     # probability 0; then the row says why it has no change.
     assert all(row["change"] is not None or row["detail"] for row in stored["ablation"]), stored["ablation"]
@@ -123,3 +123,24 @@ def test_values_from_a_tampered_database_stay_text_in_the_report(small_bandit_ru
     for shown in ("&lt;script&gt;alert(1)&lt;/script&gt;", "many", "&lt;b&gt;big&lt;/b&gt;",
                   "&lt;img src=x onerror=alert(2)&gt;", "&lt;b&gt;alpha&lt;/b&gt;", "&lt;u&gt;x&lt;/u&gt;"):
         assert shown in text, shown
+
+
+def test_a_report_of_a_database_a_run_still_writes_shows_what_is_stored(small_bandit_run, tmp_path: Path):
+    """Verifications are written through the store under the one writer's lock: while a run holds it, the report
+    verifies nothing new and says so, instead of writing beside the run."""
+    from islands import SqliteStore
+
+    _, db, _ = small_bandit_run
+    copy = tmp_path / "live.db"
+    shutil.copy(db, copy)
+    with sqlite3.connect(copy) as connection:
+        connection.execute("DELETE FROM verifications")
+    run = SqliteStore(copy)  # the run writing the file
+    try:
+        page = tmp_path / "report.html"
+        discover("report", str(copy), "-o", str(page), "--top", "2", "--verify-top", "1")
+        assert "not verified now: another process is writing to" in page.read_text()
+    finally:
+        run.close()
+    with sqlite3.connect(copy) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM verifications").fetchone() == (0,)

@@ -61,7 +61,7 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
     # discover verify --posterior: NUTS quantiles bracket the maximum-likelihood fit, from chains that agree
     for name, (low, median, high) in result["posterior"].items():
-        assert low < result["fitted_params"][name] < high and low < median < high, (name, result["posterior"][name])
+        assert low < result["fitted_params"]["all"][name] < high and low < median < high, (name, result["posterior"][name])
     assert result["posterior_diagnostics"]["r_hat_max"] < 1.05
     assert all(len(pairs) == 6 for pairs in result["recovery_pairs"].values())
     assert result["recovery_failed_sets"] == []
@@ -84,5 +84,5 @@ def test_gru_ceiling_learns_above_chance_and_below_one():
     splits = small_synthetic_splits()
     ceiling = load_task(TASK / "task.yaml").resolve_entry("ceiling.py:score", "baselines.gru.score").load()
     result = ceiling(candidate_from(TASK / "baselines/gru.py"), splits["train"], splits["selection"])
-    assert 0.55 < result["score"] < 1.0
-    assert result["n_weights"] > 500 and result["best_step"] > 0
+    assert 0.55 < result.score < 1.0
+    assert result.extra_scores["n_weights"] > 500 and result.extra_scores["best_step"] > 0

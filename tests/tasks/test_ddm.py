@@ -103,9 +103,9 @@ def test_synthetic_ground_truth_beats_the_seed_and_is_recovered():
     score = task.score.load()
     seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"])
     truth = score(candidate_from(TASK / "baselines/collapsing_bound.py"), splits["train"], splits["selection"])
-    assert np.isfinite(seed["score"]) and truth["score"] > seed["score"]
+    assert np.isfinite(seed.score) and truth.score > seed.score
     for monkey, params in GROUND_TRUTH.items():
-        fitted = {name: truth["fitted_params"][f"{name}_{monkey}"] for name in params}
+        fitted = truth.fitted_params[monkey]
         assert abs(fitted["k"] - params["k"]) <= 0.25 * params["k"], (monkey, fitted)
         assert abs(fitted["bound"] - params["bound"]) <= 0.3, (monkey, fitted)
         assert abs(fitted["nondecision_s"] - params["nondecision_s"]) <= 0.04, (monkey, fitted)

@@ -147,9 +147,9 @@ def test_the_fit_recovers_the_twins_generating_parameters():
     truth = GROUND_TRUTH["B6"]
     cell = {key: jnp.asarray(value[0]) for key, value in splits["train"].items() if key != "step_pA"}
     ceiling = float(training_score(adex, {name: jnp.float32(value) for name, value in truth.items()}, cell))
-    assert result["train_score"] >= 0.85 * ceiling, (result["train_score"], ceiling)
-    assert result["score"] > 0.5 and set(result["scores_per_test"]) == {"B6_175pA"}
-    fitted = {name: round(result["fitted_params"][f"{name}_B6"], 3) for name in truth}
+    assert result.train_score >= 0.85 * ceiling, (result.train_score, ceiling)
+    assert result.score > 0.5 and set(result.scores_per_test) == {"B6_175pA"}
+    fitted = {name: round(result.fitted_params["B6"][name], 3) for name in truth}
     relative = {"c_pF": 0.1, "g_l_nS": 0.15, "tau_w_ms": 0.2, "b_pA": 0.15}
     for name, tolerance in relative.items():
         assert fitted[name] == pytest.approx(truth[name], rel=tolerance), fitted

@@ -66,10 +66,10 @@ def test_ground_truth_beats_the_seed_and_its_parameters_are_recovered():
     splits = load_task(TASK / "synthetic.yaml").load_splits(units=TWO_UNITS)
     seed = score(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], restarts=8)
     truth = score(candidate_from(TASK / "baselines/tuned_normalization.py"), splits["train"], splits["selection"], restarts=8)
-    assert truth["score"] > seed["score"] + 0.5, (truth["score"], seed["score"])
-    assert set(seed["timings"]) >= {"compile_s", "fit_s", "score_s"}  # the keys every task's score uses
+    assert truth.score > seed.score + 0.5, (truth.score, seed.score)
+    assert set(seed.timings) >= {"compile_s", "fit_s", "score_s"}  # the keys every task's score uses
     for unit in TWO_UNITS:
-        fitted = {name: truth["fitted_params"][f"{name}[{unit}]"] for name in GROUND_TRUTH[unit]}
+        fitted = truth.fitted_params[unit]
         assert abs(fitted["pref_deg"] - GROUND_TRUTH[unit]["pref_deg"]) <= 5.0, (unit, fitted)
         for name in ("kappa", "gain", "baseline"):
             assert abs(fitted[name] / GROUND_TRUTH[unit][name] - 1.0) <= 0.15, (unit, name, fitted[name])
@@ -83,9 +83,9 @@ def test_negative_binomial_scoring_fits_a_dispersion_per_neuron():
     seed = candidate_from(TASK / "seed.py")
     poisson = score(seed, splits["train"], splits["selection"], restarts=4)
     negative_binomial = score_negative_binomial(seed, splits["train"], splits["selection"], restarts=4)
-    assert "noise_log_shape[m620r35]" in negative_binomial["fitted_params"]
+    assert "noise_log_shape" in negative_binomial.fitted_params["m620r35"]
     # real counts are overdispersed relative to the seed's Poisson prediction, so the dispersion helps
-    assert negative_binomial["score"] > poisson["score"]
+    assert negative_binomial.score > poisson.score
 
 
 @pytest.mark.slow
@@ -96,11 +96,13 @@ def test_verify_returns_recovery_and_well_formed_figures():
     result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4,
                     posterior=True)
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
-    # --posterior: each neuron's NUTS quantiles, named like its fitted parameters, bracket the fit
-    assert set(result["posterior"]) == set(result["fitted_params"])
+    # --posterior: each neuron's NUTS quantiles, named "name[unit]" after its fitted parameters, bracket the fit
+    fitted = {f"{name}[{unit}]": value for unit, values in result["fitted_params"].items()
+              for name, value in values.items()}
+    assert set(result["posterior"]) == set(fitted)
     for name, (low, median, high) in result["posterior"].items():
         assert low <= median <= high
-    brackets = [low < result["fitted_params"][name] < high for name, (low, _, high) in result["posterior"].items()]
+    brackets = [low < fitted[name] < high for name, (low, _, high) in result["posterior"].items()]
     assert sum(brackets) >= len(brackets) - 1, result["posterior"]  # a circular pref_deg may sit on the wrap
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert result["recovery"]["gain"] > 0.8

@@ -15,10 +15,10 @@ REPO = Path(__file__).resolve().parents[3]
 DDM = REPO / "tasks/ddm/task.yaml"
 
 
-def program(source: str, fitted: dict[str, float]) -> Program:
+def program(source: str, fitted: dict[str, dict[str, float]]) -> Program:
     return Program(id=1, island_id=0, source=source, parent_ids=(), outcome="OK", score=0.0, scores_per_test={},
                    error="", fitted_params=fitted, timings={}, extra_scores={}, behaviour=None, proposer="seed",
-                   tokens=0, cost_usd=0.0, canonical_hash="", num_params=len(fitted), ast_size=0, created_at=0.0)
+                   tokens=0, cost_usd=0.0, canonical_hash="", num_params=3, ast_size=0, created_at=0.0)
 
 
 SOURCE = '''
@@ -28,14 +28,18 @@ def f(params, x):
 '''
 
 
-def test_pooled_and_grouped_names_are_found():
-    pooled = program(SOURCE, {"k": 40.0, "k_scale": 0.5, "bound": 0.2})
+def test_pooled_and_grouped_fits_are_read_by_declared_name():
+    pooled = program(SOURCE, {"all": {"k": 40.0, "k_scale": 0.5, "bound": 0.2}})
     assert at_bounds(pooled, "f") == ["k", "bound"]
-    grouped = program(SOURCE, {"k_B": 40.0, "k_J": 12.0, "k_scale_B": 0.5, "k_scale_J": 1.0, "bound_B": 1.0,
-                               "bound_J": 1.1})
+    grouped = program(SOURCE, {"B": {"k": 40.0, "k_scale": 0.5, "bound": 1.0},
+                               "J": {"k": 12.0, "k_scale": 1.0, "bound": 1.1}})
     assert at_bounds(grouped, "f") == ["k (1 of 2 groups)", "k_scale (1 of 2 groups)"]
-    per_unit = program(SOURCE, {"bound[u1]": 3.0, "bound[u2]": 3.0, "k[u1]": 5.0, "k[u2]": 6.0})
+    per_unit = program(SOURCE, {"u1": {"bound": 3.0, "k": 5.0}, "u2": {"bound": 3.0, "k": 6.0}})
     assert at_bounds(per_unit, "f") == ["bound (2 of 2 groups)"]
+    # a database written before results were grouped: flat names are one pooled group
+    assert at_bounds(program(SOURCE, {"k": 40.0, "bound": 1.0}), "f") == ["k"]
+    assert "fitted bound=3 [3, 3], k=5.5 [5, 6] (median [range] over 2 groups)" in diagnostics_text(
+        0.0, per_unit.fitted_params)
 
 
 @pytest.mark.slow
@@ -50,8 +54,8 @@ def test_a_ddm_drift_fitted_to_its_bound_shows_up_in_the_prompt():
     prepared = prepare(DDM, None, {})
     score = prepared.task.score.load()
     result = score(candidate_from_source(narrow, DDM), prepared.splits["train"], prepared.splits["selection"])
-    assert "k_B" in result["fitted_params"]
-    stored = program(narrow, result["fitted_params"])
+    assert set(result.fitted_params) == {"B", "N"}
+    stored = program(narrow, result.record()["fitted_params"])
     hint = at_bounds(stored, "decision")
     assert hint and hint[0].startswith("k")
     assert "at a bound: k" in diagnostics_text(0.0, stored.fitted_params, hint)
