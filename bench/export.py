@@ -68,9 +68,9 @@ def in_process(task, splits, repeats: int) -> list[tuple[str, float]]:
                                lambda: score(candidate, splits["train"], splits["selection"]))
         for label, result in (("Python", python_score), ("exported", exported_score)):
             for phase in ("compile_s", "fit_s"):
-                if phase in result.get("timings", {}):
-                    rows.setdefault(f"  {phase} ({label})", []).append(result["timings"][phase])
-        rows.setdefault("|score difference|", []).append(abs(python_score["score"] - exported_score["score"]))
+                if phase in result.timings:
+                    rows.setdefault(f"  {phase} ({label})", []).append(result.timings[phase])
+        rows.setdefault("|score difference|", []).append(abs(python_score.score - exported_score.score))
     rows["exported size (kB)"] = [len(blob) / 1024]
     return [(name, statistics.median(values)) for name, values in rows.items()]
 

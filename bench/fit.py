@@ -270,8 +270,8 @@ def neuron(repeats: int) -> None:
         for _ in range(repeats):
             started, started_cpu = time.perf_counter(), time.process_time()
             result = score(candidate, splits["train"], splits["selection"])
-            rows.append((result["timings"]["compile_s"], result["timings"]["fit_s"], result["timings"]["score_s"],
-                         time.perf_counter() - started, time.process_time() - started_cpu, result["train_score"]))
+            rows.append((result.timings["compile_s"], result.timings["fit_s"], result.timings["score_s"],
+                         time.perf_counter() - started, time.process_time() - started_cpu, result.train_score))
         compile_s, fit_s, score_s, total_s, cpu_s, train = (statistics.median(column) for column in zip(*rows))
         print(f"{name:<8}{len(candidate.PARAMS):>7}{compile_s:>11.1f}{fit_s:>8.1f}{score_s:>9.1f}{total_s:>9.1f}"
               f"{cpu_s:>8.1f}{train:>13.3f}")

@@ -51,7 +51,7 @@ def candidate_costs(task_yaml: Path, which: str, repeats: int) -> list[dict[str,
             wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
             if repeat == 0:
                 continue
-            timings = result.get("timings", {})
+            timings = result.timings
             compile_s = float(timings.get("compile_s", float("nan")))
             fit_s = float(timings.get("fit_s", float("nan")))
             known = sum(v for v in (compile_s, fit_s) if v == v)
@@ -60,8 +60,8 @@ def candidate_costs(task_yaml: Path, which: str, repeats: int) -> list[dict[str,
                 samples.setdefault(key, []).append(value)
         rows.append({"task": task.name, "candidate": name,
                      **{key: statistics.median(values) for key, values in samples.items()},
-                     "train_score": float(result.get("train_score", float("nan"))),
-                     "score": float(result["score"])})
+                     "train_score": float("nan") if result.train_score is None else float(result.train_score),
+                     "score": float(result.score)})
     return rows
 
 

@@ -67,7 +67,9 @@ def test_a_drifted_seed_stops_a_fresh_run_and_a_resumed_one(small_bandit_task: P
     # The scorer changes without a version bump: the resumed run re-evaluates its seed, compares it with the stored
     # seed, and stops before adding to scores it could not be compared with.
     score_py = small_bandit_task.parent / "score.py"
-    score_py.write_text(score_py.read_text().replace('"score": heldout_score,', '"score": heldout_score - 0.01,'))
+    changed = score_py.read_text().replace("score=heldout_score,", "score=heldout_score - 0.01,")
+    assert changed != score_py.read_text(), "the scorer's return line moved: update this edit"
+    score_py.write_text(changed)
     resumed = discover("run", str(small_bandit_task), "--db", str(db), "--max-evals", "8", "--workers", "1", "--runner", "local")
     assert resumed.returncode == 1
     assert re.search(rf"{re.escape(str(db))}: the seed now scores {measured - 0.01:.4f}, but it scored {measured:.4f} "

@@ -57,7 +57,7 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     splits = task.load_splits()
     verify = task.resolve_entry(task.file.verify, "verify").load()
     truth = candidate_from(TASK / "baselines/forgetting_perseveration.py")
-    result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4, posterior=True)
+    result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4, posterior=True).record()
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
     # discover verify --posterior: NUTS quantiles bracket the maximum-likelihood fit, from chains that agree
     for name, (low, median, high) in result["posterior"].items():

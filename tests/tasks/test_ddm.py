@@ -120,7 +120,8 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     task = load_task(TASK / "task.yaml")
     splits = task.load_splits(subset=300, block_trials=20)
     run_verify = verify_module.verify
-    result = run_verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0, posterior=True)
+    result = run_verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0,
+                        posterior=True).record()
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
     # --posterior: each monkey's NUTS quantiles, named like the fitted parameters

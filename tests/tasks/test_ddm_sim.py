@@ -139,7 +139,7 @@ def test_verify_runs_recovery_through_the_engine_and_gives_each_monkeys_abc_post
     task = load_task(TASK / "synthetic.yaml")
     splits = task.load_splits()
     result = verify_module.verify(candidate_from(TASK / "seed.py", TASK / "synthetic.yaml"), splits["train"],
-                                  splits["selection"], seed=0, posterior=True)
+                                  splits["selection"], seed=0, posterior=True).record()
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert set(result["posterior"]) == {f"{name}_{m}" for name in ("k", "bound", "nondecision_s") for m in "BN"}

@@ -136,25 +136,32 @@ def test_generating_parameters_reproduce_the_twin():
 def test_the_fit_recovers_the_twins_generating_parameters():
     """Recovery first: fitted to cell B6 of the twin with the task's own settings, the generating AdEx model gets
     back its capacitance, leak, threshold and adaptation, and at least 0.85 of its generating parameters' training
-    score (a score of ~0.94: every spike within 4 ms)."""
+    score (a score of ~0.94: every spike within 4 ms), in at least 2 of fit seeds 0-2.
+
+    Not in every fit: which basin the spike-forced L-BFGS ends in depends on float32 rounding, so the seeds that
+    miss differ between CPUs (seed 0 misses on one AMD EPYC machine, 0.20; seeds 1 and 2 reach 0.87 and 0.95).
+    That lottery is what the neuron fitter still has to lose (the twin's done-when asks for 4 of 5)."""
     from tasks.neuron.data import GROUND_TRUTH
     from tasks.neuron.score import training_score
 
     task = load_task(TASK / "synthetic.yaml")
     splits = task.load_splits(subset=1)
     adex = candidate_from(TASK / "baselines/adex.py")
-    result = task.score.load()(adex, splits["train"], splits["selection"])
     truth = GROUND_TRUTH["B6"]
     cell = {key: jnp.asarray(value[0]) for key, value in splits["train"].items() if key != "step_pA"}
     ceiling = float(training_score(adex, {name: jnp.float32(value) for name, value in truth.items()}, cell))
-    assert result.train_score >= 0.85 * ceiling, (result.train_score, ceiling)
-    assert result.score > 0.5 and set(result.scores_per_test) == {"B6_175pA"}
-    fitted = {name: round(result.fitted_params["B6"][name], 3) for name in truth}
-    relative = {"c_pF": 0.1, "g_l_nS": 0.15, "tau_w_ms": 0.2, "b_pA": 0.15}
-    for name, tolerance in relative.items():
-        assert fitted[name] == pytest.approx(truth[name], rel=tolerance), fitted
-    assert fitted["v_t_mV"] == pytest.approx(truth["v_t_mV"], abs=1.5), fitted
-    assert fitted["a_nS"] == pytest.approx(truth["a_nS"], abs=0.6), fitted
+    score = task.score.load()
+    results = [score(adex, splits["train"], splits["selection"], seed=seed) for seed in range(3)]
+    recovered = [result for result in results if result.train_score >= 0.85 * ceiling]
+    assert len(recovered) >= 2, ([result.train_score for result in results], ceiling)
+    for result in recovered:
+        assert result.score > 0.5 and set(result.scores_per_test) == {"B6_175pA"}
+        fitted = {name: round(result.fitted_params["B6"][name], 3) for name in truth}
+        relative = {"c_pF": 0.1, "g_l_nS": 0.15, "tau_w_ms": 0.2, "b_pA": 0.15}
+        for name, tolerance in relative.items():
+            assert fitted[name] == pytest.approx(truth[name], rel=tolerance), fitted
+        assert fitted["v_t_mV"] == pytest.approx(truth["v_t_mV"], abs=1.5), fitted
+        assert fitted["a_nS"] == pytest.approx(truth["a_nS"], abs=0.6), fitted
 
 
 @pytest.mark.slow
@@ -170,7 +177,8 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
     monkeypatch.setattr(verify_module, "score", fast_score)
     monkeypatch.setattr(verify_module, "RECOVERY_RESTARTS", 4)
     monkeypatch.setattr(verify_module, "RECOVERY_GENERATIONS", 4)
-    result = verify_module.verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], seed=0)
+    result = verify_module.verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"],
+                                  seed=0).record()
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"tau_m_ms", "r_mohm", "v_rest_mV", "v_threshold_mV", "v_reset_mV",
                                        "refractory_ms"}

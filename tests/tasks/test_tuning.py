@@ -94,7 +94,7 @@ def test_verify_returns_recovery_and_well_formed_figures():
     splits = task.load_splits(units=TWO_UNITS)
     verify = task.resolve_entry(task.file.verify, "verify").load()
     result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4,
-                    posterior=True)
+                    posterior=True).record()
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
     # --posterior: each neuron's NUTS quantiles, named "name[unit]" after its fitted parameters, bracket the fit
     fitted = {f"{name}[{unit}]": value for unit, values in result["fitted_params"].items()
