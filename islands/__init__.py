@@ -17,7 +17,7 @@ Other processes read a live run with `ProgramDatabase.open_readonly(path)` (best
 """
 
 from islands.canonical import canonical_hash
-from islands.complexity import Complexity, complexity
+from islands.candidate_model import CandidateModel, Complexity, complexity
 from islands.config import IslandsConfig
 from islands.database import ProgramDatabase, PromptSample
 from islands.errors import IslandsError
@@ -30,6 +30,7 @@ from islands.store import MemoryStore, ProgramStore
 
 __all__ = [
     "Candidate",
+    "CandidateModel",
     "Complexity",
     "IslandEvent",
     "IslandsConfig",

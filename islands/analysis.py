@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from islands.canonical import canonical_hash, canonical_hash_of_tree
-from islands.complexity import complexity_of_tree
+from islands.candidate_model import CandidateModel
 
 __all__ = ["SourceFacts", "SourceAnalyser"]
 
 
 @dataclass(frozen=True, slots=True)
 class SourceFacts:
-    """Attributes: canonical_hash (see islands.canonical), num_params and ast_size (see islands.complexity)."""
+    """Attributes: canonical_hash, num_params and ast_size (see islands.candidate_model.CandidateModel)."""
 
     canonical_hash: str
     num_params: int
@@ -22,7 +20,10 @@ class SourceFacts:
 
 
 class SourceAnalyser:
-    """Computes `SourceFacts`, remembering the last few sources (a candidate is looked up, then registered)."""
+    """Computes `SourceFacts`, remembering the last few sources (a candidate is looked up, then registered).
+
+    It keeps the facts, not the parsed trees, so that a thousand remembered sources cost little memory.
+    """
 
     def __init__(self, function_name: str = "", capacity: int = 1024) -> None:
         self.function_name = function_name
@@ -34,13 +35,9 @@ class SourceAnalyser:
         if facts is not None:
             self._cache.move_to_end(source)
             return facts
-        try:
-            tree = ast.parse(source)
-        except (SyntaxError, ValueError):
-            facts = SourceFacts(canonical_hash(source), num_params=0, ast_size=0)
-        else:
-            size = complexity_of_tree(tree, self.function_name)  # before hashing, which rewrites the tree
-            facts = SourceFacts(canonical_hash_of_tree(tree), size.num_params, size.ast_size)
+        model = CandidateModel.parse(source, self.function_name)
+        size = model.complexity
+        facts = SourceFacts(model.canonical_hash, size.num_params, size.ast_size)
         self._cache[source] = facts
         if len(self._cache) > self.capacity:
             self._cache.popitem(last=False)

@@ -31,12 +31,30 @@ def canonical_hash(source: str) -> str:
 
 
 def canonical_hash_of_tree(tree: ast.Module) -> str:
-    """Like `canonical_hash`, for a parsed module. Modifies `tree` in place (it drops docstrings, renames locals)."""
-    for node in _scope_nodes(tree.body):
-        if isinstance(node, _SCOPES):
-            _rename_scope(node, {}, 0)
-    text = ast.dump(tree, annotate_fields=False)
+    """Like `canonical_hash`, for a parsed module, which it leaves as it was.
+
+    The canonical form is written into the tree (docstrings dropped, locals renamed), dumped, and undone.
+    """
+    undo: list[tuple[object, str, object]] = []
+    try:
+        for node in _scope_nodes(tree.body, undo):
+            if isinstance(node, _SCOPES):
+                _rename_scope(node, {}, 0, undo)
+        text = ast.dump(tree, annotate_fields=False)
+    finally:
+        for target, field, old in reversed(undo):
+            if field == "[:]":
+                target[:] = old  # type: ignore[index]
+            else:
+                setattr(target, field, old)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _set(node: ast.AST, field: str, value: object, undo: list) -> None:
+    old = getattr(node, field)
+    if old != value:
+        undo.append((node, field, old))
+        setattr(node, field, value)
 
 
 def _is_string_statement(statement: ast.AST) -> bool:
@@ -47,7 +65,7 @@ def _is_string_statement(statement: ast.AST) -> bool:
     )
 
 
-def _scope_nodes(body: list[ast.AST]) -> list[ast.AST]:
+def _scope_nodes(body: list[ast.AST], undo: list) -> list[ast.AST]:
     """Returns the nodes of one scope in a fixed order, including (but not entering) nested functions.
 
     On the way it removes docstrings and other bare string statements, which do nothing when the program runs.
@@ -62,31 +80,32 @@ def _scope_nodes(body: list[ast.AST]) -> list[ast.AST]:
             outer_parts: list[ast.AST] = [*node.args.defaults, *[d for d in node.args.kw_defaults if d is not None]]
             if not isinstance(node, ast.Lambda):
                 outer_parts += node.decorator_list
-                _drop_strings(node.body)
+                _drop_strings(node.body, undo)
             stack.extend(reversed(outer_parts))
             continue
         for field in node._fields:
             value = getattr(node, field, None)
             if isinstance(value, list):
                 if field in ("body", "orelse", "finalbody"):
-                    _drop_strings(value)
+                    _drop_strings(value, undo)
                 stack.extend(item for item in reversed(value) if isinstance(item, ast.AST))
             elif isinstance(value, ast.AST):
                 stack.append(value)
     return nodes
 
 
-def _drop_strings(body: list) -> None:
+def _drop_strings(body: list, undo: list) -> None:
     if body and any(_is_string_statement(statement) for statement in body):
+        undo.append((body, "[:]", list(body)))
         body[:] = [statement for statement in body if not _is_string_statement(statement)] or [ast.Pass()]
 
 
 def _rename_scope(
-    function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, outer: dict[str, str], depth: int
+    function: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda, outer: dict[str, str], depth: int, undo: list
 ) -> None:
     """Renames the local variables of one function, in order of first appearance, then its nested functions."""
     arguments = {argument.arg for argument in _all_arguments(function.args)}
-    nodes = _scope_nodes([function.body] if isinstance(function, ast.Lambda) else list(function.body))
+    nodes = _scope_nodes([function.body] if isinstance(function, ast.Lambda) else list(function.body), undo)
     bound: set[str] = set()
     declared: set[str] = set()
     for node in nodes:
@@ -107,11 +126,11 @@ def _rename_scope(
             mapping[name] = f"_local_{depth}_{len(mapping)}"
     for node in nodes:
         if isinstance(node, ast.Name):
-            node.id = mapping.get(node.id, node.id)
+            _set(node, "id", mapping.get(node.id, node.id), undo)
         else:
-            _apply(node, mapping)
+            _apply(node, mapping, undo)
             if isinstance(node, _SCOPES):
-                _rename_scope(node, mapping, depth + 1)
+                _rename_scope(node, mapping, depth + 1, undo)
 
 
 def _all_arguments(arguments: ast.arguments) -> list[ast.arg]:
@@ -131,16 +150,16 @@ def _own_name(node: ast.AST) -> str:
     return ""
 
 
-def _apply(node: ast.AST, mapping: dict[str, str]) -> None:
+def _apply(node: ast.AST, mapping: dict[str, str], undo: list) -> None:
     """Renames one node's own name fields through `mapping`."""
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        node.name = mapping.get(node.name, node.name)
+        _set(node, "name", mapping.get(node.name, node.name), undo)
     elif isinstance(node, ast.ExceptHandler) and node.name:
-        node.name = mapping.get(node.name, node.name)
+        _set(node, "name", mapping.get(node.name, node.name), undo)
     elif isinstance(node, ast.alias):
         if node.asname:
-            node.asname = mapping.get(node.asname, node.asname)
+            _set(node, "asname", mapping.get(node.asname, node.asname), undo)
         elif node.name in mapping:
-            node.asname = mapping[node.name]
+            _set(node, "asname", mapping[node.name], undo)
     elif isinstance(node, ast.Nonlocal):
-        node.names = [mapping.get(name, name) for name in node.names]
+        _set(node, "names", [mapping.get(name, name) for name in node.names], undo)

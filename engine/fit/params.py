@@ -13,7 +13,6 @@ A candidate declares its free parameters in the first statement of its evolved f
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,27 +112,19 @@ class ParamSpec:
 
 
 def _check_bounds(name: object, pair: object) -> None:
-    if not isinstance(name, str):
-        raise FitError(f"PARAMS key {name!r} is not a string; name each parameter with a string, e.g. 'alpha'.")
-    if not name.isidentifier():
-        raise FitError(f"PARAMS key {name!r} is not a valid identifier; use a name like 'learning_rate'.")
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-        raise FitError(f"PARAMS[{name!r}] = {pair!r}: expected a (low, high) pair of numbers.")
-    low, high = pair
-    for bound in (low, high):
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-            raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: bounds must be numbers, found {bound!r}.")
-        if not math.isfinite(bound):
-            raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: bounds must be finite numbers.")
-    if not low < high:
-        raise FitError(f"PARAMS[{name!r}] = {tuple(pair)!r}: low must be < high.")
+    from islands.candidate_model import bounds_problem  # here: see read_params
+
+    problem = bounds_problem(name, pair)
+    if problem:
+        raise FitError(problem)
 
 
 def read_params(source: str, function_name: str) -> ParamSpec:
     """Reads the `PARAMS = {"name": (low, high)}` literal that opens `function_name` in `source`.
 
     The literal must be the function's first statement (a docstring may precede it). Every `params["x"]`
-    that the function reads must be declared there.
+    that the function reads must be declared there. `islands.candidate_model` reads the source; this turns
+    what it found into a spec, or its problem into a FitError.
 
     Args:
         source: Python source of the candidate module.
@@ -145,50 +136,17 @@ def read_params(source: str, function_name: str) -> ParamSpec:
     Raises:
         FitError (a ValueError) with one sentence saying what is wrong.
     """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as error:
-        raise FitError(f"candidate source does not parse: {error.msg} (line {error.lineno}).") from None
-    functions = [
-        node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-    ]
-    function = next((node for node in functions if node.name == function_name), None)
-    if function is None:
-        found = ", ".join(node.name for node in functions) or "no functions"
-        raise FitError(f"source has no top-level function {function_name!r}; found {found}.")
+    # Imported here, not at the top: engine.fit loads its submodules lazily, and what needs only ParamSpec
+    # (the tasks' scorers) does not need the program database's package.
+    from islands.candidate_model import CandidateModel
 
-    from islands.complexity import params_statement_index  # here: the scoring worker imports this module too
-
-    index = params_statement_index(function)
-    if index is None:
+    model = CandidateModel.parse(source, function_name)
+    if model.problem:
+        raise FitError(model.problem)
+    spec = ParamSpec.from_bounds(model.bounds)
+    if model.undeclared_reads:
         raise FitError(
-            f"{function_name} declares no PARAMS dict as its first statement; "
-            'start it with e.g. PARAMS = {"alpha": (0.0, 1.0)}.'
+            f"{function_name} reads params[{model.undeclared_reads[0]!r}] but PARAMS declares only "
+            f"{', '.join(spec.names)}; declare it in PARAMS or stop reading it."
         )
-    value = function.body[index].value
-    try:
-        declared = ast.literal_eval(value)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise FitError(
-            f"{function_name}'s PARAMS is not a literal; write numbers directly, "
-            'e.g. PARAMS = {"alpha": (0.0, 1.0)}.'
-        ) from None
-    if not isinstance(declared, dict) or not declared:
-        raise FitError(
-            f"{function_name}'s PARAMS is {type(declared).__name__} {declared!r}; "
-            'expected a non-empty dict like {"alpha": (0.0, 1.0)}.'
-        )
-    spec = ParamSpec.from_bounds(declared)
-
-    argument_names = {arg.arg for arg in function.args.args + function.args.kwonlyargs}
-    params_name = "params" if "params" in argument_names or not function.args.args else None
-    if params_name is not None:
-        for node in ast.walk(function):
-            if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) \
-                    and node.value.id == params_name and isinstance(node.slice, ast.Constant) \
-                    and isinstance(node.slice.value, str) and node.slice.value not in spec.names:
-                raise FitError(
-                    f"{function_name} reads params[{node.slice.value!r}] but PARAMS declares only "
-                    f"{', '.join(spec.names)}; declare it in PARAMS or stop reading it."
-                )
     return spec

@@ -15,7 +15,7 @@ from engine.mutation.declarations import params_read, params_statement_index, re
 from engine.mutation.sites import BUILTIN_NAMES, expression_sites, float_sites, module_names, undefined_reads
 from engine.mutation.shapes import shape_of
 from engine.mutation.workspace import Workspace, import_position
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 
 def _binds(statement: ast.stmt, name: str) -> bool:

@@ -1,105 +1,35 @@
-"""The evolved function inside a candidate module, and its PARAMS declaration.
+"""Rewriting the PARAMS declaration of a candidate's evolved function, so that it declares exactly the parameters
+the body reads, in a stable order.
 
-A candidate's evolved function declares its free parameters in its first statement (after an optional
-docstring) as a literal dict, `PARAMS = {"alpha": (0.0, 1.0), ...}`, and reads them as `params["alpha"]`.
-This module finds that function, reads the declaration, and rewrites it so that it declares exactly the
-parameters the body reads, in a stable order.
+Reading the declaration (and finding the function) is `islands.candidate_model`'s; its names are re-exported here
+for the mutation package.
 """
 
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Mapping
-from engine.mutation.syntax import walk
-from islands.complexity import PARAMS_NAME, params_statement_index
-PARAMS_ARGUMENT = "params"  # the argument through which the body reads parameter values
 
-Bounds = tuple[float, float]
+from islands.candidate_model import (
+    PARAMS_ARGUMENT,
+    PARAMS_NAME,
+    Bounds,
+    body_start,
+    find_function,
+    is_params_read,
+    params_read,
+    params_read_in_body,
+    params_statement_index,
+    read_declaration,
+)
+
+__all__ = [
+    "DEFAULT_BOUNDS", "PARAMS_ARGUMENT", "PARAMS_NAME", "Bounds", "body_start", "contract_docstring",
+    "declaration_node", "find_function", "is_params_read", "params_read", "params_read_in_body",
+    "params_statement_index", "read_declaration", "sync_declaration",
+]
+
 DEFAULT_BOUNDS: Bounds = (-5.0, 5.0)
-
-
-def find_function(module: ast.Module, function_name: str) -> ast.FunctionDef | None:
-    """Returns the module-level `def function_name`, or None when the module has none."""
-    for statement in module.body:
-        if isinstance(statement, ast.FunctionDef) and statement.name == function_name:
-            return statement
-    return None
-
-
-def body_start(function: ast.FunctionDef) -> int:
-    """Returns the index of the first body statement after the docstring (0 when there is none)."""
-    first = function.body[0] if function.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return 1
-    return 0
-
-
-def _number(node: ast.expr) -> float | None:
-    """Returns the value of a literal number such as `1.5`, `-2` or `+3e-1`, else None."""
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        inner = _number(node.operand)
-        if inner is None:
-            return None
-        return -inner if isinstance(node.op, ast.USub) else inner
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return float(node.value)
-    return None
-
-
-def read_declaration(function: ast.FunctionDef) -> dict[str, Bounds] | None:
-    """Returns the declared parameters {name: (low, high)} in declaration order.
-
-    Returns None when the first statement is not a literal `PARAMS` dict of string keys and
-    `(low, high)` number pairs with finite low < high.
-    """
-    index = params_statement_index(function)
-    if index is None:
-        return None
-    value = function.body[index].value
-    if not isinstance(value, ast.Dict):
-        return None
-    declared: dict[str, Bounds] = {}
-    for key, bounds in zip(value.keys, value.values, strict=True):
-        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
-            return None
-        if not (isinstance(bounds, (ast.Tuple, ast.List)) and len(bounds.elts) == 2):
-            return None
-        low, high = _number(bounds.elts[0]), _number(bounds.elts[1])
-        if low is None or high is None or not (math.isfinite(low) and math.isfinite(high) and low < high):
-            return None
-        declared[key.value] = (low, high)
-    return declared
-
-
-def is_params_read(node: ast.AST) -> bool:
-    """Returns whether `node` is `params["name"]` with a literal string key."""
-    return (
-        isinstance(node, ast.Subscript)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == PARAMS_ARGUMENT
-        and isinstance(node.slice, ast.Constant)
-        and isinstance(node.slice.value, str)
-    )
-
-
-def params_read(node: ast.AST) -> list[str]:
-    """Returns the names of the parameters read as `params["name"]` under `node`, in first-read order."""
-    names: dict[str, None] = {}
-    for child in walk(node):
-        if is_params_read(child):
-            names[child.slice.value] = None  # type: ignore[attr-defined]
-    return list(names)
-
-
-def params_read_in_body(function: ast.FunctionDef) -> list[str]:
-    """Returns the parameters the function body reads, skipping the PARAMS statement itself."""
-    skip = params_statement_index(function)
-    names: dict[str, None] = {}
-    for index, statement in enumerate(function.body):
-        if index != skip:
-            names.update(dict.fromkeys(params_read(statement)))
-    return list(names)
 
 
 def _bounds_node(bounds: Bounds) -> ast.Tuple:

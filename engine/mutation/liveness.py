@@ -20,7 +20,7 @@ import ast
 
 from engine.mutation.declarations import params_statement_index
 from engine.mutation.sites import statement_names
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 __all__ = ["remove_dead_assignments"]
 

@@ -26,7 +26,7 @@ from engine.mutation.sites import (
 )
 from engine.mutation.shapes import fits, shape_of
 from engine.mutation.workspace import Workspace, expression_node, number_node, params_read_node
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 Operator = Callable[[Workspace, int | None], str | None]  # (workspace, only this statement or None) -> note
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from engine.mutation.calls import ELEMENTWISE, INT_CALLS, REDUCTIONS, dotted_name, is_at_update
 from engine.mutation.declarations import is_params_read
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 Shape = tuple[int, ...] | None
 SCALAR: Shape = ()

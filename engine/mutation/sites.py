@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from engine.mutation.calls import ELEMENTWISE, INT_ATTRIBUTES, INT_CALLS, dotted_name, is_at_update
 from engine.mutation.declarations import PARAMS_ARGUMENT, body_start, is_params_read, params_statement_index
 from engine.mutation.shapes import Shape, infer_name_shapes, shape_of
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 FLOAT, INT, BOOL, OPAQUE = "float", "int", "bool", "opaque"
 

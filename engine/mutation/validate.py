@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import ast
-
-from engine.mutation.declarations import (
-    PARAMS_NAME,
-    find_function,
-    params_read_in_body,
-    params_statement_index,
-    read_declaration,
-)
 from engine.mutation.sites import module_names, undefined_reads
+from islands.candidate_model import CandidateModel, signature
 
-
-def signature(function: ast.FunctionDef) -> str:
-    """Returns a comparable rendering of a function's arguments, e.g. "params, state, choice, reward"."""
-    return ast.unparse(function.args)
+__all__ = ["candidate_problems", "signature"]
 
 
 def candidate_problems(source: str, function_name: str, expected_signature: str | None = None) -> list[str]:
@@ -27,31 +16,26 @@ def candidate_problems(source: str, function_name: str, expected_signature: str 
     that declares exactly the parameters the body reads as `params["name"]`; and that reads no name it
     does not define.
     """
-    try:
-        module = ast.parse(source)
-    except SyntaxError as error:
-        return [f"does not parse: {error.msg} (line {error.lineno})"]
-    function = find_function(module, function_name)
+    model = CandidateModel.parse(source, function_name)
+    if model.module is None:
+        return [model.problem.removeprefix("candidate source ").rstrip(".")]
+    function = model.function
     if function is None:
         return [f"defines no module-level function {function_name!r}"]
     problems: list[str] = []
-    if expected_signature is not None and signature(function) != expected_signature:
-        problems.append(f"signature is ({signature(function)}); expected ({expected_signature})")
-    if params_statement_index(function) is None:
-        problems.append(f"first statement of {function_name} is not `{PARAMS_NAME} = {{...}}`")
+    if expected_signature is not None and model.signature != expected_signature:
+        problems.append(f"signature is ({model.signature}); expected ({expected_signature})")
+    if model.bounds is None:
+        problems.append(model.problem.rstrip("."))
         return problems
-    declared = read_declaration(function)
-    if declared is None:
-        problems.append(f"{PARAMS_NAME} is not a literal dict of finite (low, high) bounds with low < high")
-        return problems
-    read = params_read_in_body(function)
-    undeclared = [name for name in read if name not in declared]
-    unread = [name for name in declared if name not in read]
+    read = model.params_read
+    undeclared = [name for name in read if name not in model.bounds]
+    unread = [name for name in model.bounds if name not in read]
     if undeclared:
         problems.append(f"reads undeclared parameters {undeclared}")
     if unread:
         problems.append(f"declares parameters it never reads {unread}")
-    missing = undefined_reads(function, module_names(module))
+    missing = undefined_reads(function, module_names(model.module))
     if missing:
         problems.append(f"reads names it never defines {sorted(set(missing))}")
     return problems

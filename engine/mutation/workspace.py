@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from engine.mutation.declarations import PARAMS_ARGUMENT, Bounds, read_declaration
 from engine.mutation.sites import FunctionFacts, Site, analyse, expression_sites
-from engine.mutation.syntax import walk
+from islands.candidate_model import walk
 
 # Imports added to a module when a primitive needs a name it does not bind yet.
 KNOWN_IMPORTS = {

@@ -25,7 +25,6 @@ from engine.mutation import (
     insert_term,
     negate,
     perturb_constant,
-    read_declaration,
     remember,
     remove_dead_assignments,
     signature,
@@ -38,6 +37,7 @@ from engine.mutation.declarations import contract_docstring
 from engine.mutation.shapes import Shape, result_shapes, shape_changes
 from engine.mutation.sites import FunctionFacts, analyse
 from engine.proposers.base import PromptContext, Proposal
+from islands.candidate_model import CandidateModel
 
 PROPOSER_NAME = "mutator"
 
@@ -253,18 +253,15 @@ class MutationProposer:
 
 def _parse_parent(source: str, function_name: str) -> _Parsed | str:
     """Returns the parsed parent, or why it cannot be one."""
-    try:
-        module = ast.parse(source)
-    except SyntaxError as error:
-        return f"does not parse ({error.msg})"
-    function = find_function(module, function_name)
-    if function is None:
-        return f"defines no function {function_name!r}"
-    if read_declaration(function) is None:
+    model = CandidateModel.parse(source, function_name)
+    if model.module is None or model.function is None:
+        return model.problem.rstrip(".")
+    if model.bounds is None:
         return (
             f"has a function {function_name!r} that does not start with a literal "
             'PARAMS = {"name": (low, high)} dict'
         )
+    module, function = model.module, model.function
     shapes = result_shapes(function, analyse(function, module).name_shapes)
     return _Parsed(source, ast.unparse(module) + "\n", module, function, shapes)
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from engine.llm.errors import CompletionParseError
-from islands.complexity import PARAMS_NAME
+from islands.candidate_model import PARAMS_NAME
 
 __all__ = [
     "CompletionParseError",

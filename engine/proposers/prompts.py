@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 from engine.proposers.base import PromptContext, Shot
 from engine.task.results import describe_fitted
+from islands.candidate_model import CandidateModel
 
 __all__ = ["PromptTask", "render_prompt", "versioned_name", "diagnostics_text", "task_ideas"]
 
@@ -181,9 +182,11 @@ def versioned_name(function_name: str, version: int) -> str:
 
 def _split_module(source: str, function_name: str) -> tuple[list[str], list[str], ast.FunctionDef]:
     """Returns (import lines, other top-level definitions, the evolved function) of a module."""
-    tree = ast.parse(source)
+    model = CandidateModel.parse(source, function_name)
+    if model.module is None:
+        raise ValueError(model.problem)
     imports, others, function = [], [], None
-    for node in tree.body:
+    for node in model.module.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             imports.append(ast.unparse(node))
         elif isinstance(node, ast.FunctionDef) and node.name == function_name:

@@ -43,7 +43,7 @@ from engine.mutation.declarations import (
     params_read_in_body,
     read_declaration,
 )
-from islands.complexity import PARAMS_NAME
+from islands.candidate_model import PARAMS_NAME, CandidateModel
 
 _UNTRACED_ATTRIBUTES = frozenset({"shape", "ndim", "dtype", "size"})
 _UNTRACED_CALLS = frozenset({"len", "range", "isinstance", "int", "type"})
@@ -127,11 +127,7 @@ def _declare_from_shown(function: ast.FunctionDef, shown: Sequence[str], functio
         return False
     known: dict[str, Bounds] = {}
     for program in shown:
-        try:
-            other = find_function(ast.parse(program), function_name)
-        except SyntaxError:
-            continue
-        for name, bounds in ((other and read_declaration(other)) or {}).items():
+        for name, bounds in (CandidateModel.parse(program, function_name).bounds or {}).items():
             known.setdefault(name, bounds)
     if any(name not in known for name in read):
         return False

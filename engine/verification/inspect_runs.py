@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from engine.errors import EngineError
 from engine.task.results import fitted_groups
 from islands import Program
+from islands.candidate_model import CandidateModel
 
 __all__ = ["program_diff", "lineage", "export_source", "printable", "LineageStep"]
 
@@ -89,14 +90,12 @@ def lineage(get, program_id: int, max_steps: int = 10_000) -> list[LineageStep]:
 
 
 def _function_args(source: str, function_name: str) -> list[str]:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as error:
-        raise EngineError(f"the program's code does not parse: {error.msg} (line {error.lineno}).") from None
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == function_name:
-            return [arg.arg for arg in node.args.args]
-    raise EngineError(f"program has no function '{function_name}'.")
+    model = CandidateModel.parse(source, function_name)
+    if model.module is None:
+        raise EngineError(f"the program's code does not parse: {model.problem.partition(': ')[2]}")
+    if model.function is None:
+        raise EngineError(f"program has no function '{function_name}'.")
+    return [arg.arg for arg in model.function.args.args]
 
 
 def _code_without_controls(program: Program) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 from engine.mutation import find_function, read_declaration, remove_dead_assignments, sync_declaration
 from engine.mutation.declarations import declaration_node, is_params_read, params_statement_index
 from engine.mutation.validate import candidate_problems
+from islands.candidate_model import CandidateModel
 
 __all__ = ["Rewrite", "fix_parameter", "neutral_value", "collapse_parameter_expressions", "statement_deletions",
            "term_deletions", "replace_docstring", "declared_parameters", "widen_bounds"]
@@ -47,9 +48,7 @@ class Rewrite:
 
 def declared_parameters(source: str, function_name: str) -> dict[str, tuple[float, float]]:
     """Returns {name: (low, high)} of the function's PARAMS, {} when it cannot be read."""
-    module = ast.parse(source)
-    function = find_function(module, function_name)
-    return (read_declaration(function) or {}) if function is not None else {}
+    return CandidateModel.parse(source, function_name).bounds or {}
 
 
 def neutral_value(low: float, high: float) -> float:

@@ -74,12 +74,23 @@ def test_no_two_modules_import_each_other_directly_or_around_a_cycle():
 
 
 def test_one_module_knows_how_a_candidate_declares_its_parameters():
-    """Only islands/complexity.py spells the PARAMS name; the fitter, the mutator and the parser ask it."""
+    """Only islands/candidate_model.py spells the PARAMS name; the fitter, the mutator and the parser ask it."""
     spelled = {str(path.relative_to(REPO))
                for package in LOWER for path in sorted((REPO / package).rglob("*.py"))
                for node in ast.walk(ast.parse(path.read_text(), str(path)))
                if isinstance(node, ast.Constant) and node.value == "PARAMS"}
-    assert spelled == {"islands/complexity.py"}, spelled
+    assert spelled == {"islands/candidate_model.py"}, spelled
+
+
+def test_one_module_reads_the_params_literal():
+    """Only islands/candidate_model.py evaluates a candidate's PARAMS literal (ast.literal_eval) or validates its
+    bounds; the fitter's ParamSpec and the mutator take its answer."""
+    readers = {str(path.relative_to(REPO))
+               for package in LOWER for path in sorted((REPO / package).rglob("*.py"))
+               for node in ast.walk(ast.parse(path.read_text(), str(path)))
+               if isinstance(node, ast.Attribute) and node.attr == "literal_eval"}
+    # repair.py evaluates the quoted key of a dict item it rewrites (`params["beta"]`), not a declaration.
+    assert readers <= {"islands/candidate_model.py", "engine/proposers/repair.py"}, readers
 
 
 def test_every_engine_error_has_one_root():

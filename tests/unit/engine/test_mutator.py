@@ -300,7 +300,7 @@ def test_a_parent_without_a_params_literal_is_skipped_with_a_reason() -> None:
 
 
 def test_a_program_nothing_can_change_gives_an_error_after_retries() -> None:
-    bare = 'def agent(params, state, choice, reward):\n    PARAMS = {}\n    return state\n'
+    bare = 'def agent(params, state, choice, reward):\n    PARAMS = {"a": (0.0, 1.0)}\n    return state * params["a"]\n'
     proposer = MutationProposer(operator_weights={"perturb_constant": 1.0}, max_attempts=3)
     mutation = proposer.mutate(context((bare,), seed=0))
     assert mutation.source == ""
@@ -321,7 +321,7 @@ def test_candidate_problems_names_each_broken_invariant() -> None:
         "declares parameters it never reads ['beta']",
     ]
     bad_bounds = SEED.replace('"beta": (0.0, 20.0)', '"beta": (20.0, 0.0)')
-    assert "finite (low, high) bounds" in candidate_problems(bad_bounds, "agent")[0]
+    assert candidate_problems(bad_bounds, "agent") == ["PARAMS['beta'] = (20.0, 0.0): low must be < high"]
 
 
 # --- dead assignments -----------------------------------------------------------------------------------------
