@@ -177,21 +177,21 @@ def posterior_summary(neg_log_likelihood: Callable[[dict[str, jax.Array], Any], 
     }}
 
 
-def combine_posteriors(by_group: Mapping[str, Mapping[str, Any]], name_of: Callable[[str, str], str]) -> dict[str, Any]:
+def combine_posteriors(by_group: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Merges per-group posterior entries (`posterior_summary`, `SimulationFitResult.posterior_record`) into one.
 
     Args:
-        by_group: group label -> that group's {"posterior", "posterior_diagnostics"}.
-        name_of: (parameter name, group label) -> the name in the merged record, e.g. the task's fitted_params
-            naming (`lambda name, unit: f"{name}[{unit}]"`).
+        by_group: group label -> that group's {"posterior", "posterior_diagnostics"}; use the labels of the
+            task's fitted parameters ({group: {name: value}}), so that both name a parameter the same way.
 
     Returns:
-        the merged entries; the diagnostics are the worst over groups (largest r-hat, smallest ESS), summed for
-        divergences and seconds, and the first group's for the rest.
+        {"posterior": {group: {name: [5 %, 50 %, 95 %]}}, "posterior_diagnostics": ...}; the diagnostics are the
+        worst over groups (largest r-hat, smallest ESS), summed for divergences and seconds, and the first
+        group's for the rest.
     """
     posterior, diagnostics = {}, {}
     for group, entries in by_group.items():
-        posterior.update({name_of(name, group): q for name, q in entries["posterior"].items()})
+        posterior[str(group)] = dict(entries["posterior"])
         for key, value in entries.get("posterior_diagnostics", {}).items():
             if key not in diagnostics:
                 diagnostics[key] = value

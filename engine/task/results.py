@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["POOLED", "TaskResult", "TaskVerification", "describe_fitted", "fitted_groups", "grouped_params",
-           "pooled_params"]
+           "posterior_groups", "pooled_params"]
 
 POOLED = "all"  # the group of a fit that pools all data
 _RESERVED = frozenset({"score", "train_score", "scores_per_test", "fitted_params", "timings"})
@@ -108,7 +108,9 @@ class TaskVerification:
         figures: the task's figures (`engine/verification/figures.py` lists their form).
         checks: the task's pass/fail checks, each {"name", "passed", "detail"}.
         posterior: with `posterior=True`, `engine.fit.posterior_summary` (or `combine_posteriors` of several
-            groups, or an SMC-ABC posterior record): {"posterior": {...}, "posterior_diagnostics": {...}}.
+            groups, or an SMC-ABC posterior record): {"posterior": {...}, "posterior_diagnostics": {...}}. The
+            record holds the posterior grouped like `fitted_params`, {group: {name: [5 %, 50 %, 95 %]}}; one
+            fit's flat {name: [...]} becomes the group `POOLED`.
     """
 
     score: float
@@ -127,6 +129,8 @@ class TaskVerification:
         record["figures"] = list(self.figures)
         record["checks"] = list(self.checks)
         record.update(self.posterior)
+        if "posterior" in record:
+            record["posterior"] = posterior_groups(record["posterior"])
         return record
 
 
@@ -151,6 +155,16 @@ def fitted_groups(stored: Any) -> dict[str, dict[str, Any]]:
         return {str(group): dict(values) for group, values in stored.items()}
     flat = {str(name): value for name, value in stored.items() if not isinstance(value, Mapping)}
     return {POOLED: flat} if flat else {}
+
+
+def posterior_groups(stored: Any) -> dict[str, dict[str, Any]]:
+    """Reads a posterior entry as {group: {name: [5 %, 50 %, 95 %]}}: one fit's flat {name: [...]} (and records
+    written before posteriors were grouped, whose names carry the group: "drift_B") is one pooled group."""
+    if not isinstance(stored, Mapping) or not stored:
+        return {}
+    if all(isinstance(values, Mapping) for values in stored.values()):
+        return {str(group): dict(values) for group, values in stored.items()}
+    return {POOLED: {str(name): value for name, value in stored.items() if not isinstance(value, Mapping)}}
 
 
 def describe_fitted(stored: Any) -> str:

@@ -25,7 +25,7 @@ from engine.verification.comparison import difference_label, information_criteri
 from engine.verification.refit import Refitter
 from engine.errors import EngineError
 from engine.search.session import prepare, task_yaml_of
-from engine.task.results import fitted_groups
+from engine.task.results import POOLED, fitted_groups, posterior_groups
 from sandbox.results import Outcome
 
 __all__ = ["VerificationRecord", "verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines",
@@ -56,7 +56,7 @@ class VerificationRecord(TypedDict, total=False):
     recovery_pairs: dict[str, list[list[float]]]
     recovery_failed_sets: list[int]
     recovery_circular: list[str]
-    posterior: dict[str, list[float]]  # parameter -> (5 %, median, 95 %)
+    posterior: dict[str, dict[str, list[float]]]  # group -> parameter -> (5 %, median, 95 %), groups as fitted_params
     posterior_diagnostics: dict[str, float]
     figures: list[dict[str, Any]]
     checks: list[dict[str, Any]]
@@ -158,8 +158,8 @@ def posterior_line(record: Mapping[str, Any]) -> str:
     For example "posterior (uniform prior on the bounds; median [5 %, 95 %]): alpha=0.31 [0.27, 0.36]; 600 draws,
     r-hat at most 1.01, 0 divergences". An entry that is not three numbers (a tampered record) shows as n/a.
     """
-    posterior = record.get("posterior") or {}
-    if not isinstance(posterior, Mapping) or not posterior:
+    groups = posterior_groups(record.get("posterior"))
+    if not groups:
         return ""
 
     def interval(q: Any) -> str:
@@ -167,7 +167,11 @@ def posterior_line(record: Mapping[str, Any]) -> str:
             return "n/a"
         return f"{q[1]:.4g} [{q[0]:.4g}, {q[2]:.4g}]"
 
-    values = ", ".join(f"{name}={interval(q)}" for name, q in posterior.items())
+    if list(groups) == [POOLED]:
+        values = ", ".join(f"{name}={interval(q)}" for name, q in groups[POOLED].items())
+    else:
+        values = "; ".join(f"{group}: " + ", ".join(f"{name}={interval(q)}" for name, q in posterior.items())
+                           for group, posterior in groups.items())
     diagnostics = record.get("posterior_diagnostics") or {}
     count = lambda key: int(value) if isinstance(value := diagnostics.get(key), (int, float)) and math.isfinite(value) \
         else "?"

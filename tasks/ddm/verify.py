@@ -117,6 +117,6 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
         by_monkey = {MONKEYS[g]: posterior_summary(neg_log_likelihood, spec, {k: jnp.asarray(v) for k, v in rows[g].items()},
                                                    num_warmup=POSTERIOR_WARMUP, num_samples=POSTERIOR_DRAWS, seed=seed)
                      for g in range(n_groups)}
-        posterior_record = combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}")
+        posterior_record = combine_posteriors(by_monkey)
     return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
                             figures=_figures(decision, fitted, heldout), posterior=posterior_record)

@@ -125,6 +125,6 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0, pos
             simulate_like_score, lambda d: summary_statistics(d, n_coherences), spec, _group(train, g),
             num_particles=NUM_PARTICLES, max_generations=MAX_GENERATIONS, max_simulations=MAX_SIMULATIONS,
             min_acceptance_rate=MIN_ACCEPTANCE_RATE, seed=seed + g).posterior_record() for g in range(n_groups)}
-        posterior_record = combine_posteriors(by_monkey, lambda name, monkey: f"{name}_{monkey}")
+        posterior_record = combine_posteriors(by_monkey)
     return TaskVerification(score=result.score, fitted_params=result.fitted_params, recovery=recovery,
                             figures=_figures(simulate, fitted, heldout, seed), posterior=posterior_record)

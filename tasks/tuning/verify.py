@@ -162,6 +162,6 @@ def verify(candidate: Callable, train: Split, heldout: Split, seed: int = 0,
         by_unit = {unit: posterior_summary(neg_log_likelihood, spec,
                                            {key: jnp.asarray(train[key][i]) for key in FIT_KEYS}, seed=seed)
                    for i, unit in enumerate(units)}
-        posterior_record = combine_posteriors(by_unit, lambda name, unit: f"{name}[{unit}]")
+        posterior_record = combine_posteriors(by_unit)
     return TaskVerification(score=scored.score, fitted_params=scored.fitted_params, recovery=recovery,
                             figures=figures, posterior=posterior_record)

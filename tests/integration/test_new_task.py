@@ -39,9 +39,9 @@ def test_the_documented_example_task_checks_and_runs(tmp_path: Path):
     assert record["verify_outcome"] == "OK", record.get("verify_error")
     assert set(record["recovery"]) == {"bias", "slope"} and min(record["recovery"].values()) > 0.9, record["recovery"]
     assert [figure["title"] for figure in record["figures"]][0] == "Psychometric curve (held-out blocks)"
-    assert set(record["posterior"]) == {"bias", "slope"}  # --posterior: NUTS quantiles around the fit
-    for name, (low, median, high) in record["posterior"].items():
-        assert low < record["fitted_params"]["all"][name] < high, (name, record["posterior"][name])
+    assert set(record["posterior"]["all"]) == {"bias", "slope"}  # --posterior: NUTS quantiles around the fit
+    for name, (low, median, high) in record["posterior"]["all"].items():
+        assert low < record["fitted_params"]["all"][name] < high, (name, record["posterior"])
     assert record["posterior_diagnostics"]["divergences"] == 0
 
 

@@ -60,8 +60,9 @@ def test_verify_recovers_parameters_and_returns_predictive_figures():
     result = verify(truth, splits["train"], splits["selection"], n_sets=6, restarts=4, posterior=True).record()
     assert set(result["recovery"]) == {"alpha", "beta", "forget", "perseveration"}
     # discover verify --posterior: NUTS quantiles bracket the maximum-likelihood fit, from chains that agree
-    for name, (low, median, high) in result["posterior"].items():
-        assert low < result["fitted_params"]["all"][name] < high and low < median < high, (name, result["posterior"][name])
+    assert list(result["posterior"]) == ["all"]  # one pooled fit, the group of its fitted parameters
+    for name, (low, median, high) in result["posterior"]["all"].items():
+        assert low < result["fitted_params"]["all"][name] < high and low < median < high, (name, result["posterior"])
     assert result["posterior_diagnostics"]["r_hat_max"] < 1.05
     assert all(len(pairs) == 6 for pairs in result["recovery_pairs"].values())
     assert result["recovery_failed_sets"] == []

@@ -124,9 +124,10 @@ def test_verify_returns_recovery_and_well_formed_figures(monkeypatch):
                         posterior=True).record()
     assert np.isfinite(result["score"])
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
-    # --posterior: each monkey's NUTS quantiles, named like the fitted parameters
-    assert set(result["posterior"]) == {f"{name}_{m}" for name in ("k", "bound", "nondecision_s") for m in "BN"}
-    assert all(low < median < high for low, median, high in result["posterior"].values())
+    # --posterior: each monkey's NUTS quantiles, grouped like the fitted parameters
+    assert set(result["posterior"]) == set(result["fitted_params"]) == {"B", "N"}
+    assert all(set(group) == {"k", "bound", "nondecision_s"} for group in result["posterior"].values())
+    assert all(low < median < high for group in result["posterior"].values() for low, median, high in group.values())
     assert result["posterior_diagnostics"]["draws"] == 80
     assert all(len(pairs) == 8 for pairs in result["recovery_pairs"].values())
     assert len(result["figures"]) == 4

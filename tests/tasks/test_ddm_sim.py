@@ -142,8 +142,9 @@ def test_verify_runs_recovery_through_the_engine_and_gives_each_monkeys_abc_post
                                   splits["selection"], seed=0, posterior=True).record()
     assert set(result["recovery"]) == {"k", "bound", "nondecision_s"}
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
-    assert set(result["posterior"]) == {f"{name}_{m}" for name in ("k", "bound", "nondecision_s") for m in "BN"}
-    for name, (low, median, high) in result["posterior"].items():
-        assert low <= median <= high, (name, result["posterior"][name])
+    assert set(result["posterior"]) == set(result["fitted_params"]) == {"B", "N"}
+    assert all(set(group) == {"k", "bound", "nondecision_s"} for group in result["posterior"].values())
+    for name, (low, median, high) in ((n, q) for group in result["posterior"].values() for n, q in group.items()):
+        assert low <= median <= high, (name, result["posterior"])
     assert result["posterior_diagnostics"]["method"] == "smc-abc"
-    assert 0.0 < result["posterior"]["nondecision_s_B"][1] < 1.0  # seconds, inside its bounds
+    assert 0.0 < result["posterior"]["B"]["nondecision_s"][1] < 1.0  # seconds, inside its bounds

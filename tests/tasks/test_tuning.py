@@ -96,13 +96,13 @@ def test_verify_returns_recovery_and_well_formed_figures():
     result = verify(candidate_from(TASK / "seed.py"), splits["train"], splits["selection"], n_sets=4, restarts=4,
                     posterior=True).record()
     assert set(result["recovery"]) == {"pref_deg", "kappa", "gain", "baseline"}
-    # --posterior: each neuron's NUTS quantiles, named "name[unit]" after its fitted parameters, bracket the fit
-    fitted = {f"{name}[{unit}]": value for unit, values in result["fitted_params"].items()
-              for name, value in values.items()}
-    assert set(result["posterior"]) == set(fitted)
-    for name, (low, median, high) in result["posterior"].items():
+    # --posterior: each neuron's NUTS quantiles, grouped by unit like its fitted parameters, bracket the fit
+    assert set(result["posterior"]) == set(result["fitted_params"]) == set(TWO_UNITS)
+    quantiles = {(unit, name): q for unit, group in result["posterior"].items() for name, q in group.items()}
+    assert set(quantiles) == {(unit, name) for unit, values in result["fitted_params"].items() for name in values}
+    for low, median, high in quantiles.values():
         assert low <= median <= high
-    brackets = [low < fitted[name] < high for name, (low, _, high) in result["posterior"].items()]
+    brackets = [low < result["fitted_params"][unit][name] < high for (unit, name), (low, _, high) in quantiles.items()]
     assert sum(brackets) >= len(brackets) - 1, result["posterior"]  # a circular pref_deg may sit on the wrap
     assert all(len(pairs) == 4 for pairs in result["recovery_pairs"].values())
     assert result["recovery"]["gain"] > 0.8

@@ -60,9 +60,9 @@ def test_a_verification_record_carries_the_engines_recovery_figures_checks_and_p
     verification = TaskVerification(score=np.float64(0.7), fitted_params={"B": {"alpha": np.float32(0.25)}},
                                     recovery=Recovery(), figures=[{"title": "curve"}],
                                     checks=[{"name": "gain", "passed": True, "detail": ""}],
-                                    posterior={"posterior": {"alpha_B": [0.2, 0.25, 0.3]}})
+                                    posterior={"posterior": {"B": {"alpha": [0.2, 0.25, 0.3]}}})
     checked = validate(verification, {})
     assert checked["outcome"] == "OK"
     assert checked["details"]["fitted_params"] == {"B": {"alpha": 0.25}}
     assert checked["details"]["recovery"] == {"alpha": 0.9} and checked["details"]["figures"] == [{"title": "curve"}]
-    assert checked["details"]["posterior"] == {"alpha_B": [0.2, 0.25, 0.3]} and checked["details"]["checks"][0]["passed"]
+    assert checked["details"]["posterior"] == {"B": {"alpha": [0.2, 0.25, 0.3]}} and checked["details"]["checks"][0]["passed"]

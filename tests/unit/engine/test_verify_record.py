@@ -117,6 +117,28 @@ def test_the_posterior_line_gives_median_and_interval_and_survives_a_tampered_re
     assert "alpha=n/a, beta=n/a" in posterior_line(tampered) and "? draws" in posterior_line(tampered)
 
 
+def test_the_posterior_line_names_each_group_of_a_grouped_posterior():
+    record = {"posterior": {"B": {"k": [9.0, 11.0, 13.5]}, "N": {"k": [5.0, 6.0, 7.0]}}}
+    assert posterior_line(record) == ("posterior (uniform prior on the bounds; median [5 %, 95 %]): "
+                                      "B: k=11 [9, 13.5]; N: k=6 [5, 7]")
+    pooled = {"posterior": {"all": {"alpha": [0.27, 0.31, 0.36]}}}
+    assert posterior_line(pooled).endswith("): alpha=0.31 [0.27, 0.36]")
+
+
+def test_a_task_verification_stores_its_posterior_grouped_like_its_fitted_parameters():
+    from engine.fit import combine_posteriors
+    from engine.task.results import TaskVerification
+
+    one_fit = {"posterior": {"alpha": [0.2, 0.3, 0.4]}, "posterior_diagnostics": {"r_hat_max": 1.01, "ess_min": 90.0}}
+    pooled = TaskVerification(0.5, {"all": {"alpha": 0.3}}, posterior=one_fit).record()
+    assert pooled["posterior"] == {"all": {"alpha": [0.2, 0.3, 0.4]}}
+    other = {"posterior": {"alpha": [0.5, 0.6, 0.7]}, "posterior_diagnostics": {"r_hat_max": 1.03, "ess_min": 40.0}}
+    merged = combine_posteriors({"B": one_fit, "N": other})
+    grouped = TaskVerification(0.5, {"B": {"alpha": 0.3}, "N": {"alpha": 0.6}}, posterior=merged).record()
+    assert grouped["posterior"] == {"B": {"alpha": [0.2, 0.3, 0.4]}, "N": {"alpha": [0.5, 0.6, 0.7]}}
+    assert grouped["posterior_diagnostics"] == {"r_hat_max": 1.03, "ess_min": 40.0}
+
+
 def test_the_posterior_line_of_smc_abc_names_its_particles():
     record = {"posterior": {"k_B": [9.0, 11.0, 13.5]},
               "posterior_diagnostics": {"method": "smc-abc", "particles": 500, "ess_min": 231.7}}
