@@ -26,7 +26,7 @@ from islands.canonical import canonical_hash, canonical_hash_of_tree
 
 __all__ = [
     "PARAMS_ARGUMENT", "PARAMS_NAME", "Bounds", "CandidateModel", "Complexity", "ast_size", "body_start",
-    "bounds_problem", "complexity", "declaration_problem", "find_function", "is_params_read", "params_read",
+    "bounds_problem", "check_bounds", "complexity", "declaration_problem", "find_function", "is_params_read", "params_read",
     "params_read_in_body", "params_statement_index", "read_declaration", "signature", "walk",
 ]
 
@@ -89,8 +89,7 @@ class CandidateModel:
             found = ", ".join(node.name for node in module.body if isinstance(node, ast.FunctionDef)) or "no functions"
             return cls(source, function_name, module, None, None,
                        f"source has no top-level function {function_name!r}; found {found}.")
-        problem = declaration_problem(function)
-        bounds = None if problem else read_declaration(function)
+        bounds, problem = _read_declaration(function)
         return cls(source, function_name, module, function, bounds, problem)
 
     @property
@@ -184,31 +183,10 @@ def _declaration_value(function: ast.FunctionDef) -> ast.expr | None:
     return None if index is None else function.body[index].value
 
 
-def _literal(node: ast.expr) -> tuple[bool, object]:
-    try:
-        return True, ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return False, None
-
-
 def declaration_problem(function: ast.FunctionDef) -> str:
     """Returns "" when the function opens with a valid `PARAMS` declaration, else one sentence saying what is
     wrong with it."""
-    name = function.name
-    value = _declaration_value(function)
-    if value is None:
-        return f"{name} declares no {PARAMS_NAME} dict as its first statement; start it with e.g. {EXAMPLE}."
-    ok, declared = _literal(value)
-    if not ok:
-        return f"{name}'s {PARAMS_NAME} is not a literal; write numbers directly, e.g. {EXAMPLE}."
-    if not isinstance(declared, dict) or not declared:
-        return (f"{name}'s {PARAMS_NAME} is {type(declared).__name__} {declared!r}; "
-                'expected a non-empty dict like {"alpha": (0.0, 1.0)}.')
-    for key, pair in declared.items():
-        problem = bounds_problem(key, pair)
-        if problem:
-            return problem
-    return ""
+    return _read_declaration(function)[1]
 
 
 def read_declaration(function: ast.FunctionDef) -> dict[str, Bounds] | None:
@@ -217,15 +195,26 @@ def read_declaration(function: ast.FunctionDef) -> dict[str, Bounds] | None:
     Returns None when the first statement is not a literal `PARAMS` dict of string keys and (low, high) number
     pairs with finite low < high (`declaration_problem` says why).
     """
+    return _read_declaration(function)[0]
+
+
+def _read_declaration(function: ast.FunctionDef) -> tuple[dict[str, Bounds] | None, str]:
+    """The one reading of the declaration: (bounds, "") or (None, what is wrong)."""
+    name = function.name
     value = _declaration_value(function)
-    if not isinstance(value, ast.Dict):
-        return None
-    ok, declared = _literal(value)
-    if not ok or not isinstance(declared, dict) or not declared:
-        return None
-    if any(bounds_problem(key, pair) for key, pair in declared.items()):
-        return None
-    return {key: (float(pair[0]), float(pair[1])) for key, pair in declared.items()}
+    if value is None:
+        return None, f"{name} declares no {PARAMS_NAME} dict as its first statement; start it with e.g. {EXAMPLE}."
+    try:
+        declared = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None, f"{name}'s {PARAMS_NAME} is not a literal; write numbers directly, e.g. {EXAMPLE}."
+    if not isinstance(declared, dict) or not declared:
+        return None, (f"{name}'s {PARAMS_NAME} is {type(declared).__name__} {declared!r}; "
+                      'expected a non-empty dict like {"alpha": (0.0, 1.0)}.')
+    problem = check_bounds(declared)
+    if problem:
+        return None, problem
+    return {key: (float(pair[0]), float(pair[1])) for key, pair in declared.items()}, ""
 
 
 def bounds_problem(name: object, pair: object) -> str:
