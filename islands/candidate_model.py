@@ -48,6 +48,7 @@ class Complexity:
     ast_size: int
 
 
+@dataclass(frozen=True, eq=False)  # no slots: the derived facts below are computed once, on first use
 class CandidateModel:
     """One candidate module, parsed once. Build it with `CandidateModel.parse`; it never raises.
 
@@ -63,10 +64,12 @@ class CandidateModel:
             saying what is wrong, e.g. "agent's PARAMS is not a literal; ...".
     """
 
-    def __init__(self, source: str, function_name: str, module: ast.Module | None, function: ast.FunctionDef | None,
-                 bounds: dict[str, Bounds] | None, problem: str) -> None:
-        self.source, self.function_name, self.module, self.function = source, function_name, module, function
-        self.bounds, self.problem = bounds, problem
+    source: str
+    function_name: str
+    module: ast.Module | None
+    function: ast.FunctionDef | None
+    bounds: dict[str, Bounds] | None
+    problem: str
 
     @classmethod
     def parse(cls, source: str, function_name: str) -> CandidateModel:
