@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.fit.errors import FitError
+# At the top, not inside the functions: a scoring worker imports what it needs before its limits apply, and then
+# may not be able to import more (this module imports only the small candidate model, not the database).
+from islands.candidate_model import CandidateModel, bounds_problem
 
 if TYPE_CHECKING:
     import jax
@@ -112,8 +115,6 @@ class ParamSpec:
 
 
 def _check_bounds(name: object, pair: object) -> None:
-    from islands.candidate_model import bounds_problem  # here: see read_params
-
     problem = bounds_problem(name, pair)
     if problem:
         raise FitError(problem)
@@ -136,10 +137,6 @@ def read_params(source: str, function_name: str) -> ParamSpec:
     Raises:
         FitError (a ValueError) with one sentence saying what is wrong.
     """
-    # Imported here, not at the top: engine.fit loads its submodules lazily, and what needs only ParamSpec
-    # (the tasks' scorers) does not need the program database's package.
-    from islands.candidate_model import CandidateModel
-
     model = CandidateModel.parse(source, function_name)
     if model.problem:
         raise FitError(model.problem)

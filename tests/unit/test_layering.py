@@ -122,3 +122,15 @@ def test_the_readmes_layout_names_every_folder_and_top_level_module_of_the_engin
     names += [f"`{path.name}/`" for path in (REPO / "engine").iterdir() if (path / "__init__.py").is_file()]
     missing = [name for name in sorted(names) if name not in layout]
     assert missing == [], missing
+
+
+def test_the_fitters_parameter_spec_does_not_load_the_program_database():
+    """A scoring worker imports engine.fit's ParamSpec, which reads bounds through islands.candidate_model; that
+    must not import the database's SQLAlchemy and pydantic (islands/__init__ loads its submodules on first use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import engine.fit.params; "
+            "print(sorted(m for m in ('sqlalchemy', 'pydantic', 'islands.database') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout + loaded.stderr
