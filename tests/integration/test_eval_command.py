@@ -43,6 +43,7 @@ def discover_eval(task_yaml: Path, candidate: Path, *flags: str) -> subprocess.C
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_bwrap() is None, reason="needs bubblewrap (bwrap): without it stray processes are not looked for")
 def test_eval_reports_processes_a_candidate_left_behind(tmp_path: Path):
     for name, text in (("seed.py", SEED), ("score.py", SCORE), ("data.py", DATA), ("task.yaml", TASK),

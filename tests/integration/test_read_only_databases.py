@@ -64,6 +64,7 @@ def stored_rows(db: Path) -> list[tuple]:
         return connection.execute("select id, source from programs order by id").fetchall()
 
 
+@pytest.mark.slow
 def test_a_run_on_a_database_in_a_read_only_folder_stops_before_evaluating(small_bandit_run, read_only, tmp_path):
     task, db, _ = small_bandit_run
     folder = tmp_path / "read-only"
@@ -97,6 +98,7 @@ def test_a_folder_given_as_the_database_is_named_as_such(small_bandit_task, tmp_
     assert f"{tmp_path} is a folder; --db takes a database file, e.g. {tmp_path / 'run.db'}" in line
 
 
+@pytest.mark.slow
 def test_best_show_and_stats_read_a_database_on_read_only_media(small_bandit_run, read_only, tmp_path):
     _, db, summary = small_bandit_run
     folder = tmp_path / "media"

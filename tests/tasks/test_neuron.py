@@ -205,6 +205,7 @@ def test_the_f_i_check_fails_a_model_that_fires_at_one_rate_whatever_the_current
     assert flat["passed"] and flat["detail"].startswith("not checked: the data's gain is not positive")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["seed.py", "baselines/adex.py"])
 def test_the_exported_model_scores_and_differentiates_as_its_python_function(model: str):
     """The scorer sees the same function through the export: at fixed parameters, the sweep metrics and the

@@ -82,6 +82,7 @@ def run_loop(task_yaml: Path, db: Path, proposer: Answers, max_evals: int, max_i
         database.close()
 
 
+@pytest.mark.slow
 def test_identical_answers_of_one_request_are_evaluated_once(tiny_task: Path, tmp_path: Path) -> None:
     proposer = Answers([BETTER, BETTER, *BETTER_AGAIN], answers_per_request=4)
     summary, stored, stats, display = run_loop(tiny_task, tmp_path / "run.db", proposer, max_evals=1, max_in_flight=1)
@@ -92,6 +93,7 @@ def test_identical_answers_of_one_request_are_evaluated_once(tiny_task: Path, tm
     assert summary.best is not None and summary.best.source == BETTER
 
 
+@pytest.mark.slow
 def test_a_repeat_of_a_candidate_still_evaluating_is_skipped(tiny_task: Path, tmp_path: Path) -> None:
     other = tuple(f'def f(params, x):\n    PARAMS = {{"a": (0.0, 1.0)}}\n    return -abs(x - {value})\n'
                   for value in (1.5, 1.0))
@@ -105,6 +107,7 @@ def test_a_repeat_of_a_candidate_still_evaluating_is_skipped(tiny_task: Path, tm
     assert "dup=2" in display.line()
 
 
+@pytest.mark.slow
 def test_duplicates_are_evaluated_when_the_config_allows_them(tiny_task: Path, tmp_path: Path) -> None:
     task = load_task(tiny_task)
     meta = RunMeta(task_name=task.name, task_version=task.version, data_hash="d" * 16, function_name="f")
@@ -129,6 +132,7 @@ class PaidAnswers(Answers):
                 for p in await super().propose(context)]
 
 
+@pytest.mark.slow
 def test_a_skipped_duplicate_counts_its_tokens_and_cost(tiny_task: Path, tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     proposer = PaidAnswers([BETTER, BETTER, *BETTER_AGAIN], answers_per_request=4)

@@ -66,6 +66,7 @@ def test_parse_input_reads_dtypes_sizes_and_names():
             parse_input(bad)
 
 
+@pytest.mark.slow
 def test_values_and_both_derivatives_match_the_python_function_under_nested_vmap_and_scan(pair):
     agent, candidate = pair
     rng = np.random.default_rng(0)
@@ -98,6 +99,7 @@ def test_values_and_both_derivatives_match_the_python_function_under_nested_vmap
     assert lowered["fused"].count("func.func") < lowered["forward"].count("func.func")
 
 
+@pytest.mark.slow
 def test_a_model_without_a_reverse_derivative_still_fits_in_forward_mode():
     source = SOURCE.replace("    return params", "    q = q + 0.0 * jax.lax.while_loop(lambda c: c < 3.0, lambda c: c + 1.0, reward)\n"
                                                 "    return params")
@@ -121,6 +123,7 @@ def test_the_callable_has_the_declared_parameters_and_the_original_output_struct
         candidate({"alpha": 0.5}, jnp.zeros(8), 0, 1.0)
 
 
+@pytest.mark.slow
 def test_symbolic_sizes_and_prng_keys_cross_the_boundary():
     source = '''
 import jax
