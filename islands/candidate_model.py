@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from islands.canonical import canonical_hash, canonical_hash_of_tree
+from islands.canonical import canonical_hash, canonical_hash_of_tree, raw_hash
 
 __all__ = [
     "PARAMS_ARGUMENT", "PARAMS_NAME", "Bounds", "CandidateModel", "Complexity", "ast_size", "body_start",
@@ -84,6 +84,9 @@ class CandidateModel:
                        f"candidate source does not parse: {error.msg} (line {error.lineno}).")
         except ValueError as error:  # e.g. null bytes
             return cls(source, function_name, None, None, None, f"candidate source does not parse: {error}.")
+        except (RecursionError, MemoryError):  # Python's parser gives up on very deep nesting this way
+            return cls(source, function_name, None, None, None,
+                       "candidate source does not parse: it is nested too deeply.")
         if not function_name:  # the first module-level function that opens with a declaration
             function_name = next((node.name for node in module.body if isinstance(node, ast.FunctionDef)
                                   and params_statement_index(node) is not None), "")
@@ -134,7 +137,12 @@ class CandidateModel:
     def canonical_hash(self) -> str:
         """Equal for sources that differ only in formatting, comments, docstrings or local names
         (`islands.canonical`)."""
-        return canonical_hash(self.source) if self.module is None else canonical_hash_of_tree(self.module)
+        if self.module is None:
+            return canonical_hash(self.source)
+        try:
+            return canonical_hash_of_tree(self.module)
+        except RecursionError:  # a tree that parsed but is too deep to walk
+            return raw_hash(self.source)
 
 
 def complexity(source: str, function_name: str = "") -> Complexity:

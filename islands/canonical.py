@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import hashlib
 
-__all__ = ["canonical_hash", "canonical_hash_of_tree"]
+__all__ = ["canonical_hash", "canonical_hash_of_tree", "raw_hash"]
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -22,12 +22,17 @@ def canonical_hash(source: str) -> str:
     Source that does not parse is hashed after stripping trailing whitespace and blank lines.
     """
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
-        lines = [line.rstrip() for line in source.splitlines()]
-        text = "\n".join(line for line in lines if line)
-        return "raw-" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-    return canonical_hash_of_tree(tree)
+        return canonical_hash_of_tree(ast.parse(source))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # RecursionError: nested too deeply
+        return raw_hash(source)
+
+
+def raw_hash(source: str) -> str:
+    """Returns the hash of source that cannot be parsed (or is nested too deeply to hash as a tree): its text with
+    trailing whitespace and blank lines stripped."""
+    lines = [line.rstrip() for line in source.splitlines()]
+    text = "\n".join(line for line in lines if line)
+    return "raw-" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def canonical_hash_of_tree(tree: ast.Module) -> str:

@@ -62,9 +62,14 @@ def check_source(source: str, allowed_imports: Sequence[str]) -> Rejection | Non
         return Rejection(Outcome.SYNTAX_ERROR, f"line {error.lineno}: {error.msg}")
     except ValueError as error:  # e.g. null bytes in the source
         return Rejection(Outcome.SYNTAX_ERROR, str(error))
+    except (RecursionError, MemoryError):  # Python's parser gives up on very deep nesting this way
+        return Rejection(Outcome.SYNTAX_ERROR, "the source is nested too deeply to parse")
     if "*" in allowed_imports:
         return None
-    problems = _Checker(tuple(allowed_imports), source).check(tree)
+    try:
+        problems = _Checker(tuple(allowed_imports), source).check(tree)
+    except RecursionError:  # a tree that parsed but is deeper than the checker can walk: not checked, not run
+        return Rejection(Outcome.SYNTAX_ERROR, "the source is nested too deeply to check")
     if problems:
         return Rejection(Outcome.FORBIDDEN, "; ".join(problems[:5]))
     return None

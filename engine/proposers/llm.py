@@ -128,10 +128,14 @@ class LLMProposer:
             cost_usd = completion.cost_usd / len(answers)
             try:
                 source = self.candidate_source(text, context, truncated)
+                source, repairs = repair_jax(source, context.function_name, [shot.source for shot in context.shots])
             except CompletionParseError as error:
                 proposals.append(Proposal(source="", proposer=name, tokens=tokens, cost_usd=cost_usd, error=str(error)))
                 continue
-            source, repairs = repair_jax(source, context.function_name, [shot.source for shot in context.shots])
+            except (RecursionError, MemoryError):  # Python's parser and tree walkers give up on very deep nesting
+                proposals.append(Proposal(source="", proposer=name, tokens=tokens, cost_usd=cost_usd,
+                                          error="the answer's code is nested too deeply to read."))
+                continue
             label = f"{name} repaired: {', '.join(repairs)}" if repairs else name
             proposals.append(Proposal(source=source, proposer=label, tokens=tokens, cost_usd=cost_usd))
         return proposals

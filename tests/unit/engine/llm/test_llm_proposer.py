@@ -53,6 +53,34 @@ def test_garbage_answer_is_a_failed_proposal_with_its_cost():
     assert proposal.tokens > 0
 
 
+@pytest.mark.parametrize("expression", ["-" * 100_000 + "1", " + ".join(["q"] * 100_000), "-" * 2_500 + "1"])
+def test_code_nested_too_deeply_for_pythons_parser_is_a_failed_proposal_not_a_crash(expression):
+    """Python's parser and tree walkers give up on deep nesting with MemoryError or RecursionError, not
+    SyntaxError; an answer built that way must not stop the run."""
+    answer = f"```python\n{NEW_FUNCTION}```".replace('q = state[:2] * params["decay"]',
+                                                       f'q = state[:2] * params["decay"] + {expression}')
+    proposal, _ = propose(answer)
+    assert proposal.source == "" and proposal.error == "the answer's code is nested too deeply to read."
+    assert proposal.tokens > 0
+
+
+def test_a_source_nested_too_deeply_has_a_problem_a_hash_and_a_static_rejection():
+    from islands import CandidateModel, canonical_hash
+    from sandbox import check_source
+
+    def nested(depth: int) -> str:
+        return 'def agent(params):\n    PARAMS = {"a": (0.0, 1.0)}\n    return ' + "-" * depth + 'params["a"]\n'
+
+    unparsable = CandidateModel.parse(nested(100_000), "agent")
+    assert unparsable.problem == "candidate source does not parse: it is nested too deeply."
+    assert unparsable.canonical_hash == canonical_hash(nested(100_000)) and unparsable.canonical_hash.startswith("raw-")
+    assert check_source(nested(100_000), ("jax",)).message == "the source is nested too deeply to parse"
+    # parses, but is deeper than the tree walkers go: hashed as text, and the static check refuses to run it
+    parsed = CandidateModel.parse(nested(1_500), "agent")
+    assert parsed.valid and parsed.canonical_hash.startswith("raw-")
+    assert check_source(nested(500), ("jax",)).message == "the source is nested too deeply to check"
+
+
 def test_diff_answer_edits_the_best_shot():
     answer = (
         "<<<<<<< SEARCH\n    logits = params[\"beta\"] * q\n=======\n    logits = params[\"beta\"] * q - 1.0\n"
