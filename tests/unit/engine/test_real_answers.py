@@ -50,7 +50,7 @@ def shown_programs(prompt: str, version: int) -> list[str]:
     imports = [ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
     programs = []
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and re.fullmatch(rf"agent_v(\d+)", node.name):
+        if isinstance(node, ast.FunctionDef) and re.fullmatch(r"agent_v(\d+)", node.name):
             if int(node.name.split("_v")[1]) < version:
                 node.name = "agent"
                 programs.append("\n".join(imports) + "\n\n\n" + ast.unparse(node) + "\n")

@@ -1,6 +1,5 @@
 """Maximum-likelihood fits on a Gaussian model whose MLE is known in closed form."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
