@@ -59,10 +59,12 @@ def make_job(job_id: int, source: str, function_name: str) -> Job:
     """
     try:
         spec = read_params(source, function_name)
+        lifted = lift_constants(source, function_name)
     except ValueError as error:
         return Job(job_id=job_id, source=source, rejection=str(error))
+    except (RecursionError, MemoryError):  # a tree deeper than Python's tree walkers go: refused, not a crash
+        return Job(job_id=job_id, source=source, rejection="the candidate's source is nested too deeply to read.")
     parameters = tuple(zip(spec.names, spec.lows, spec.highs))
-    lifted = lift_constants(source, function_name)
     if lifted is None or any(name.startswith(CONSTANT_PREFIX) for name in spec.names):
         return Job(job_id=job_id, source=source, parameters=parameters)
     return Job(job_id=job_id, source=source, parameters=parameters, lifted_source=lifted.source,

@@ -154,3 +154,17 @@ def test_a_completion_prompt_needs_a_completions_endpoint():
 
     with pytest.raises(ValidationError, match="prompt_style 'completion' needs a text completions endpoint"):
         LLMConfig(provider="anthropic", models=[ModelConfig(name="m")], prompt_style="completion")
+
+
+@pytest.mark.parametrize("depth", [300, 600, 1_500, 100_000])
+def test_a_deeply_nested_source_becomes_a_job_or_a_refused_one_never_an_engine_crash(depth):
+    """The engine reads every candidate (PARAMS, lifted constants) before the sandbox runs it; a source deeper than
+    the tree walkers go (a seed, an evaluated file, an answer the repairs passed) must not end the run there."""
+    from engine.search.evaluation import make_job
+
+    source = 'def agent(params):\n    PARAMS = {"a": (0.0, 1.0)}\n    return ' + "-" * depth + 'params["a"] * 2.0\n'
+    job = make_job(1, source, "agent")
+    assert job.rejection in (None, "", "the candidate's source is nested too deeply to read.") \
+        or "does not parse" in job.rejection
+    if depth == 600:  # parses, but lifting its constants recurses past Python's limit
+        assert job.rejection == "the candidate's source is nested too deeply to read."
