@@ -93,26 +93,39 @@ def _recorded_sweeps(n_cells: int) -> list[list[dict]]:
 def _synthetic_sweeps(n_cells: int, seed: int) -> list[list[dict]]:
     """The ground-truth AdEx at the recorded sweeps' holding and step currents, plus white voltage noise.
 
-    The model is simulated with the scoring's own Euler steps (DT_MS), so that the ground truth reproduces its
-    spike times exactly when scored; each step's voltage fills the two recording samples of that step.
+    The model is simulated with the scoring's own Euler steps (DT_MS), and the comparison window starts from the
+    state the scoring's simulation starts from (the voltage `_window` reads as v_start_mV, the adaptation current
+    at 0), so that the ground truth reproduces its spike times exactly when scored; each step's voltage fills the
+    two recording samples of that step.
     """
     rng = np.random.default_rng(seed)
     stride = int(round(DT_MS / RECORDING_DT_MS))
+    before = int(round(WINDOW_START_MS / DT_MS))  # steps before the window
+    first = int(round(WINDOW_START_MS / RECORDING_DT_MS))  # the window's first recording sample
+    baseline = int(round(20.0 / RECORDING_DT_MS))  # the samples v_start_mV is the median of (`_window`)
     cells = []
     for cell, recorded in zip(CELLS, _recorded_sweeps(n_cells)):
         n_steps = recorded[0]["voltage_mV"].shape[0] // stride
         time_ms = np.arange(n_steps) * DT_MS  # the start of each step
         current = np.stack([_step_current(s["holding_pA"], s["step_pA"], time_ms) for s in recorded])
+        noise = SYNTHETIC_NOISE_MV * rng.standard_normal((len(recorded), n_steps * stride))
         # start at the model's own rest under the holding current: run 1 s of holding current first
         rest = simulate_adex_numpy(GROUND_TRUTH[cell], current[:, :1].repeat(int(1000 / DT_MS), axis=1),
                                    np.full(len(recorded), GROUND_TRUTH[cell]["e_l_mV"]), DT_MS)[:, -1]
-        stepped = simulate_adex_numpy(GROUND_TRUTH[cell], current, rest, DT_MS)  # value at the end of each step
-        # recording sample i lies at i * RECORDING_DT_MS: samples 2k + 1 and 2k + 2 belong to step k
-        voltage = np.concatenate([stepped[:, :1], np.repeat(stepped, stride, axis=1)[:, :-1]], axis=1)
-        voltage[:, 0] = rest
-        voltage = voltage + SYNTHETIC_NOISE_MV * rng.standard_normal(voltage.shape)
+        early = simulate_adex_numpy(GROUND_TRUTH[cell], current[:, :before], rest, DT_MS)  # end of each step
+        # the window starts as the scoring's simulation does: at the recorded (noisy) baseline's median, w = 0
+        early_samples = _samples(early, rest, stride) + noise[:, : before * stride]
+        v_start = np.median(early_samples[:, first - baseline : first], axis=1).astype(np.float32)
+        window = simulate_adex_numpy(GROUND_TRUTH[cell], current[:, before:], v_start.astype(float), DT_MS)
+        voltage = _samples(np.concatenate([early, window], axis=1), rest, stride) + noise
         cells.append([{**s, "voltage_mV": v} for s, v in zip(recorded, voltage)])
     return cells
+
+
+def _samples(stepped: np.ndarray, start: np.ndarray, stride: int) -> np.ndarray:
+    """Recording samples (n_sweeps, n_steps * stride) of simulated steps: sample i lies at i * RECORDING_DT_MS,
+    so samples stride * k + 1 .. stride * (k + 1) hold step k's end value, and sample 0 holds `start`."""
+    return np.concatenate([start[:, None], np.repeat(stepped, stride, axis=1)[:, :-1]], axis=1)
 
 
 def _window(sweep: dict) -> dict[str, np.ndarray]:

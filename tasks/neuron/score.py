@@ -20,7 +20,8 @@ spikes as much again. Higher is better; a perfect model scores 1.
 
 Fitting (`engine.fit.fit_spiking`, see README.md): per cell, L-BFGS from random restarts (batched in one compiled
 program) on the spike-forced simulation, where the model is reset at the recorded spikes so that its voltage is a
-smooth function of the parameters (subthreshold voltage error plus spike-time terms), then a short local search of
+smooth function of the parameters (subthreshold voltage error plus spike-time terms), coordinate scans of that
+loss and more L-BFGS from the best restarts, then a short local search of
 the training score around the best restarts; beside it, a cross-entropy search of the training score
 (fit_cross_entropy.py). Each cell keeps what scores best on its training sweeps.
 """
@@ -148,7 +149,7 @@ def fit_cells(membrane: Callable, spec: ParamSpec, train: Split, *, seed: int = 
     (`fit_cross_entropy.py`, `generations` of CROSS_ENTROPY_POPULATION; 0 skips it).
 
     Returns:
-        the fit; its params are name -> (n_cells,), its stage per cell "forced", "local" or "cross_entropy".
+        the fit; its params are name -> (n_cells,), its stage per cell "forced", "scan", "local" or "cross_entropy".
     """
     cells = {key: jnp.asarray(train[key]) for key in SWEEP_KEYS}
     gradient = fit_spiking(membrane, spec, cells, score=lambda params, cell: training_score(membrane, params, cell),
@@ -199,7 +200,7 @@ def score(
             sweeps.
         scores_per_test: "<cell>_<step pA>pA" -> that held-out sweep's score.
         fitted_params: one group per cell, parameter name -> value.
-        details: fit_stages, "<cell>" -> the fit that won it ("forced", "local" or "cross_entropy").
+        details: fit_stages, "<cell>" -> the fit that won it ("forced", "scan", "local" or "cross_entropy").
         timings: "compile_s", "fit_s", "score_s".
     """
     membrane = candidate

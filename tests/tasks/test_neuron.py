@@ -119,28 +119,44 @@ def test_wrong_output_shape_is_a_one_sentence_value_error():
 
 @pytest.mark.slow
 def test_generating_parameters_reproduce_the_twin():
-    """At its own parameters the generating AdEx matches every synthetic spike (gamma = 1) within the 0.5 mV noise."""
-    from tasks.neuron.data import GROUND_TRUTH, load
-    from tasks.neuron.score import cell_metrics
+    """At its own parameters the generating AdEx matches every synthetic spike (gamma = 1) within the 0.5 mV noise,
+    and every spike within one 0.5 ms step: the twin's window starts from the state the task's simulator starts
+    from (v_start_mV, adaptation current 0). Before, the twin's adaptation current had relaxed under the holding
+    current by then, and B6's first spikes came 3-7 steps after the twin's.
 
-    splits = load(source="synthetic", subset=1)
+    Not every spike in its own step: the twin is simulated in float64 and the task in float32, which moves some of
+    B8's spikes by one step, and the noise once makes a -0.5 mV step before a spike count as a spike of its own."""
+    from engine.fit import window_sum
+    from tasks.neuron.data import GROUND_TRUTH, load
+    from tasks.neuron.score import cell_metrics, simulate
+
+    splits = load(source="synthetic")
     adex = module_from(TASK / "baselines/adex.py")
-    params = {name: jnp.float32(value) for name, value in GROUND_TRUTH["B6"].items()}
-    cell = {key: jnp.asarray(value[0]) for key, value in splits["selection"].items() if key != "step_pA"}
-    gamma, rmse, count_error = cell_metrics(adex.membrane, params, cell)
-    np.testing.assert_allclose(np.asarray(gamma), 1.0, atol=1e-5)
-    assert float(rmse.max()) < 0.7 and float(count_error.max()) == 0.0
+    for c, name in enumerate(("B6", "B8")):
+        params = {key: jnp.float32(value) for key, value in GROUND_TRUTH[name].items()}
+        cell = {key: jnp.asarray(value[c]) for key, value in splits["selection"].items() if key != "step_pA"}
+        gamma, rmse, count_error = cell_metrics(adex.membrane, params, cell)
+        np.testing.assert_allclose(np.asarray(gamma), 1.0, atol=1e-5)
+        assert float(rmse.max()) < 0.7 and float(count_error.max()) == 0.0
+        for split in splits.values():
+            for current, v_start, spikes in zip(split["current_pA"][c], split["v_start_mV"][c], split["spikes"][c]):
+                _, model_spikes = simulate(adex.membrane, params, jnp.asarray(current), jnp.float32(v_start))
+                near = np.asarray(window_sum(model_spikes, 1, 1))
+                assert np.all(near[spikes > 0] > 0), (name, np.flatnonzero(spikes)[near[spikes > 0] == 0])
+                assert abs(float(model_spikes.sum()) - spikes.sum()) <= 1, name
 
 
 @pytest.mark.slow
 def test_the_fit_recovers_the_twins_generating_parameters():
     """Recovery first: fitted to cell B6 of the twin with the task's own settings, the generating AdEx model gets
     back its capacitance, leak, threshold and adaptation, and at least 0.85 of its generating parameters' training
-    score (a score of ~0.94: every spike within 4 ms), in at least 2 of fit seeds 0-2.
+    score (a score of ~0.94: every spike within 4 ms), in at least 2 of fit seeds 0-2 (the fits stop once two
+    have).
 
-    Not in every fit: which basin the spike-forced L-BFGS ends in depends on float32 rounding, so the seeds that
-    miss differ between CPUs (seed 0 misses on one AMD EPYC machine, 0.20; seeds 1 and 2 reach 0.87 and 0.95).
-    That lottery is what the neuron fitter still has to lose (the twin's done-when asks for 4 of 5)."""
+    Since the twin starts where the simulator does and the fitter scans its stage-1 loss, B6's held-out sweep
+    scored 0.88-0.94 in each of fit seeds 0-4 of the two-cell fit (tasks/neuron/README.md); before, which basin
+    L-BFGS ended in was a float32 lottery (seed 0 missed on one AMD EPYC machine, 0.20). B8, not fitted here, is
+    still that lottery."""
     from tasks.neuron.data import GROUND_TRUTH
     from tasks.neuron.score import training_score
 
@@ -151,8 +167,13 @@ def test_the_fit_recovers_the_twins_generating_parameters():
     cell = {key: jnp.asarray(value[0]) for key, value in splits["train"].items() if key != "step_pA"}
     ceiling = float(training_score(adex, {name: jnp.float32(value) for name, value in truth.items()}, cell))
     score = task.score.load()
-    results = [score(adex, splits["train"], splits["selection"], seed=seed) for seed in range(3)]
-    recovered = [result for result in results if result.train_score >= 0.85 * ceiling]
+    results, recovered = [], []
+    for seed in range(3):
+        results.append(score(adex, splits["train"], splits["selection"], seed=seed))
+        if results[-1].train_score >= 0.85 * ceiling:
+            recovered.append(results[-1])
+        if len(recovered) == 2:
+            break
     assert len(recovered) >= 2, ([result.train_score for result in results], ceiling)
     for result in recovered:
         assert result.score > 0.5 and set(result.scores_per_test) == {"B6_175pA"}

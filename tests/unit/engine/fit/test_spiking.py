@@ -105,4 +105,24 @@ def test_recovers_a_leaky_integrate_and_fire_neuron_from_its_spikes_and_voltage(
     tolerance = {"tau_m_ms": 0.6, "r_mohm": 6.0, "v_rest_mV": 0.5, "v_threshold_mV": 0.5, "v_reset_mV": 0.5}
     for name, value in TRUTH.items():
         assert float(result.params[name][0]) == pytest.approx(value, abs=tolerance[name]), name
-    assert result.restarts_ok[0] >= 4 and result.stage[0] in ("forced", "local")
+    assert result.restarts_ok[0] >= 4 and result.stage[0] in ("forced", "scan", "local")
+
+
+def test_the_coordinate_scan_moves_a_start_off_a_plateau_into_a_narrow_well():
+    """Stage 1b's scan: where the loss is flat (no gradient for L-BFGS to follow) and its minimum is a narrow well
+    along one coordinate, one sweep over that coordinate's grid finds the well; a start already at the minimum is
+    not moved, and the local offsets refine a point near it."""
+    from engine.fit.spiking import _coordinate_scan
+
+    def value(z, weights, data):  # (G, P, 2) -> (G, P): flat at 1 except a well of width ~0.1 at z0 = 2.0
+        return 1.0 - np.exp(-((z[..., 0] - 2.0) / 0.1) ** 2) + 0.01 * z[..., 1] ** 2 + 0.0 * weights
+
+    z = np.array([[[-3.0, 1.0], [2.0, 0.0], [2.03, 0.0]]], np.float32)  # stuck, at the minimum, near it
+    loss = value(z, np.zeros((1, 3)), None)
+    grid = np.linspace(-4.0, 4.0, 33, dtype=np.float32)
+    offsets = np.linspace(-0.05, 0.05, 11, dtype=np.float32)
+    moved, moved_loss = _coordinate_scan(value, z, loss, np.ones((1, 3), np.float32), None, grid, offsets)
+    np.testing.assert_allclose(moved[0, 0], [2.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(moved[0, 1], [2.0, 0.0], atol=1e-6)
+    assert abs(moved[0, 2, 0] - 2.0) < 0.006 and moved_loss[0, 2] < loss[0, 2]
+    np.testing.assert_allclose(moved_loss, value(moved, np.zeros((1, 3)), None), rtol=1e-6)
