@@ -21,9 +21,9 @@ spikes as much again. Higher is better; a perfect model scores 1.
 Fitting (`engine.fit.fit_spiking`, see README.md): per cell, L-BFGS from random restarts (batched in one compiled
 program) on the spike-forced simulation, where the model is reset at the recorded spikes so that its voltage is a
 smooth function of the parameters (subthreshold voltage error plus spike-time terms), coordinate scans of that
-loss and more L-BFGS from the best restarts, then a short local search of
-the training score around the best restarts; beside it, a cross-entropy search of the training score
-(fit_cross_entropy.py). Each cell keeps what scores best on its training sweeps.
+loss and more L-BFGS from the best restarts, then a short local search of the training score around the best
+results; beside it, a cross-entropy search of the training score (fit_cross_entropy.py). Each cell keeps what
+scores best on its training sweeps.
 """
 
 from __future__ import annotations
