@@ -57,7 +57,7 @@ CROSS_ENTROPY_POPULATION = 128
 CROSS_ENTROPY_GENERATIONS = 30
 COUNT_GUIDE_WEIGHT = 0.5
 # random starts per cell of the gradient fit (version 5; 16 before): on the twin, about 2 in 64 of B8's starts end
-# in its generating parameters' basin, so 16 missed it in most fit seeds (README.md, "Fitting")
+# in its generating parameters' basin; 16 missed it in each of fit seeds 0-4 (README.md, "Recovering the twin")
 RESTARTS = 64
 SWEEP_KEYS = ("current_pA", "v_start_mV", "voltage_mV", "spikes")  # what a simulation needs of a split
 Split = Mapping[str, np.ndarray]
