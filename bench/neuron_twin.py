@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.fit import read_params  # noqa: E402
-from engine.fit.spiking import _over_groups_and_restarts  # noqa: E402
 from tasks.neuron import score as neuron  # noqa: E402
 from tasks.neuron.data import GROUND_TRUTH, load  # noqa: E402
 from tests.tasks.candidates import module_from  # noqa: E402
@@ -41,8 +40,8 @@ def main() -> None:
     membrane = module_from(path).membrane
     spec = read_params(path.read_text(), "membrane")
     splits = load(source="synthetic", seed=0)
-    score = jax.jit(_over_groups_and_restarts(lambda z, cell: neuron.training_score(membrane, spec.constrain(z),
-                                                                                     cell)))
+    one = lambda z, cell: neuron.training_score(membrane, spec.constrain(z), cell)
+    score = jax.jit(jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, 0)))  # z (cells, draws, n), data per cell
     truth = np.stack([spec.unconstrain(GROUND_TRUTH[cell]) for cell in neuron.CELLS]).astype(np.float32)
     rng = np.random.default_rng(args.seed)
     n_cells, size = truth.shape
