@@ -246,17 +246,30 @@ def _check(optimizer: str) -> None:
 # The host driver.
 
 def run_host_loop(optimizer: str, evaluate: Evaluate, z0: np.ndarray, *, max_steps: int, learning_rate: float,
-                  tol: float) -> Outcome:
+                  tol: float, active_only: bool = False) -> Outcome:
     """Minimizes from each start in z0 (G, R, n), calling `evaluate` once per step; numpy state in float64.
 
-    See `engine.fit.fit_maximum_likelihood` for the rules.
+    See `engine.fit.fit_maximum_likelihood` for the rules. With `active_only` (L-BFGS only), `evaluate` is called
+    as evaluate(z, active) with the (G, R) mask of the restarts still moving, and only their rows of its loss and
+    gradient are read: a restart that has converged or failed stays where it is, so a caller can skip computing
+    it (late in a fit most restarts have stopped).
     """
     _check(optimizer)
+    if active_only and optimizer != "lbfgs":
+        raise FitError(f"active_only is implemented for L-BFGS, not {optimizer!r}.")
     z0 = np.asarray(z0).astype(np.float64)
     if optimizer == "lbfgs":
         state = lbfgs_init(np, z0)
         while state["step"] < max_steps and state["active"].any():
-            state = lbfgs_step(np, state, *evaluate(lbfgs_point(state)), tol=tol)
+            point = lbfgs_point(state)
+            if active_only:
+                loss, grad = evaluate(point, state["active"].copy())
+                # rows of stopped restarts are never used: put the current values there, so nothing reads garbage
+                loss = np.where(state["active"], loss, state["loss"])
+                grad = np.where(state["active"][..., None], grad, state["grad"])
+            else:
+                loss, grad = evaluate(point)
+            state = lbfgs_step(np, state, loss, grad, tol=tol)
         return lbfgs_outcome(np, state)
     state = first_order_init(np, z0)
     belief = optimizer == "adabelief"

@@ -17,7 +17,8 @@ two stages and keeps, per group, whatever scores best by the task's own (exact, 
    the restarts taking the spike terms' weights from a ladder in turn (a model that cannot match both voltage and
    spike times is fitted several ways, and the score chooses), all groups and restarts batched in one compiled
    program (the model's value and forward-mode gradient; the optimizer's arithmetic runs on the host,
-   `engine.fit.optimizers`).
+   `engine.fit.optimizers`). Each step evaluates only the restarts still moving, FORCED_CHUNK per group at a time:
+   on the neuron task's twin this cut stage 1 by about 30 %.
    **Stage 1b, scans.** L-BFGS stops where the loss is flat or its valley is narrow: a restart with the
    subthreshold parameters right and a spike threshold far off sits on a plateau of the spike terms. From each
    group's best `scan_starts` restarts (by the score), `scan_rounds` rounds of a coordinate scan of the forced loss
@@ -70,6 +71,11 @@ MISSED_SPIKE_CAP_MV = 10.0
 SPIKE_TIME_CAP_MS = 10.0  # likewise for the time between a recorded spike and the model's own
 MISSED_SPIKE_RATIO = 0.02  # the missed-spike term's weight relative to the spike-time term's
 SPIKE_TIME_SCALE_MS = 1.0  # spike-time errors count as their square up to about this, then logarithmically
+# Stage 1 evaluates its restarts this many per group at a time, only those still moving: on the neuron task's twin
+# (64 restarts, 150 steps) 59 % of restart-steps are still moving, and a chunk of 16 costs the same per restart as
+# all 64 at once. A restart's float32 rounding depends on its place in the compiled batch, so the fits are not the
+# same bits as with the whole batch (the neuron task's version 6).
+FORCED_CHUNK = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,16 +395,28 @@ def fit_spiking(
                                         missed_spike_weight=weight * MISSED_SPIKE_RATIO)
         return _value_and_grad(loss, spec)(z, group)
 
-    forced = jax.vmap(jax.vmap(forced_value_and_grad, in_axes=(0, 0, None)), in_axes=(0, None, 0))
-    compiled, seconds = _compile(forced, z0, weights, data)
+    # compiled for `chunk` restarts per group; each L-BFGS step evaluates only the restarts still moving, chunk by
+    # chunk (late in the fit most have stopped)
+    per_start = jax.vmap(jax.vmap(forced_value_and_grad, in_axes=(0, 0, None)), in_axes=(0, 0, 0))
+    chunk = min(FORCED_CHUNK, restarts)
+    weights_grid = np.tile(weights, (n_groups, 1))
+    compiled, seconds = _compile(per_start, z0[:, :chunk], weights_grid[:, :chunk], data)
     timings["compile_s"] += seconds
 
-    def evaluate(z):
-        loss, grad = compiled(z.astype(np.float32), weights, data)
-        return np.asarray(loss, np.float64), np.asarray(grad, np.float64)
+    def evaluate(z, active):
+        loss, grad = np.zeros(z.shape[:2]), np.zeros(z.shape)
+        order = np.argsort(~active, axis=1, kind="stable")  # each group's moving restarts first
+        for first in range(0, int(active.sum(axis=1).max()), chunk):
+            rows = order[:, np.arange(first, first + chunk) % restarts]  # a short last chunk repeats rows
+            chunk_loss, chunk_grad = compiled(np.take_along_axis(z, rows[..., None], axis=1).astype(np.float32),
+                                              np.take_along_axis(weights_grid, rows, axis=1), data)
+            np.put_along_axis(loss, rows, np.asarray(chunk_loss, np.float64), axis=1)
+            np.put_along_axis(grad, rows[..., None], np.asarray(chunk_grad, np.float64), axis=1)
+        return loss, grad
 
     started = time.perf_counter()
-    outcome = run_host_loop("lbfgs", evaluate, z0, max_steps=max_steps, learning_rate=0.0, tol=1e-6)
+    outcome = run_host_loop("lbfgs", evaluate, z0, max_steps=max_steps, learning_rate=0.0, tol=1e-6,
+                            active_only=True)
     timings["forced_s"] = time.perf_counter() - started
     candidates = [np.where(outcome.ok[..., None], outcome.z, z0).astype(np.float32)]
     stages = ["forced"]
