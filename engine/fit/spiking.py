@@ -16,7 +16,7 @@ two stages and keeps, per group, whatever scores best by the task's own (exact, 
    term for recorded spikes the model's voltage does not reach. L-BFGS from `restarts` random starts per group,
    the restarts taking the spike terms' weights from a ladder in turn (a model that cannot match both voltage and
    spike times is fitted several ways, and the score chooses), all groups and restarts batched in one compiled
-   program (the model's value and forward-mode gradient; the optimizer's arithmetic runs on the host,
+   program (the model's value and reverse-mode gradient; the optimizer's arithmetic runs on the host,
    `engine.fit.optimizers`). Each step evaluates only the restarts still moving, FORCED_CHUNK per group at a time:
    on the neuron task's twin this cut stage 1 by about 30 %.
    **Stage 1b, scans.** L-BFGS stops where the loss is flat or its valley is narrow: a restart with the
@@ -239,18 +239,15 @@ def forced_loss(rhs: SpikingRHS, params: Mapping[str, jax.Array], group: Mapping
 
 
 def _value_and_grad(loss: Callable, spec: ParamSpec) -> Callable:
-    """Returns (z (n,), group) -> (loss, grad (n,)) of loss(spec.constrain(z), group); forward mode, which
-    carries the tangents through the simulation's scan in one pass (the candidate's JVP serves every direction
-    in one call)."""
+    """Returns (z (n,), group) -> (loss, grad (n,)) of loss(spec.constrain(z), group), in reverse mode: on the neuron
+    task's twin (exported candidates, chunks of 16 restarts, both cells) it cost 4.1 ms per restart against 6.8 in
+    forward mode (`jax.jacfwd`, as until version 6) for AdEx (9 parameters) and 4.0 against 6.0 for the LIF seed (6),
+    with gradients equal to 4e-6 (relative)."""
 
     def objective(z, group):
         return loss(spec.constrain(z), group)
 
-    def value_and_grad(z, group):
-        grad, value = jax.jacfwd(lambda x: (objective(x, group),) * 2, has_aux=True)(z)
-        return value, grad
-
-    return value_and_grad
+    return jax.value_and_grad(objective)
 
 
 def _over_groups_and_restarts(function: Callable) -> Callable:

@@ -28,7 +28,7 @@ from .score import (CELLS, DT_MS, STEP_OFFSET_MS, STEP_ONSET_MS, SWEEP_KEYS, WIN
 
 RECOVERY_SETS = 3  # per cell
 RECOVERY_SPREAD = 0.4
-RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 64), to keep verify's refit of every set short
+RECOVERY_RESTARTS = 8  # per recovery set (the score's fit: 96), to keep verify's refit of every set short
 RECOVERY_GENERATIONS = 20  # of the cross-entropy search beside it (the score's: 30)
 NOISE_MV = 0.5
 TRACE_STRIDE = 4  # the whole held-out sweep is drawn with one point per 4 steps (2 ms)
