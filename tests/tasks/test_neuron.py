@@ -155,8 +155,8 @@ def test_the_fit_recovers_the_twins_generating_parameters():
 
     B8 fires fastest (up to 71 spikes in 2 s), and about 2 in 64 random starts reach its generating parameters'
     basin: with 16 restarts (version 4) its test sweep scored 0.09-0.43 in each of fit seeds 0-4; with 64 it scored
-    0.82-0.94 in all five in version 5, 0.71-0.94 in version 6, and with version 7's reverse-mode gradients (a
-    change of rounding only) B8 was lost in fit seed 0 here (training score 0.741) and scored 0.21 in fit seed 3.
+    0.82-0.94 in all five in version 5 and 0.71-0.94 in version 6; with reverse-mode gradients and still 64 (a
+    change of rounding only), B8 was lost in fit seed 0 here (training score 0.741) and scored 0.21 in fit seed 3.
     With 96 (version 7) it scored 0.90-0.94 in all five (tasks/neuron/README.md, "Recovering the twin"). B6 was
     recovered in every seed since the twin starts where the simulator does and the fitter scans its stage-1 loss
     (version 4); before, it was a float32 lottery (seed 0 missed on one AMD EPYC machine)."""
