@@ -393,6 +393,8 @@ class CandidateFunction:
     Attributes:
         __name__: the evolved function's name, e.g. "agent".
         PARAMS: name -> (low, high), the candidate's declared free parameters.
+        problems: "forward" or "reverse" -> why that derivative could not be exported (lax.while_loop has no
+            reverse mode); empty when both were. A fitter that can take either mode picks one that exists.
     """
 
     _count = 0
@@ -406,6 +408,7 @@ class CandidateFunction:
         self._names = tuple(declared)
         self._input_dtypes = tuple(input_dtypes)
         self._functions = functions
+        self.problems = dict(functions.problems)
         self._constant_names = tuple(constants or {})
         #: the lifted literals' values, float32 (n,); empty when none were lifted
         self.constants = np.asarray([float(v) for v in (constants or {}).values()], np.float32)

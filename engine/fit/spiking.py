@@ -238,16 +238,24 @@ def forced_loss(rhs: SpikingRHS, params: Mapping[str, jax.Array], group: Mapping
     return jnp.mean(jax.vmap(one)(group["current_pA"], group["v_start_mV"], group["voltage_mV"], group["spikes"]))
 
 
-def _value_and_grad(loss: Callable, spec: ParamSpec) -> Callable:
+def _value_and_grad(loss: Callable, spec: ParamSpec, *, reverse: bool = True) -> Callable:
     """Returns (z (n,), group) -> (loss, grad (n,)) of loss(spec.constrain(z), group), in reverse mode: on the neuron
     task's twin (exported candidates, chunks of 16 restarts, both cells) it cost 4.1 ms per restart against 6.8 in
     forward mode (`jax.jacfwd`, as until version 6) for AdEx (9 parameters) and 4.0 against 6.0 for the LIF seed (6),
-    with gradients equal to 4e-6 (relative)."""
+    with gradients equal to 4e-6 (relative). With reverse=False, forward mode: for a model that has no reverse
+    derivative (an exported candidate with a lax.while_loop, say)."""
 
     def objective(z, group):
         return loss(spec.constrain(z), group)
 
-    return jax.value_and_grad(objective)
+    if reverse:
+        return jax.value_and_grad(objective)
+
+    def value_and_grad(z, group):
+        grad, value = jax.jacfwd(lambda x: (objective(x, group),) * 2, has_aux=True)(z)
+        return value, grad
+
+    return value_and_grad
 
 
 def _over_groups_and_restarts(function: Callable) -> Callable:
@@ -387,10 +395,14 @@ def fit_spiking(
     # count against subthreshold voltage depends on how well the model can match both, and the score decides
     weights = np.resize(np.asarray(spike_weights, np.float32), restarts)
 
+    # an exported candidate without a reverse derivative (`sandbox.exported`: lax.while_loop has none) is fitted in
+    # forward mode, as every candidate was until the neuron task's version 7
+    reverse = "reverse" not in getattr(rhs, "problems", {})
+
     def forced_value_and_grad(z, weight, group):
         loss = lambda p, g: forced_loss(rhs, p, g, **settings, spike_time_weight=weight,
                                         missed_spike_weight=weight * MISSED_SPIKE_RATIO)
-        return _value_and_grad(loss, spec)(z, group)
+        return _value_and_grad(loss, spec, reverse=reverse)(z, group)
 
     # compiled for `chunk` restarts per group; each L-BFGS step evaluates only the restarts still moving, chunk by
     # chunk (late in the fit most have stopped)

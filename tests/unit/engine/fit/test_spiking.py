@@ -128,3 +128,48 @@ def test_the_coordinate_scan_moves_a_start_off_a_plateau_into_a_narrow_well():
     np.testing.assert_allclose(moved[0, 1], [2.0, 0.0], atol=1e-6)
     assert abs(moved[0, 2, 0] - 2.0) < 0.006 and moved_loss[0, 2] < loss[0, 2]
     np.testing.assert_allclose(moved_loss, value(moved, np.zeros((1, 3)), None), rtol=1e-6)
+
+
+LIF_SOURCE = '''
+import jax
+import jax.numpy as jnp
+
+
+def membrane(params, state, current_pA):
+    dv = (-(state[0] - params["v_rest_mV"]) + params["r_mohm"] * current_pA * 1e-3) / params["tau_m_ms"]
+    # a loop with no reverse derivative (lax.while_loop), which adds nothing
+    dv = dv + 0.0 * jax.lax.while_loop(lambda c: c < 3.0, lambda c: c + 1.0, state[1])
+    reset = state.at[0].set(params["v_reset_mV"])
+    return jnp.zeros_like(state).at[0].set(dv), params["v_threshold_mV"], reset
+'''
+
+
+@pytest.mark.slow
+def test_an_exported_model_without_a_reverse_derivative_is_fitted_in_forward_mode():
+    """Stages 1 and 1b take reverse-mode gradients; a candidate whose reverse derivative could not be exported
+    (lax.while_loop) is fitted in forward mode instead of failing."""
+    from sandbox.exported import export_candidate, load_candidate
+    from tests.tasks.candidates import module_from_source
+
+    inputs = ["float32[2]", "float32"]
+    blob = export_candidate(module_from_source(LIF_SOURCE), function_name="membrane", parameters=list(BOUNDS),
+                            inputs=inputs)["exported"]
+    membrane = load_candidate(blob, function_name="membrane", parameters=BOUNDS, inputs=inputs)
+    assert "reverse" in membrane.problems and "while_loop" in membrane.problems["reverse"]
+    current = np.concatenate([np.zeros(40), np.full(400, 200.0), np.zeros(40)]).astype(np.float32)[None, None]
+    v_start = np.full((1, 1), -70.0, np.float32)
+    voltage, spikes = (np.asarray(x)[None, None] for x in simulate_spiking(
+        lif, truth(), jnp.asarray(current[0, 0]), jnp.zeros(2).at[0].set(-70.0), dt_ms=DT_MS,
+        voltage_limits_mV=LIMITS_MV)[:2])
+    data = {"current_pA": current, "v_start_mV": v_start, "voltage_mV": voltage, "spikes": spikes}
+
+    def score(params, group):
+        model_voltage = jax.vmap(lambda i, v0: simulate_spiking(membrane, params, i, jnp.zeros(2).at[0].set(v0),
+                                                                dt_ms=DT_MS, voltage_limits_mV=LIMITS_MV)[0])(
+            group["current_pA"], group["v_start_mV"])
+        return -jnp.sqrt(jnp.mean((model_voltage - group["voltage_mV"]) ** 2))
+
+    result = fit_spiking(membrane, ParamSpec.from_bounds(BOUNDS), data, score=score, dt_ms=DT_MS,
+                         voltage_limits_mV=LIMITS_MV, exclude_ms=(2.0, 8.0), n_state=2, restarts=4, max_steps=20,
+                         scan_rounds=1, scan_steps=5, local_generations=0, seed=0)
+    assert result.restarts_ok[0] == 4 and np.isfinite(result.score[0])
