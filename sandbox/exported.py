@@ -41,7 +41,7 @@ import weakref
 from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
-           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "lifted_constants", "constants_as",
+           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "MissingDerivative", "lifted_constants", "constants_as",
            "forward_only", "prepare"]
 
 #: The symbolic leading dimension every exported argument and result carries.
@@ -67,6 +67,15 @@ _CUSTOM_CALL = re.compile(r"custom_call\s*@([\w.$-]+)|call_target_name\s*=\s*\"(
 
 class ExportRejected(ValueError):
     """An exported computation the trusted scorer refuses to run; the message says why, in one sentence."""
+
+
+class MissingDerivative(ValueError):
+    """A fit asked for a derivative the candidate does not have (`mode`: "forward" or "reverse"); a fitter that can
+    take either mode catches it and takes the other."""
+
+    def __init__(self, message: str, mode: str) -> None:
+        super().__init__(message)
+        self.mode = mode
 
 
 def parse_input(spec: str) -> tuple[str, tuple[int | str, ...]]:
@@ -458,8 +467,8 @@ class _Functions:
             return jax.tree.leaves(self.primal.call(*jax.tree.unflatten(self.in_tree, args)))
         derivative, what = (self.backward, "reverse") if kind == "vjp" else (self.forward, "forward")
         if derivative is None:
-            raise ValueError(f"the candidate cannot be differentiated in {what} mode, which this task's fit needs: "
-                             f"{self.problems.get(what, 'no derivative was exported')}")
+            raise MissingDerivative(f"the candidate cannot be differentiated in {what} mode, which this task's fit "
+                                    f"needs: {self.problems.get(what, 'no derivative was exported')}", what)
         outs = list(derivative.call(*args))
         return outs[len(self.inexact_out):] if kind == "jvp" else outs
 

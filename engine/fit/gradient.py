@@ -369,17 +369,19 @@ def _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, *, 
 
     if loop == "device":
         settings = (optimizer, int(max_steps), float(learning_rate), float(tol))
-        compiled = _compiled(("device", functions, spec, grouped, settings), (z0, data, held_out),
-                             lambda: _device_program(*functions, spec, grouped, *settings),
-                             CPU_COMPILER_OPTIONS, timings)
+        compiled = _in_a_mode_the_model_has(spec, lambda forward: _compiled(
+            ("device", functions, spec, grouped, settings, forward), (z0, data, held_out),
+            lambda: _device_program(*functions, spec, grouped, *settings, forward=forward),
+            CPU_COMPILER_OPTIONS, timings))
         with _timed(timings, "fit"):
             loss, ok, converged, z, steps, held = jax.block_until_ready(compiled(z0, data, held_out))
         outcome = tuple(np.asarray(x) for x in (loss, ok, converged, z))
         held_nll, terms = _held_at_best(held, outcome[0], outcome[1])
         return outcome + (held_nll, terms), int(steps), timings
 
-    compiled = _compiled(("gradient", functions, spec, grouped), (z0, data),
-                         lambda: _gradient_program(*functions, spec, grouped), CPU_COMPILER_OPTIONS, timings)
+    compiled = _in_a_mode_the_model_has(spec, lambda forward: _compiled(
+        ("gradient", functions, spec, grouped, forward), (z0, data),
+        lambda: _gradient_program(*functions, spec, grouped, forward=forward), CPU_COMPILER_OPTIONS, timings))
 
     def evaluate(z):
         loss, grad, _ = compiled(z.astype(np.float32), data)
@@ -406,6 +408,19 @@ def _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, *, 
             held = scorer(z_best, held_out)
             held_nll, terms = (None if x is None else np.asarray(x)[:, 0] for x in (held[0], held[-1]))
     return outcome + (held_nll, terms), result.steps, timings
+
+
+def _in_a_mode_the_model_has(spec, build):
+    """Returns build(forward): forward mode up to FORWARD_MODE_MAX_PARAMS parameters, else reverse mode, unless the
+    candidate has no reverse derivative (`sandbox.exported`: lax.while_loop has none), which is fitted in forward
+    mode instead of failing."""
+    forward = spec.size <= FORWARD_MODE_MAX_PARAMS
+    try:
+        return build(forward)
+    except exported.MissingDerivative as error:
+        if forward or error.mode != "reverse":
+            raise
+    return build(True)
 
 
 def _shapes(tree):
@@ -488,9 +503,9 @@ def _compile(lowered, options):
         return _compile(lowered, options)
 
 
-def _batched_model(neg_log_likelihood, spec, grouped, data, terms_function=None):
+def _batched_model(neg_log_likelihood, spec, grouped, data, terms_function=None, *, forward):
     """The fit's objective; with `terms_function` the loss is minus the sum of its terms, which value_and_grad
-    returns as a third output."""
+    returns as a third output. Gradients in forward mode when `forward`, else in reverse mode."""
 
     def objective(z, data):
         if terms_function is not None:
@@ -504,7 +519,7 @@ def _batched_model(neg_log_likelihood, spec, grouped, data, terms_function=None)
             )
         return value, None
 
-    if spec.size <= FORWARD_MODE_MAX_PARAMS:
+    if forward:
         # few parameters: forward mode carries the tangents through the model's scans in one pass instead of
         # a forward scan that stores every step plus a backward scan
         def value_grad_terms(z, data):
@@ -549,7 +564,7 @@ def _held_out_program(neg_log_likelihood, log_likelihood_terms, spec, grouped):
     return program
 
 
-def _gradient_program(neg_log_likelihood, log_likelihood_terms, spec, grouped):
+def _gradient_program(neg_log_likelihood, log_likelihood_terms, spec, grouped, *, forward):
     """Returns program(z (G, R, n), data) -> (loss (G, R), grad (G, R, n), terms (G, R, ...) or None).
 
     With `log_likelihood_terms`, the loss is minus the sum of the terms, and the
@@ -557,18 +572,21 @@ def _gradient_program(neg_log_likelihood, log_likelihood_terms, spec, grouped):
     """
 
     def program(z, data):
-        return _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms).evaluate_with_terms(z)
+        return _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms,
+                              forward=forward).evaluate_with_terms(z)
 
     return program
 
 
-def _device_program(neg_log_likelihood, log_likelihood_terms, spec, grouped, optimizer, max_steps, learning_rate, tol):
+def _device_program(neg_log_likelihood, log_likelihood_terms, spec, grouped, optimizer, max_steps, learning_rate, tol,
+                    *, forward):
     """Returns program(z0 (G, R, n), data, held_out) -> (loss, ok, converged, z, steps, held), where held is the
     held-out (NLL, terms) of every restart's final z, or None."""
     loop = build_loop(optimizer, max_steps=max_steps, learning_rate=learning_rate, tol=tol)
 
     def program(z0, data, held_out):
-        outcome = loop(z0, _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms))
+        outcome = loop(z0, _batched_model(neg_log_likelihood, spec, grouped, data, log_likelihood_terms,
+                                          forward=forward))
         held = None
         if held_out is not None:
             held = _held_out_model(neg_log_likelihood, log_likelihood_terms, spec, grouped, held_out)(outcome.z)

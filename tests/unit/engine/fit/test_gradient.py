@@ -1,5 +1,6 @@
 """Maximum-likelihood fits on a Gaussian model whose MLE is known in closed form."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -206,3 +207,43 @@ def test_the_pooled_fit_is_the_one_fit_with_a_single_group(sample):
     assert replace(as_groups.group(0), timings={}) == replace(pooled, timings={})  # the second reused the program
     one_group = fit_per_group(gaussian_nll, SPEC, {"x": sample["x"][None]}, optimizer="lbfgs", restarts=4, seed=3)
     assert one_group.group(0).params == pytest.approx(pooled.params, abs=1e-5)
+
+
+REGRESSION_SOURCE = '''
+import jax
+import jax
+import jax.numpy as jnp
+
+
+def predict(params, x):
+    weights = jnp.stack([params[f"w{i}"] for i in range(9)])
+    # a loop with no reverse derivative (lax.while_loop), which adds nothing
+    return x @ weights + 0.0 * jax.lax.while_loop(lambda c: c < 3.0, lambda c: c + 1.0, x[0])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loop", ["host", "device"])
+def test_an_exported_model_without_a_reverse_derivative_is_fitted_in_forward_mode_whatever_its_size(loop):
+    """Above FORWARD_MODE_MAX_PARAMS the fit takes reverse-mode gradients; a candidate whose reverse derivative could
+    not be exported (lax.while_loop) is fitted in forward mode instead of failing."""
+    from engine.fit.gradient import FORWARD_MODE_MAX_PARAMS
+    from sandbox.exported import export_candidate, load_candidate
+    from tests.tasks.candidates import module_from_source
+
+    bounds = {f"w{i}": (-3.0, 3.0) for i in range(9)}
+    assert len(bounds) > FORWARD_MODE_MAX_PARAMS
+    blob = export_candidate(module_from_source(REGRESSION_SOURCE), function_name="predict", parameters=list(bounds),
+                            inputs=["float32[9]"])["exported"]
+    predict = load_candidate(blob, function_name="predict", parameters=bounds, inputs=["float32[9]"])
+    assert "reverse" in predict.problems and "while_loop" in predict.problems["reverse"]
+    rng = np.random.default_rng(0)
+    truth = np.linspace(-2.0, 2.0, 9).astype(np.float32)
+    x = rng.normal(size=(300, 9)).astype(np.float32)
+    data = {"x": x, "y": (x @ truth + 0.1 * rng.normal(size=300)).astype(np.float32)}
+
+    def nll(params, data):
+        return 0.5 * jnp.sum((data["y"] - jax.vmap(lambda row: predict(params, row))(data["x"])) ** 2)
+
+    result = fit_maximum_likelihood(nll, ParamSpec.from_bounds(bounds), data, restarts=4, max_steps=200, loop=loop)
+    np.testing.assert_allclose([result.params[f"w{i}"] for i in range(9)], truth, atol=0.05)
