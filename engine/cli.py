@@ -465,7 +465,7 @@ def verify(
     """Check one program on the test split against the baselines, with statistics, ablation, recovery and plots."""
     from engine.verification.ablation import ablation_lines
     from engine.verification.verify import (check_lines, comparison_lines, fit_spread, posterior_line, recovery_failures,
-                               recovery_summary, verify_program)
+                                            recovery_redraws, recovery_summary, verify_program)
 
     record = verify_program(db, program_id, task_yaml=task, workers=workers, fit_seeds=fit_seeds, ablation=ablation,
                             posterior=posterior)
@@ -509,9 +509,9 @@ def verify(
         print(recovery_summary(record))
     if record.get("posterior"):
         print(posterior_line(record))
-    failures = recovery_failures(record)
-    if failures:
-        print(failures)
+    for line in (recovery_failures(record), recovery_redraws(record)):
+        if line:
+            print(line)
     for line in check_lines(record):
         print(line)
     if record.get("verify_outcome") not in ("OK", "NOT_DEFINED"):

@@ -38,6 +38,9 @@ __all__ = ["Recovery", "circular_correlation", "failed_sets", "parameter_recover
 Row = Mapping[str, Any]  # one group's data (a subject, a cell, a neuron): arrays without the group axis
 Simulate = Callable[[dict[str, float], Row, np.random.Generator], Mapping[str, Any]]
 Refit = Callable[[dict[str, np.ndarray]], Any]
+Unmeasurable = Callable[[Mapping[str, Any]], str]
+"""(one simulated row) -> why the task's score cannot measure it (e.g. "fires at 640 Hz, past the 125 Hz the score
+measures"), or "" when it can."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,9 @@ class Recovery:
         failed_sets: indices of the sets whose refit failed (a recovered value that is not finite).
         circular: the parameters compared on the circle.
         generating, recovered: every set's parameters, in set order (set k was drawn around group k mod n_groups).
+        redrawn: set index -> why each discarded draw of it could not be measured (`parameter_recovery`'s
+            `unmeasurable`), for the sets drawn more than once.
+        unmeasured_sets: the sets that kept an unmeasurable draw, after the most redraws (they stay in the table).
     """
 
     recovery: dict[str, float]
@@ -59,16 +65,21 @@ class Recovery:
     circular: list[str]
     generating: list[dict[str, float]] = field(repr=False)
     recovered: list[dict[str, float]] = field(repr=False)
+    redrawn: dict[int, list[str]] = field(default_factory=dict)
+    unmeasured_sets: list[int] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """Returns the keys `discover verify` reads from a task's verify: recovery, recovery_pairs, ..."""
         return {"recovery": self.recovery, "recovery_pairs": self.pairs, "recovery_failed_sets": self.failed_sets,
-                "recovery_circular": self.circular}
+                "recovery_circular": self.circular,
+                "recovery_redrawn": {str(k): list(reasons) for k, reasons in self.redrawn.items()},
+                "recovery_unmeasured_sets": self.unmeasured_sets}
 
 
 def parameter_recovery(spec: ParamSpec, fitted: Sequence[Mapping[str, float]], rows: Sequence[Row],
                        simulate: Simulate, refit: Refit, *, n_sets: int, spread: float, seed: int,
-                       periods: Mapping[str, float] | None = None) -> Recovery:
+                       periods: Mapping[str, float] | None = None, unmeasurable: Unmeasurable | None = None,
+                       max_redraws: int = 10) -> Recovery:
     """Simulates data from parameter sets near each group's fit, refits them, and correlates per parameter.
 
     Args:
@@ -84,23 +95,40 @@ def parameter_recovery(spec: ParamSpec, fitted: Sequence[Mapping[str, float]], r
         spread: s.d. of the normal step added to each parameter in unconstrained (logit) units.
         seed: seeds the parameter draws and the rng given to `simulate`; `refit` keeps its own seed.
         periods: name -> period for parameters that are angles.
+        unmeasurable: (simulated row) -> why the task's score cannot measure those data, or "". A set whose data it
+            cannot measure is drawn again, up to max_redraws times, from a generator of its own (the other sets
+            stay as drawn without it), and `Recovery.redrawn` says why. The rule sees only the simulated data,
+            never a refit: it decides which sets the score can tell apart before any is recovered.
+        max_redraws: the most redraws of one set; after them its last draw is kept and listed in unmeasured_sets.
 
     Returns:
-        the correlations, pairs and failed sets (see `Recovery`).
+        the correlations, pairs, failed and redrawn sets (see `Recovery`).
     """
     if len(fitted) != len(rows):
         raise ValueError(f"{len(fitted)} fitted parameter sets but {len(rows)} data rows; give one of each per group.")
     rng = np.random.default_rng(seed)
-    generating, simulated = [], []
+    generating, simulated, redrawn, unmeasured = [], [], {}, []
     for k in range(n_sets):
         group = k % len(fitted)
         params = perturbed_parameters(spec, fitted[group], spread=spread, rng=rng)
+        row = simulate(params, rows[group], rng)
+        reason = unmeasurable(row) if unmeasurable is not None else ""
+        while reason:
+            if len(redrawn.get(k, [])) == max_redraws:
+                unmeasured.append(k)
+                break
+            redrawn.setdefault(k, []).append(reason)
+            own = np.random.default_rng([seed, k, len(redrawn[k])])
+            params = perturbed_parameters(spec, fitted[group], spread=spread, rng=own)
+            row = simulate(params, rows[group], own)
+            reason = unmeasurable(row)
         generating.append(params)
-        simulated.append(simulate(params, rows[group], rng))
+        simulated.append(row)
     stacked = {key: np.stack([np.asarray(row[key]) for row in simulated]) for key in simulated[0]}
     recovered = _parameter_sets(refit(stacked), spec, n_sets)
     recovery, pairs = recovery_table(spec, generating, recovered, periods=periods)
-    return Recovery(recovery, pairs, failed_sets(spec, recovered), sorted(periods or {}), generating, recovered)
+    return Recovery(recovery, pairs, failed_sets(spec, recovered), sorted(periods or {}), generating, recovered,
+                    redrawn, unmeasured)
 
 
 def refit_by_likelihood(neg_log_likelihood: Callable, spec: ParamSpec, **fit_options: Any) -> Refit:

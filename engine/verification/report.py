@@ -225,7 +225,8 @@ def _ablation_table(record: dict[str, Any]) -> str:
 
 
 def _program_section(program: Program, by_id: dict[int, Program], record: dict[str, Any] | None) -> str:
-    from engine.verification.verify import check_lines, posterior_line, recovery_failures, recovery_summary
+    from engine.verification.verify import (check_lines, posterior_line, recovery_failures, recovery_redraws,
+                                            recovery_summary)
 
     parts = [
         f'<h2 id="program-{_text(program.id)}">Program {_text(program.id)}</h2>',
@@ -247,9 +248,9 @@ def _program_section(program: Program, by_id: dict[int, Program], record: dict[s
             parts.append(f"<p>{html.escape(recovery_summary(record))}</p>")
         if record.get("posterior"):
             parts.append(f"<p>{html.escape(posterior_line(record))}</p>")
-        failures = recovery_failures(record)
-        if failures:
-            parts.append(f"<p>{html.escape(failures)}</p>")
+        for line in (recovery_failures(record), recovery_redraws(record)):
+            if line:
+                parts.append(f"<p>{html.escape(line)}</p>")
         lines = check_lines(record)
         if lines:
             parts.append(f"<h3>{html.escape(lines[0][0].upper() + lines[0][1:])}</h3><ul>"

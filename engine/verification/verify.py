@@ -29,7 +29,8 @@ from engine.task.results import POOLED, fitted_groups, posterior_groups
 from sandbox.results import Outcome
 
 __all__ = ["VerificationRecord", "verify_program", "comparisons", "comparison_lines", "locate_task", "check_lines",
-           "fit_spread", "posterior_line", "recovery_failures", "recovery_figure", "recovery_summary", "task_checks"]
+           "fit_spread", "posterior_line", "recovery_failures", "recovery_figure", "recovery_redraws",
+           "recovery_summary", "task_checks"]
 
 
 class VerificationRecord(TypedDict, total=False):
@@ -56,6 +57,8 @@ class VerificationRecord(TypedDict, total=False):
     recovery_pairs: dict[str, list[list[float]]]
     recovery_failed_sets: list[int]
     recovery_circular: list[str]
+    recovery_redrawn: dict[str, list[str]]  # set index -> why each discarded draw's data could not be measured
+    recovery_unmeasured_sets: list[int]  # sets that kept an unmeasurable draw after the most redraws
     posterior: dict[str, dict[str, list[float]]]  # group -> parameter -> (5 %, median, 95 %), groups as fitted_params
     posterior_diagnostics: dict[str, float]
     figures: list[dict[str, Any]]
@@ -123,6 +126,36 @@ def recovery_failures(record: Mapping[str, Any]) -> str:
             else f"the {kept} left are too few for a correlation.")
     return (f"{len(failed)} of {len(failed) + kept} simulated parameter sets could not be refitted (no restart gave a "
             f"finite likelihood; sets {failed}); {rest}")
+
+
+def recovery_redraws(record: Mapping[str, Any]) -> str:
+    """Returns one sentence on the recovery sets drawn again because the score cannot measure their simulated data
+    (`engine.fit.parameter_recovery`'s `unmeasurable`), or "" when none was.
+
+    For example "1 of 6 simulated parameter sets was drawn again: the score cannot measure the data of the
+    discarded draws (set 4: fires at 640 Hz in a sweep, past the 125 Hz the score measures)."
+    """
+    redrawn = record.get("recovery_redrawn")
+    if not isinstance(redrawn, Mapping) or not redrawn:
+        return ""
+    unmeasured = record.get("recovery_unmeasured_sets")
+    unmeasured = [str(k) for k in unmeasured] if isinstance(unmeasured, (list, tuple)) else []
+    n_sets = len(next(iter((record.get("recovery_pairs") or {}).values()), [])) + len(
+        record.get("recovery_failed_sets") or [])
+    parts = []
+    for key, reasons in redrawn.items():
+        reasons = [str(reason) for reason in reasons] if isinstance(reasons, (list, tuple)) else [str(reasons)]
+        part = f"set {key}: {reasons[0] if reasons else 'no reason given'}"
+        if len(reasons) > 1:
+            part += f"; drawn {len(reasons) + 1} times"
+        if str(key) in unmeasured:
+            part += ", and the last draw, kept, could not be measured either"
+        parts.append(part)
+    total = f" of {n_sets}" if n_sets else ""
+    sets = "sets" if n_sets or len(redrawn) > 1 else "set"
+    verb = "was" if len(redrawn) == 1 else "were"
+    return (f"{len(redrawn)}{total} simulated parameter {sets} {verb} drawn again: the score cannot measure the data "
+            f"of the discarded draws ({'; '.join(parts)}).")
 
 
 def recovery_summary(record: Mapping[str, Any]) -> str:
@@ -381,6 +414,9 @@ def verify_program(db_path: Path, program_id: int, *, task_yaml: Path | None = N
         record["recovery_pairs"] = dict(verify_result.details.get("recovery_pairs") or {})
         record["recovery_failed_sets"] = list(verify_result.details.get("recovery_failed_sets") or [])
         record["recovery_circular"] = list(verify_result.details.get("recovery_circular") or [])
+        redrawn = verify_result.details.get("recovery_redrawn")
+        record["recovery_redrawn"] = dict(redrawn) if isinstance(redrawn, Mapping) else {}
+        record["recovery_unmeasured_sets"] = list(verify_result.details.get("recovery_unmeasured_sets") or [])
         record["posterior"] = dict(verify_result.details.get("posterior") or {})
         record["posterior_diagnostics"] = dict(verify_result.details.get("posterior_diagnostics") or {})
         record["figures"] = list(verify_result.details.get("figures") or [])

@@ -4,8 +4,8 @@ a task's pass/fail checks."""
 import pytest
 
 from engine.verification.figures import validate_figure
-from engine.verification.verify import (check_lines, fit_spread, posterior_line, recovery_failures, recovery_figure, recovery_summary,
-                           task_checks)
+from engine.verification.verify import (check_lines, fit_spread, posterior_line, recovery_failures, recovery_figure,
+                                        recovery_redraws, recovery_summary, task_checks)
 
 
 def test_no_failed_sets_says_nothing():
@@ -21,6 +21,26 @@ def test_failed_sets_are_counted_next_to_the_ones_used():
     )
     record = {"recovery_failed_sets": [0, 2, 3, 5], "recovery_pairs": {"alpha": [[0.1, 0.1]] * 2}}
     assert recovery_failures(record).endswith("the 2 left are too few for a correlation.")
+
+
+def test_redrawn_sets_are_named_with_why_their_first_draws_could_not_be_measured():
+    assert recovery_redraws({"recovery_redrawn": {}}) == "" and recovery_redraws({}) == ""
+    record = {"recovery_pairs": {"alpha": [[0.1, 0.1]] * 6},
+              "recovery_redrawn": {"4": ["fires at 636 Hz in a sweep, past the 125 Hz the score measures"]}}
+    assert recovery_redraws(record) == (
+        "1 of 6 simulated parameter sets was drawn again: the score cannot measure the data of the discarded draws "
+        "(set 4: fires at 636 Hz in a sweep, past the 125 Hz the score measures)."
+    )
+    record = {"recovery_pairs": {"alpha": [[0.1, 0.1]] * 5}, "recovery_failed_sets": [0],
+              "recovery_redrawn": {"1": ["a", "b"], "2": ["c"]}, "recovery_unmeasured_sets": [1]}
+    assert recovery_redraws(record) == (
+        "2 of 6 simulated parameter sets were drawn again: the score cannot measure the data of the discarded draws "
+        "(set 1: a; drawn 3 times, and the last draw, kept, could not be measured either; set 2: c)."
+    )
+    assert recovery_redraws({"recovery_redrawn": {"1": 5}, "recovery_unmeasured_sets": "x"}) == (
+        "1 simulated parameter set was drawn again: the score cannot measure the data of the discarded draws "
+        "(set 1: 5)."
+    )  # a tampered record still gives a sentence
 
 
 def test_the_recovery_line_marks_circular_correlations():
@@ -84,6 +104,9 @@ def test_the_report_lists_the_task_checks_under_a_heading_that_counts_failures()
     html_text = _program_section(program, {}, record)
     expected = "<h3>Task checks: 1 of 1 FAILED</h3><ul><li>FAILED f-I gain, cell B6: ratio 0.00 &lt; 0.50</li></ul>"
     assert expected in html_text
+    record["recovery_redrawn"] = {"4": ["fires at <b>640</b> Hz"]}  # escaped, like every value from the database
+    expected = "the discarded draws (set 4: fires at &lt;b&gt;640&lt;/b&gt; Hz)."
+    assert expected in _program_section(program, {}, record)
 
 
 def test_the_fit_spread_leaves_failed_fits_out_and_needs_two():

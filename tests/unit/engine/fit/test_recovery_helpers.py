@@ -118,7 +118,9 @@ def test_parameter_recovery_refits_sets_drawn_around_each_group_with_a_real_fit(
     rows = [{"mask": np.ones(200, np.float32)}, {"mask": np.ones(200, np.float32)}]
     refit = refit_by_likelihood(gaussian_neg_log_likelihood, spec, restarts=2, max_steps=100, optimizer="lbfgs")
     result = parameter_recovery(spec, fitted, rows, gaussian_simulate, refit, n_sets=8, spread=0.3, seed=0)
-    assert result.record().keys() == {"recovery", "recovery_pairs", "recovery_failed_sets", "recovery_circular"}
+    assert result.record().keys() == {"recovery", "recovery_pairs", "recovery_failed_sets", "recovery_circular",
+                                      "recovery_redrawn", "recovery_unmeasured_sets"}
+    assert result.redrawn == {} and result.unmeasured_sets == [] and result.record()["recovery_redrawn"] == {}
     assert result.failed_sets == [] and result.circular == []
     assert result.recovery["mu"] > 0.95 and result.recovery["sigma"] > 0.9, result.recovery
     # set k is drawn around group k mod 2: the even sets near mu = -1, the odd ones near mu = 2
@@ -150,6 +152,43 @@ def test_parameter_recovery_takes_sets_from_a_refit_and_lists_the_failed_ones():
     with pytest.raises(ValueError, match="returned 4 parameter sets for 5"):
         parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, lambda s: refit(s)[:4],
                            n_sets=5, spread=1.0, seed=1)
+
+
+def test_a_set_whose_simulated_data_the_score_cannot_measure_is_drawn_again_and_listed():
+    """The rule sees only the simulated data; the sets it accepts are the same draws as without it."""
+    from engine.fit import parameter_recovery
+
+    spec = read_params(GAUSSIAN, "model")
+    rows = [{"mask": np.ones(50, np.float32)}]
+
+    def refit(stacked):
+        return [{"mu": float(row.mean()), "sigma": float(row.std())} for row in stacked["x"]]
+
+    def unmeasurable(row):
+        mean = float(np.mean(row["x"]))
+        return f"mean {mean:.2f}, above the 1.0 this score measures" if mean > 1.0 else ""
+
+    options = dict(n_sets=12, spread=1.0, seed=1)
+    plain = parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, refit, **options)
+    redrawn_sets = [k for k, g in enumerate(plain.recovered) if g["mu"] > 1.0]
+    assert redrawn_sets  # this seed draws some
+    result = parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, refit,
+                                unmeasurable=unmeasurable, **options)
+    assert sorted(result.redrawn) == redrawn_sets
+    assert all(reasons and all(r.startswith("mean ") and r.endswith("this score measures") for r in reasons)
+               for reasons in result.redrawn.values())
+    assert all(r["mu"] <= 1.0 for r in result.recovered)
+    for k in range(12):
+        if k not in redrawn_sets:
+            assert result.generating[k] == plain.generating[k] and result.recovered[k] == plain.recovered[k]
+    assert result.record()["recovery_redrawn"] == {str(k): v for k, v in result.redrawn.items()}
+    assert result.unmeasured_sets == []
+
+    # a rule no draw passes: each set is drawn 1 + max_redraws times, keeps its last draw and is listed
+    never = parameter_recovery(spec, [{"mu": 0.0, "sigma": 1.0}], rows, gaussian_simulate, refit, n_sets=3,
+                               spread=1.0, seed=1, unmeasurable=lambda row: "never", max_redraws=2)
+    assert never.redrawn == {k: ["never"] * 2 for k in range(3)} and len(never.recovered) == 3
+    assert never.unmeasured_sets == [0, 1, 2] and never.record()["recovery_unmeasured_sets"] == [0, 1, 2]
 
 
 def test_posterior_predictive_draws_replicates_at_each_groups_fit():
