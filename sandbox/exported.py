@@ -41,8 +41,8 @@ import weakref
 from typing import Any, Iterator, Mapping, Sequence
 
 __all__ = ["export_candidate", "load_candidate", "check_exported", "parse_input", "CandidateFunction",
-           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "MissingDerivative", "lifted_constants", "constants_as",
-           "forward_only", "prepare"]
+           "ALLOWED_CUSTOM_CALLS", "BATCH_DIMENSION", "ExportRejected", "MissingDerivative", "lifted_constants",
+           "constants_as", "forward_only", "prepare"]
 
 #: The symbolic leading dimension every exported argument and result carries.
 BATCH_DIMENSION = "batch"

@@ -133,7 +133,8 @@ def recovery_redraws(record: Mapping[str, Any]) -> str:
     (`engine.fit.parameter_recovery`'s `unmeasurable`), or "" when none was.
 
     For example "1 of 6 simulated parameter sets was drawn again: the score cannot measure the data of the
-    discarded draws (set 4: fires at 640 Hz in a sweep, past the 125 Hz the score measures)."
+    discarded draws (set 4: fires at 640 Hz in a sweep, at or past the 125 Hz where the score's coincidence factor
+    stops measuring)."
     """
     redrawn = record.get("recovery_redrawn")
     if not isinstance(redrawn, Mapping) or not redrawn:

@@ -5,7 +5,7 @@ RECOVERY_SPREAD in the unconstrained space); training-like sweeps are simulated 
 plus 0.5 mV white noise, and its spikes), the model is refitted to them, and generating and recovered values are
 correlated over all sets and cells. A set whose simulated sweeps fire at MEASURABLE_RATE_HZ or faster in any sweep is
 drawn again (`unmeasurable_sweeps`): there the score's coincidence factor is clamped and cannot tell parameter sets
-apart (in version 7, 1 of 10 sets drawn around the twin fired at about 660 Hz, and its tau_w and b came back far
+apart (in version 7, 1 of 10 sets drawn around the twin fired at 663-677 Hz, and its tau_w and b came back far
 off at a higher score than the generating parameters'). The rule sees only the simulated spikes, never a refit.
 Figures per cell: the f-I curve (spikes during the step vs step amplitude, every sweep, model vs data) and the
 voltage of the first held-out sweep, model vs data: the whole sweep, and its first ZOOM_MS with both spike trains.
