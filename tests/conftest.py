@@ -17,12 +17,6 @@ os.environ.setdefault("DISCOVER_CACHE", str(REPO / ".pytest_cache" / "discover-d
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
-    """`-n auto`: one worker more than the machine has cores (pyproject's --maxprocesses caps it). Many tests spend
-    much of their time waiting on a subprocess, a Ray start or a sandbox, and a worker more fills those waits."""
-    return (os.cpu_count() or 1) + 1
-
-
 @pytest.fixture
 def repo() -> Path:
     return REPO
