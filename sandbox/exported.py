@@ -501,6 +501,12 @@ def _impl(*args, functions: _Functions, kind: str, rank: int, directions: bool):
 def _abstract_eval(*avals, functions: _Functions, kind: str, rank: int, directions: bool):
     import jax
 
+    if kind == "jvp" and not directions and functions.forward is None:
+        # reverse mode traces the forward derivative only to transpose it into the exported VJP: its tangents have
+        # the shapes of the inexact results, so a candidate without a forward derivative (custom_vjp) still has one
+        primal = _abstract_eval(*avals[:len(functions.inexact_in)], functions=functions, kind="primal", rank=rank,
+                                directions=False)
+        return [aval for aval, inexact in zip(primal, functions.inexact_out) if inexact]
     shapes = jax.eval_shape(functools.partial(_impl, functions=functions, kind=kind, rank=rank,
                                               directions=directions),
                             *[jax.ShapeDtypeStruct(a.shape, a.dtype) for a in avals])

@@ -412,15 +412,15 @@ def _run(neg_log_likelihood, log_likelihood_terms, spec, data, held_out, z0, *, 
 
 def _in_a_mode_the_model_has(spec, build):
     """Returns build(forward): forward mode up to FORWARD_MODE_MAX_PARAMS parameters, else reverse mode, unless the
-    candidate has no reverse derivative (`sandbox.exported`: lax.while_loop has none), which is fitted in forward
-    mode instead of failing."""
+    candidate lacks that derivative (`sandbox.exported`: lax.while_loop has no reverse one, a custom_vjp function no
+    forward one); then the other mode, instead of failing."""
     forward = spec.size <= FORWARD_MODE_MAX_PARAMS
     try:
         return build(forward)
     except exported.MissingDerivative as error:
-        if forward or error.mode != "reverse":
+        if error.mode != ("forward" if forward else "reverse"):
             raise
-    return build(True)
+    return build(not forward)
 
 
 def _shapes(tree):

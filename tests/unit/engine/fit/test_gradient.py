@@ -247,3 +247,45 @@ def test_an_exported_model_without_a_reverse_derivative_is_fitted_in_forward_mod
 
     result = fit_maximum_likelihood(nll, ParamSpec.from_bounds(bounds), data, restarts=4, max_steps=200, loop=loop)
     np.testing.assert_allclose([result.params[f"w{i}"] for i in range(9)], truth, atol=0.05)
+
+
+CUSTOM_VJP_SOURCE = '''
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def identity(x):
+    return x
+
+
+identity.defvjp(lambda x: (x, None), lambda _, g: (g,))
+
+
+def predict(params, x):
+    # a custom_vjp function has no forward-mode derivative
+    return identity(x @ jnp.stack([params["w0"], params["w1"]]))
+'''
+
+
+@pytest.mark.slow
+def test_an_exported_model_without_a_forward_derivative_is_fitted_in_reverse_mode_whatever_its_size():
+    """Up to FORWARD_MODE_MAX_PARAMS the fit takes forward-mode gradients; a candidate whose forward derivative could
+    not be exported (a custom_vjp function) is fitted in reverse mode instead of failing."""
+    from sandbox.exported import export_candidate, load_candidate
+    from tests.tasks.candidates import module_from_source
+
+    bounds = {"w0": (-3.0, 3.0), "w1": (-3.0, 3.0)}
+    blob = export_candidate(module_from_source(CUSTOM_VJP_SOURCE), function_name="predict", parameters=list(bounds),
+                            inputs=["float32[2]"])["exported"]
+    predict = load_candidate(blob, function_name="predict", parameters=bounds, inputs=["float32[2]"])
+    assert "forward" in predict.problems and "custom_vjp" in predict.problems["forward"]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2)).astype(np.float32)
+    data = {"x": x, "y": (x @ np.array([1.5, -0.5], np.float32) + 0.1 * rng.normal(size=300)).astype(np.float32)}
+
+    def nll(params, data):
+        return 0.5 * jnp.sum((data["y"] - jax.vmap(lambda row: predict(params, row))(data["x"])) ** 2)
+
+    result = fit_maximum_likelihood(nll, ParamSpec.from_bounds(bounds), data, restarts=4, max_steps=200)
+    np.testing.assert_allclose([result.params["w0"], result.params["w1"]], [1.5, -0.5], atol=0.05)

@@ -144,18 +144,37 @@ def membrane(params, state, current_pA):
 '''
 
 
+# the same LIF through a custom_vjp function, which has no forward-mode derivative
+LIF_CUSTOM_VJP_SOURCE = LIF_SOURCE.replace(
+    "    # a loop with no reverse derivative (lax.while_loop), which adds nothing\n"
+    "    dv = dv + 0.0 * jax.lax.while_loop(lambda c: c < 3.0, lambda c: c + 1.0, state[1])\n",
+    "    dv = identity(dv)\n",
+).replace("def membrane(", """@jax.custom_vjp
+def identity(x):
+    return x
+
+
+identity.defvjp(lambda x: (x, None), lambda _, g: (g,))
+
+
+def membrane(""")
+
+
 @pytest.mark.slow
-def test_an_exported_model_without_a_reverse_derivative_is_fitted_in_forward_mode():
+@pytest.mark.parametrize(("source", "missing", "why"), [(LIF_SOURCE, "reverse", "while_loop"),
+                                                        (LIF_CUSTOM_VJP_SOURCE, "forward", "custom_vjp")])
+def test_an_exported_model_with_one_derivative_only_is_fitted_in_the_mode_it_has(source, missing, why):
     """Stages 1 and 1b take reverse-mode gradients; a candidate whose reverse derivative could not be exported
-    (lax.while_loop) is fitted in forward mode instead of failing."""
+    (lax.while_loop) is fitted in forward mode instead of failing, and one without a forward derivative (custom_vjp)
+    still in reverse mode."""
     from sandbox.exported import export_candidate, load_candidate
     from tests.tasks.candidates import module_from_source
 
     inputs = ["float32[2]", "float32"]
-    blob = export_candidate(module_from_source(LIF_SOURCE), function_name="membrane", parameters=list(BOUNDS),
+    blob = export_candidate(module_from_source(source), function_name="membrane", parameters=list(BOUNDS),
                             inputs=inputs)["exported"]
     membrane = load_candidate(blob, function_name="membrane", parameters=BOUNDS, inputs=inputs)
-    assert "reverse" in membrane.problems and "while_loop" in membrane.problems["reverse"]
+    assert list(membrane.problems) == [missing] and why in membrane.problems[missing]
     current = np.concatenate([np.zeros(40), np.full(400, 200.0), np.zeros(40)]).astype(np.float32)[None, None]
     v_start = np.full((1, 1), -70.0, np.float32)
     voltage, spikes = (np.asarray(x)[None, None] for x in simulate_spiking(
