@@ -1,5 +1,6 @@
 """The neuron task's recovery test: the task's own fit gets the twin's generating parameters back. In a file of its
-own, so that a parallel test run starts it beside test_neuron.py's other slow tests instead of after them."""
+own, so that a parallel test run hands it to a worker of its own at the start (tests/conftest.py: RUN_FIRST)
+instead of after test_neuron.py's other slow tests."""
 
 from __future__ import annotations
 
