@@ -18,6 +18,7 @@ import os
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,6 +252,10 @@ class SandboxSpec:
                              startup_grace_s=self.docker_startup_grace_s, stage=stage)
 
 
+#: How often LocalRunner.results looks, while it waits, whether a worker has failed (seconds).
+FAILURE_POLL_S = 0.25
+
+
 class LocalRunner:
     """Runs jobs on `num_workers` threads in this process, each owning one sandbox (real isolation, no Ray).
 
@@ -307,14 +312,22 @@ class LocalRunner:
         self._jobs.put(job)
 
     def results(self, timeout_s: float) -> list[RunResult]:
-        """Returns the results finished so far, waiting up to `timeout_s` seconds for the first one."""
+        """Returns the results finished so far, waiting up to `timeout_s` seconds for the first one.
+
+        Raises:
+            SandboxError as soon as a worker has failed (its sandbox could not open, or raised), also while
+            waiting.
+        """
         self._raise_if_broken()
         finished: list[RunResult] = []
-        if self.in_flight() > 0:
-            try:
-                finished.append(self._done.get(timeout=max(timeout_s, 0.0)))
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        while self.in_flight() > 0 and self._failure is None:
+            try:  # in slices, so that a worker's failure ends the wait instead of the timeout
+                finished.append(self._done.get(timeout=max(min(deadline - time.monotonic(), FAILURE_POLL_S), 0.0)))
+                break
             except queue.Empty:
-                pass
+                if time.monotonic() >= deadline:
+                    break
         while True:
             try:
                 finished.append(self._done.get_nowait())
