@@ -299,12 +299,12 @@ def main() -> None:
 
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; medians of {args.repeats}")
         folders = sorted(p.parent for p in (ROOT / "tasks").glob("*/task.yaml"))
-        rows = []
-        for folder in folders:
+        print_table([])
+        for folder in folders:  # each task's rows when they are done: a run cut off at a time limit shows those
             if args.tasks and folder.name not in args.tasks:
                 continue
-            rows += candidate_costs(folder / "task.yaml", "all" if args.baselines else "seed", args.repeats)
-        print_table(rows)
+            print_table(candidate_costs(folder / "task.yaml", "all" if args.baselines else "seed", args.repeats),
+                        header=False)
     elif args.sweep:
         sweep(args.repeats, args.restarts)
     elif args.gpu:

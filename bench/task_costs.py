@@ -65,8 +65,9 @@ def candidate_costs(task_yaml: Path, which: str, repeats: int) -> list[dict[str,
     return rows
 
 
-def print_table(rows: list[dict[str, float | str]]) -> None:
+def print_table(rows: list[dict[str, float | str]], *, header: bool = True) -> None:
     columns = ("compile_s", "fit_s", "other_s", "wall_s", "cpu_s", "train_score", "score")
-    print(f"{'task':8} {'candidate':26} " + " ".join(f"{c:>11}" for c in columns))
+    if header:
+        print(f"{'task':8} {'candidate':26} " + " ".join(f"{c:>11}" for c in columns))
     for row in rows:
-        print(f"{row['task']:8} {row['candidate']:26} " + " ".join(f"{row[c]:11.4f}" for c in columns))
+        print(f"{row['task']:8} {row['candidate']:26} " + " ".join(f"{row[c]:11.4f}" for c in columns), flush=True)
