@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurements of the speed section, in one call on a machine with one CUDA GPU:
 #   1. bench/fit.py --all-tasks (each task's seed through its own score) on the GPU and on the CPU;
-#   2. bench/fit.py --gpu's large bandit batch on the GPU (4096 restarts), and 64 restarts of it on the CPU;
+#   2. bench/fit.py --gpu's large bandit batch on the GPU (4096 restarts), and 16 restarts of it on the CPU;
 #   3. the GPU-marked tests;
 #   4. a 200-evaluation bandit run, four workers sharing the GPU (num_gpus_per_worker: 0.25);
 #   5. the neuron task's per-candidate fit (bench/fit.py --neuron) on the GPU and on the CPU.
@@ -55,7 +55,7 @@ step() {
 step all_tasks_gpu 60 "$ACCELERATOR" "$PYTHON" bench/fit.py --all-tasks --tasks bandit ddm tuning --repeats 3
 step all_tasks_cpu 60 cpu "$PYTHON" bench/fit.py --all-tasks --tasks bandit ddm tuning --repeats 3
 step large_batch_gpu 60 "$ACCELERATOR" "$PYTHON" bench/fit.py --gpu --gpu-shape 4096 100 1000
-step large_batch_cpu 30 cpu "$PYTHON" bench/fit.py --gpu --gpu-shape 64 100 1000
+step large_batch_cpu 30 cpu "$PYTHON" bench/fit.py --gpu --gpu-shape 16 100 1000
 if [ -z "${CPU_ONLY:-}" ]; then  # they need a GPU: without one they wait for a worker that cannot start
   step gpu_tests 30 "$ACCELERATOR" "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu -n 0 \
     tests/integration/test_sandbox_gpu.py
@@ -64,7 +64,7 @@ fi
 config="$OUT/gpu_run.yaml"
 printf 'sandbox:\n  runner: local\n  num_workers: 4\n  num_gpus_per_worker: %s\n' "$GPU_SHARE" > "$config"
 step run_200 100 "$ACCELERATOR" "$PYTHON" -m engine.cli run tasks/bandit/task.yaml --config "$config" \
-  --db "$OUT/run_200.db" --max-evals 200 --quiet
+  --db "$OUT/run_200.db" --max-evals 200 --json
 
 step neuron_gpu 100 "$ACCELERATOR" "$PYTHON" bench/fit.py --neuron --repeats 1
 step neuron_cpu 60 cpu "$PYTHON" bench/fit.py --neuron --repeats 1
