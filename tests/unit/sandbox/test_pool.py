@@ -108,22 +108,25 @@ def test_sandbox_that_cannot_open_is_reported() -> None:
     runner.close()
 
 
-
 @pytest.mark.parametrize("failure", ["opening", "running"])
 def test_a_worker_that_fails_while_results_waits_is_reported_at_once(failure: str) -> None:
     """results(timeout_s=...) raises as soon as a worker fails, not when its timeout runs out (a GPU-mode sandbox
     on a machine without NVIDIA device nodes used to leave the caller waiting the full timeout)."""
-    def slow_broken_factory(context: TaskContext, extra_env: Mapping[str, str]) -> ScriptedSandbox:
-        time.sleep(0.3)  # fails after the job is queued and results() waits
+    submitted = threading.Event()
+
+    def broken_factory(context: TaskContext, extra_env: Mapping[str, str]) -> ScriptedSandbox:
+        submitted.wait(timeout=10.0)  # fails only once the job is queued
         raise SandboxError("no NVIDIA device nodes")
 
-    factory = slow_broken_factory if failure == "opening" else ScriptedSandbox
+    factory = broken_factory if failure == "opening" else ScriptedSandbox
     with LocalRunner(CONTEXT, num_workers=1, sandbox_factory=factory) as runner:
         runner.submit(Job(1, "ok:1" if failure == "opening" else "raise"))
+        submitted.set()
         started = time.monotonic()
         with pytest.raises(SandboxError, match="sandbox worker failed"):
             runner.results(timeout_s=60.0)
         assert time.monotonic() - started < 5.0
+
 
 def test_local_runner_pins_jax_to_cpu_without_gpus() -> None:
     with LocalRunner(CONTEXT, num_workers=1, sandbox_factory=ScriptedSandbox) as runner:
