@@ -56,7 +56,7 @@ step all_tasks_gpu 60 "$ACCELERATOR" "$PYTHON" bench/fit.py --all-tasks --tasks 
 step all_tasks_cpu 60 cpu "$PYTHON" bench/fit.py --all-tasks --tasks bandit ddm tuning --repeats 3
 step large_batch_gpu 60 "$ACCELERATOR" "$PYTHON" bench/fit.py --gpu --gpu-shape 4096 100 1000
 step large_batch_cpu 30 cpu "$PYTHON" bench/fit.py --gpu --gpu-shape 16 100 1000
-if [ -z "${CPU_ONLY:-}" ]; then  # they need a GPU: without one they wait for a worker that cannot start
+if [ -z "${CPU_ONLY:-}" ]; then  # they need a GPU: without one they fail (no NVIDIA device nodes)
   step gpu_tests 30 "$ACCELERATOR" "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu -n 0 \
     tests/integration/test_sandbox_gpu.py
 fi

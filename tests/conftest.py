@@ -36,7 +36,7 @@ RUN_FIRST = (
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Puts RUN_FIRST's files first, in its order; the sort is stable, so tests keep their order within a file."""
     rank = {REPO / path: i for i, path in enumerate(RUN_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path, len(RUN_FIRST)))
+    items.sort(key=lambda item: rank.get(item.path.resolve(), len(RUN_FIRST)))
 
 
 @pytest.fixture
